@@ -1,0 +1,48 @@
+"""ofasys_fs: one generalist encoder-decoder trained on many multi-modal tasks declared by instructions."""
+from importlib import import_module
+
+from .registry import (  # noqa: F401
+    import_user_dir,
+    register_adaptor,
+    register_criterion,
+    register_generator,
+    register_lr_scheduler,
+    register_metric,
+    register_model,
+    register_model_architecture,
+    register_optimizer,
+    register_preprocessor,
+    register_task,
+)
+
+__version__ = "0.1.0"
+
+# Public names resolved on first use, so `import ofasys_fs` stays light and free of import cycles.
+_LAZY = {
+    "Instruction": "ofasys_fs.instruction",
+    "InstructionError": "ofasys_fs.instruction",
+    "register_attr_schema": "ofasys_fs.instruction",
+    "VocabConfig": "ofasys_fs.vocab",
+    "Vocabulary": "ofasys_fs.vocab",
+    "Task": "ofasys_fs.tasks.base",
+    "GeneralistModel": "ofasys_fs.models.generalist",
+    "Trainer": "ofasys_fs.engine.trainer",
+    "OFASys": "ofasys_fs.hub",
+    "Output": "ofasys_fs.hub",
+}
+
+__all__ = sorted(_LAZY) + ["import_user_dir", "__version__"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ofasys_fs' has no attribute {name!r}")
+
+
+def load_builtins() -> None:
+    """Import every built-in module so that all registries are filled."""
+    for package in ("preprocess", "adaptors", "models", "criteria", "generators", "metrics", "tasks"):
+        import_module(f"ofasys_fs.{package}")

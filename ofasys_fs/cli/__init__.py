@@ -1,0 +1,1 @@
+"""ofasys_fs.cli"""

@@ -1,0 +1,136 @@
+"""The small abstract contract of every registry kind.
+
+Each arrow of the data flow (DESIGN §1) is one of these: implement the abstract methods, register
+the class by name, and the name works in instructions, configs and the CLI.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, ClassVar, Optional
+
+import torch
+from torch import nn
+
+
+@dataclasses.dataclass
+class SampleContext:
+    """Where a value is being preprocessed: drives train-only noise and the stateless RNG."""
+
+    split: str = "inference"  # train | valid | test | inference
+    task: str = ""
+    row_index: int = 0
+    epoch: int = 0
+    seed: int = 1
+    column: str = ""
+
+    @property
+    def is_train(self) -> bool:
+        return self.split == "train"
+
+
+class Preprocessor(abc.ABC):
+    """Raw column value -> tensors for one slot; runs in DataLoader workers on CPU.
+
+    Text-like preprocessors (TEXT, BOX, PHONE, STRUCT, CATEGORY) return {"tokens": LongTensor} without
+    `<s>`/`</s>`: collation joins a side's text-like pieces into one group and wraps it once. Others
+    return named feature tensors (e.g. {"image": FloatTensor[3, H, W]}) and batch them with `collate`.
+    """
+
+    modality: ClassVar[str] = ""
+    text_like: ClassVar[bool] = False
+
+    def __init__(self, slot: Any, vocab: Any, data_cfg: Any = None):
+        self.slot, self.vocab, self.data_cfg = slot, vocab, data_cfg
+
+    @abc.abstractmethod
+    def __call__(self, value: Any, ctx: SampleContext) -> dict[str, torch.Tensor]:
+        """Preprocess one raw value; raise ValueError naming what was expected on bad input."""
+
+    def collate(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Batch the outputs of `__call__` (pad to the longest); text-like slots are batched centrally."""
+        raise NotImplementedError(f"{type(self).__name__} is text-like and is collated as part of a text group")
+
+    def postprocess(self, tokens: list[int], row: Optional[dict] = None) -> Any:
+        """Decoded token ids -> the user-facing value (text, box in pixels, ...)."""
+        return tokens
+
+
+class Adaptor(nn.Module, abc.ABC):
+    """A batched slot -> embeddings the shared encoder consumes (plus a padding mask)."""
+
+    @abc.abstractmethod
+    def forward(self, batch: dict[str, torch.Tensor]) -> "AdaptorOutput":
+        ...
+
+
+@dataclasses.dataclass
+class AdaptorOutput:
+    embeddings: torch.Tensor  # [B, T, D]
+    padding_mask: torch.Tensor  # [B, T], True where padded
+    positions: Optional[torch.Tensor] = None  # [B, T] absolute position ids, or None for 0..T-1
+    rel_bias: Optional[torch.Tensor] = None  # [B or 1, heads, T, T] relative position bias, or None
+
+
+class Model(nn.Module, abc.ABC):
+    """An encoder-decoder over slot batches with incremental decoding."""
+
+    @abc.abstractmethod
+    def forward(self, sample: dict) -> tuple[torch.Tensor, dict]:
+        """Teacher-forced decoder logits [B, T, V] and extras (encoder output, attention)."""
+
+
+class Criterion(nn.Module, abc.ABC):
+    """Loss of one batch (fairseq contract)."""
+
+    @abc.abstractmethod
+    def forward(self, model: Model, sample: dict) -> tuple[torch.Tensor, float, dict]:
+        """Returns (summed loss, sample size to normalise by, logging outputs)."""
+
+
+class Generator(abc.ABC):
+    """Batched decoding: one list of n-best hypotheses per row (dicts with tokens, score, positional_scores)."""
+
+    @abc.abstractmethod
+    def generate(self, model: Model, sample: dict, **options) -> list[list[dict]]:
+        ...
+
+
+class Metric(abc.ABC):
+    """Corpus-level score of predictions against references (each reference may be a list)."""
+
+    higher_is_better: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def compute(self, predictions: list, references: list) -> dict[str, float]:
+        """Returns {name: value}; the first key is the metric's headline value."""
+
+
+class OptimizerFactory(abc.ABC):
+    """Builds a torch optimizer over the given parameter groups."""
+
+    @abc.abstractmethod
+    def build(self, params) -> torch.optim.Optimizer:
+        ...
+
+
+class LRScheduler(abc.ABC):
+    """Sets the learning rate per update (fairseq's step_update)."""
+
+    @abc.abstractmethod
+    def lr_at(self, num_updates: int) -> float:
+        """Learning rate to use at the given update number."""
+
+    def step_update(self, optimizer: torch.optim.Optimizer, num_updates: int) -> float:
+        lr = self.lr_at(num_updates)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        return lr
+
+
+class BaseTask(abc.ABC):
+    """A named instruction (or templates) plus its data, metric, criterion and decoding defaults."""
+
+    @abc.abstractmethod
+    def add_dataset(self, source: Any, split: str) -> "BaseTask":
+        ...

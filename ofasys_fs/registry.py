@@ -1,0 +1,252 @@
+"""Name -> class registries for every pluggable kind, and `--user-dir` plugin import (fairseq style)."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import importlib.util
+import os
+import pkgutil
+import sys
+from typing import Any, Callable, Optional
+
+from . import contracts
+
+
+class RegistryError(ValueError):
+    """A registration or lookup that cannot be honoured (duplicate name, wrong base class, unknown name)."""
+
+
+def did_you_mean(name: str, choices) -> str:
+    """' Did you mean "x"?' for the closest choice, or '' when nothing is close."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    if not close:
+        close = [c for c in choices if str(c).lower() == str(name).lower()]
+    return f' Did you mean "{close[0]}"?' if close else ""
+
+
+@dataclasses.dataclass
+class Entry:
+    name: str
+    cls: Any
+    dataclass: Optional[type]
+    aliases: tuple = ()
+
+
+class Registry:
+    """Registered classes of one kind, looked up by name or alias."""
+
+    def __init__(self, kind: str, base_class: Optional[type] = None, default: Optional[str] = None):
+        self.kind, self.base_class, self.default = kind, base_class, default
+        self.entries: dict[str, Entry] = {}
+        self.aliases: dict[str, str] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.entries or name in self.aliases
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def get(self, name: Optional[str]) -> Entry:
+        name = name or self.default
+        if name is None:
+            raise RegistryError(f"no {self.kind} name given and the {self.kind} registry has no default")
+        name = self.aliases.get(name, name)
+        if name not in self.entries:
+            known = self.names() + sorted(self.aliases)
+            raise RegistryError(
+                f'unknown {self.kind} "{name}".{did_you_mean(name, known)} '
+                f"Known: {', '.join(self.names()) or '(none)'}. "
+                f"Plugins register more with --user-dir."
+            )
+        return self.entries[name]
+
+    def register(self, name: str, dataclass: Optional[type] = None, aliases=()) -> Callable:
+        def wrap(cls):
+            for n in (name, *aliases):
+                if n in self:
+                    prior = self.get(n).cls
+                    raise RegistryError(
+                        f'{self.kind} "{n}" is already registered by {prior.__module__}.{prior.__qualname__}; '
+                        f"cannot register {cls.__module__}.{cls.__qualname__} under the same name"
+                    )
+            if self.base_class is not None and not (isinstance(cls, type) and issubclass(cls, self.base_class)):
+                raise RegistryError(
+                    f'{self.kind} "{name}": {cls!r} must be a subclass of {self.base_class.__qualname__}'
+                )
+            if dataclass is not None and not dataclasses.is_dataclass(dataclass):
+                raise RegistryError(f'{self.kind} "{name}": config {dataclass!r} is not a dataclass')
+            self.entries[name] = Entry(name, cls, dataclass, tuple(aliases))
+            for alias in aliases:
+                self.aliases[alias] = name
+            cls.registered_name = name
+            if dataclass is not None:
+                cls.config_class = dataclass
+            return cls
+
+        return wrap
+
+    def build(self, name_or_config: Any = None, *args, **kwargs) -> Any:
+        """Build by name, by a config dataclass instance, or by a dict with a "name" key.
+
+        The built object receives its config (defaults filled) as its first argument when the entry
+        has a config dataclass; extra positional/keyword arguments are passed through.
+        """
+        cfg = None
+        if isinstance(name_or_config, dict):
+            fields = dict(name_or_config)
+            entry = self.get(fields.pop("name", None))
+            cfg = make_config(entry, fields, self.kind)
+        elif dataclasses.is_dataclass(name_or_config) and not isinstance(name_or_config, type):
+            entry = self._entry_for_config(name_or_config)
+            cfg = name_or_config
+        else:
+            entry = self.get(name_or_config)
+            if entry.dataclass is not None:
+                cfg = entry.dataclass()
+        return entry.cls(cfg, *args, **kwargs) if cfg is not None else entry.cls(*args, **kwargs)
+
+    def _entry_for_config(self, cfg) -> Entry:
+        named = getattr(cfg, "name", None)
+        if isinstance(named, str) and named in self:
+            return self.get(named)
+        for entry in self.entries.values():
+            if entry.dataclass is type(cfg):
+                return entry
+        raise RegistryError(f"no {self.kind} is registered with config class {type(cfg).__qualname__}")
+
+
+def make_config(entry: Entry, fields: dict, kind: str):
+    if entry.dataclass is None:
+        if fields:
+            raise RegistryError(f'{kind} "{entry.name}" takes no config, got {sorted(fields)}')
+        return None
+    known = {f.name for f in dataclasses.fields(entry.dataclass)}
+    for key in fields:
+        if key not in known:
+            raise RegistryError(
+                f'{kind} "{entry.name}" has no option "{key}".{did_you_mean(key, known)} '
+                f"Options: {', '.join(sorted(known))}"
+            )
+    return entry.dataclass(**fields)
+
+
+REGISTRIES: dict[str, Registry] = {}
+
+
+def setup_registry(kind: str, base_class: Optional[type] = None, default: Optional[str] = None):
+    """Create the registry of one kind; returns (build_<kind>, register_<kind>, registry)."""
+    if kind in REGISTRIES:
+        raise RegistryError(f'registry "{kind}" already exists')
+    registry = Registry(kind, base_class, default)
+    REGISTRIES[kind] = registry
+    return registry.build, registry.register, registry
+
+
+build_task, register_task, TASK_REGISTRY = setup_registry("task", contracts.BaseTask)
+build_criterion, register_criterion, CRITERION_REGISTRY = setup_registry(
+    "criterion", contracts.Criterion, default="label_smoothed_ce"
+)
+build_model, register_model, MODEL_REGISTRY = setup_registry("model", contracts.Model, default="generalist")
+build_preprocessor, register_preprocessor, PREPROCESSOR_REGISTRY = setup_registry(
+    "preprocessor", contracts.Preprocessor
+)
+build_adaptor, register_adaptor, ADAPTOR_REGISTRY = setup_registry("adaptor", contracts.Adaptor)
+build_generator, register_generator, GENERATOR_REGISTRY = setup_registry(
+    "generator", contracts.Generator, default="sequence"
+)
+build_metric, register_metric, METRIC_REGISTRY = setup_registry("metric", contracts.Metric)
+build_optimizer, register_optimizer, OPTIMIZER_REGISTRY = setup_registry(
+    "optimizer", contracts.OptimizerFactory, default="adamw"
+)
+build_lr_scheduler, register_lr_scheduler, LR_SCHEDULER_REGISTRY = setup_registry(
+    "lr_scheduler", contracts.LRScheduler, default="polynomial_decay"
+)
+
+# Architectures: name -> function(model config) -> model config with the arch's sizes filled in.
+ARCH_REGISTRY: dict[str, Callable] = {}
+ARCH_MODEL: dict[str, str] = {}
+
+
+def register_model_architecture(model_name: str, arch_name: str) -> Callable:
+    """Register a named size preset for a model (fairseq's --arch)."""
+
+    def wrap(fn: Callable) -> Callable:
+        if arch_name in ARCH_REGISTRY:
+            raise RegistryError(f'architecture "{arch_name}" is already registered')
+        if not callable(fn):
+            raise RegistryError(f'architecture "{arch_name}" must be a function of the model config')
+        ARCH_REGISTRY[arch_name] = fn
+        ARCH_MODEL[arch_name] = model_name
+        return fn
+
+    return wrap
+
+
+def get_architecture(arch_name: str) -> Callable:
+    if arch_name not in ARCH_REGISTRY:
+        raise RegistryError(
+            f'unknown architecture "{arch_name}".{did_you_mean(arch_name, ARCH_REGISTRY)} '
+            f"Known: {', '.join(sorted(ARCH_REGISTRY))}"
+        )
+    return ARCH_REGISTRY[arch_name]
+
+
+def import_package_modules(package_file: str, package_name: str) -> None:
+    """Import every module of a package so that its register_* decorators run (built-in discovery)."""
+    folder = os.path.dirname(package_file)
+    for info in pkgutil.iter_modules([folder]):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package_name}.{info.name}")
+
+
+_USER_DIRS: dict[str, str] = {}  # absolute path -> module name
+
+
+def import_user_dir(path: str) -> str:
+    """Import a plugin package by folder path (fairseq --user-dir); memoised, returns its module name.
+
+    The folder's own name becomes the module name, so it must not shadow an installed package.
+    """
+    if not path:
+        raise ValueError("--user-dir needs a folder path")
+    abspath = os.path.abspath(os.path.expanduser(path))
+    if abspath in _USER_DIRS:
+        return _USER_DIRS[abspath]
+    if not os.path.isdir(abspath):
+        raise FileNotFoundError(f"--user-dir {path!r}: no such folder ({abspath})")
+    if not os.path.isfile(os.path.join(abspath, "__init__.py")):
+        raise FileNotFoundError(f"--user-dir {path!r}: {abspath} has no __init__.py, so it is not a package")
+    module_name = os.path.basename(abspath.rstrip(os.sep))
+    existing = sys.modules.get(module_name)
+    if existing is not None:
+        existing_path = os.path.dirname(os.path.abspath(getattr(existing, "__file__", "") or ""))
+        if existing_path != abspath:
+            raise ImportError(
+                f"--user-dir {path!r}: a module named {module_name!r} is already imported from "
+                f"{existing_path}; rename the plugin folder"
+            )
+    else:
+        spec = importlib.util.spec_from_file_location(
+            module_name, os.path.join(abspath, "__init__.py"), submodule_search_locations=[abspath]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]
+            raise
+    _USER_DIRS[abspath] = module_name
+    return module_name
+
+
+def imported_user_dirs() -> list[str]:
+    """Absolute paths of every user dir imported so far (recorded in checkpoints, re-imported in workers)."""
+    return list(_USER_DIRS)
+
+
+def reimport_user_dirs(paths) -> None:
+    """Worker/rank initialiser: import the same plugin folders as the parent process."""
+    for path in paths or ():
+        import_user_dir(path)
