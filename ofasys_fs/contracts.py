@@ -69,7 +69,9 @@ class AdaptorOutput:
     embeddings: torch.Tensor  # [B, T, D]
     padding_mask: torch.Tensor  # [B, T], True where padded
     positions: Optional[torch.Tensor] = None  # [B, T] absolute position ids, or None for 0..T-1
-    rel_bias: Optional[torch.Tensor] = None  # [B or 1, heads, T, T] relative position bias, or None
+    # relative position bias [B or 1, heads, T, T] for every layer, or [layers, B or 1, heads, T, T]; None: none
+    rel_bias: Optional[torch.Tensor] = None
+    position_embeddings: Optional[torch.Tensor] = None  # [B or 1, T, D] vectors of the decoupled position bias
 
 
 class Model(nn.Module, abc.ABC):

@@ -1,0 +1,213 @@
+"""RowSource: one indexable view (`len`, `[i] -> dict`) over every form a task's data can take."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import Any, Optional
+
+import numpy as np
+
+FILE_SUFFIXES = (".jsonl", ".json", ".tsv", ".parquet")
+
+
+class DataError(ValueError):
+    """Bad data: the message names the file or source, the row and what was expected."""
+
+
+class RowSource:
+    """Random access to rows as dicts; `base_dir` is where relative media paths resolve."""
+
+    base_dir: Optional[str] = None
+    description: str = "rows"
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict:
+        raise NotImplementedError
+
+    def where(self, index: int) -> str:
+        """Human-readable location of a row, for error messages."""
+        return f"{self.description}, row {index}"
+
+
+class SequenceRows(RowSource):
+    """A list of dicts, a map-style torch Dataset of dicts, or a Hugging Face `datasets.Dataset`."""
+
+    def __init__(self, data: Any, description: str):
+        self.data, self.description = data, description
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.data[int(index)]
+        if not isinstance(row, dict):
+            raise DataError(f"{self.where(index)}: expected a dict of columns, got {type(row).__name__}")
+        return row
+
+
+class LineFileRows(RowSource):
+    """A .jsonl or .tsv file read through a byte-offset index (never loaded whole)."""
+
+    def __init__(self, path: str):
+        self.path, self.base_dir = path, os.path.dirname(os.path.abspath(path))
+        self.description = path
+        self.is_tsv = path.endswith(".tsv")
+        self.offsets, self.line_numbers = self._index()
+        if self.is_tsv:
+            if not len(self.offsets):
+                raise DataError(f"{path}: empty file; a .tsv needs a header line naming the columns")
+            self.header = self._read_line(0).split("\t")
+            self.offsets, self.line_numbers = self.offsets[1:], self.line_numbers[1:]
+        if not len(self.offsets):
+            raise DataError(f"{path}: the file has no rows")
+
+    def _index(self) -> tuple[np.ndarray, np.ndarray]:
+        offsets, numbers, pos = [], [], 0
+        with open(self.path, "rb") as f:
+            for number, line in enumerate(f, start=1):
+                if line.strip():
+                    offsets.append(pos)
+                    numbers.append(number)
+                pos += len(line)
+        return np.asarray(offsets, dtype=np.int64), np.asarray(numbers, dtype=np.int64)
+
+    def where(self, index: int) -> str:
+        return f"{self.path}, line {int(self.line_numbers[index])} (row {index})"
+
+    def _read_line(self, index: int) -> str:
+        with open(self.path, "rb") as f:
+            f.seek(int(self.offsets[index]))
+            raw = f.readline()
+        try:
+            return raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as err:
+            raise DataError(f"{self.where(index)}: not valid UTF-8 text ({err.reason} at byte {err.start})") from None
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(f"{self.path}: row {index} out of range (0..{len(self) - 1})")
+        line = self._read_line(index)
+        if self.is_tsv:
+            fields = next(csv.reader([line], delimiter="\t", quoting=csv.QUOTE_NONE))
+            if len(fields) != len(self.header):
+                raise DataError(
+                    f"{self.where(index)}: {len(fields)} tab-separated fields, expected {len(self.header)} "
+                    f"as in the header {self.header}"
+                )
+            return dict(zip(self.header, fields))
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{self.where(index)}: not valid JSON ({err.msg} at column {err.colno})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{self.where(index)}: expected a JSON object of columns, got {type(row).__name__}")
+        return row
+
+
+class ParquetRows(RowSource):
+    """A .parquet file, read one row group at a time."""
+
+    def __init__(self, path: str):
+        import pyarrow.parquet as pq
+
+        self.path, self.base_dir, self.description = path, os.path.dirname(os.path.abspath(path)), path
+        try:
+            meta = pq.ParquetFile(path).metadata
+        except Exception as err:  # pyarrow raises several types for a bad file
+            raise DataError(f"{path}: not a readable parquet file ({err})") from None
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        self.starts = np.cumsum([0] + sizes)
+        if self.starts[-1] == 0:
+            raise DataError(f"{path}: the file has no rows")
+        self._cache: tuple[int, list] = (-1, [])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, index: int) -> dict:
+        import pyarrow.parquet as pq
+
+        if not 0 <= index < len(self):
+            raise IndexError(f"{self.path}: row {index} out of range (0..{len(self) - 1})")
+        group = int(np.searchsorted(self.starts, index, side="right") - 1)
+        if self._cache[0] != group:
+            self._cache = (group, pq.ParquetFile(self.path).read_row_group(group).to_pylist())
+        return self._cache[1][index - int(self.starts[group])]
+
+    def __getstate__(self):
+        return {**self.__dict__, "_cache": (-1, [])}
+
+
+def resolve_path(path: str, split: str) -> str:
+    """A data file, or the file/shard for `split` inside a folder."""
+    if os.path.isdir(path):
+        for suffix in FILE_SUFFIXES:
+            candidate = os.path.join(path, split + suffix)
+            if os.path.isfile(candidate):
+                return candidate
+        raise DataError(
+            f"{path}: a folder that is neither a shard (no manifest.json) nor holds "
+            f"{split}.jsonl/.tsv/.parquet"
+        )
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file or folder")
+    return path
+
+
+def open_file(path: str) -> RowSource:
+    if path.endswith(".parquet"):
+        return ParquetRows(path)
+    if path.endswith((".jsonl", ".tsv", ".json")):
+        return LineFileRows(path)
+    raise DataError(f"{path}: unsupported data file; expected .jsonl, .tsv, .parquet or a shard folder")
+
+
+def as_row_source(source: Any, split: str = "train") -> RowSource:
+    """Wrap any supported data form (DESIGN §3) in a RowSource."""
+    from .shards import ShardDataset, is_shard_dir
+
+    if isinstance(source, RowSource):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if os.path.isdir(path) and is_shard_dir(path):
+            return ShardRows(ShardDataset(path, split), path, split)
+        return open_file(resolve_path(path, split))
+    if _is_iterable_only(source):
+        raise DataError(
+            f"{type(source).__name__} is an iterable-only dataset; ofasys_fs needs random access "
+            f"(len and [i]) for shuffling, sharding and exact resume. Materialise it (e.g. a HF "
+            f"IterableDataset via Dataset.from_generator) or write shards with ofasys-preprocess"
+        )
+    if hasattr(source, "__len__") and hasattr(source, "__getitem__") and not isinstance(source, (dict, bytes)):
+        return SequenceRows(source, f"{type(source).__name__} ({split})")
+    raise DataError(
+        f"cannot read rows from {type(source).__name__}; expected a list of dicts, a HF datasets.Dataset, a "
+        f"map-style torch Dataset of dicts, a .jsonl/.tsv/.parquet path or a shard folder"
+    )
+
+
+def _is_iterable_only(source: Any) -> bool:
+    names = {cls.__name__ for cls in type(source).__mro__}
+    return "IterableDataset" in names or (hasattr(source, "__iter__") and not hasattr(source, "__getitem__")
+                                          and not isinstance(source, (str, bytes, dict)))
+
+
+class ShardRows(RowSource):
+    """A shard folder written by ofasys-preprocess."""
+
+    def __init__(self, dataset, path: str, split: str):
+        self.dataset, self.base_dir = dataset, os.path.abspath(path)
+        self.description = f"{path} (split {split})"
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.dataset[index]

@@ -1,0 +1,165 @@
+"""Bounded http(s) downloads for media columns that hold URLs (DESIGN §12).
+
+Only http and https are fetched (also after redirects), with a connect timeout, a per-read timeout,
+a total deadline, a size cap enforced while streaming, and a redirect limit. Built on urllib so that
+no extra dependency is needed; proxies from the usual environment variables are honoured.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import http.client
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+ALLOWED_SCHEMES = ("http", "https")
+_CHUNK_BYTES = 1 << 16
+_USER_AGENT = "ofasys_fs-media-loader/1.0"
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchLimits:
+    """How long and how much one media download may take before it is refused."""
+
+    connect_timeout: float = 10.0  # seconds to open the connection (and finish the TLS handshake)
+    read_timeout: float = 30.0  # seconds any single read may wait for data
+    total_timeout: float = 300.0  # seconds for the whole download, redirects included
+    max_bytes: int = 64 * 1024 * 1024
+    max_redirects: int = 5
+
+
+class FetchError(Exception):
+    """A download was refused or failed; the message says why, without the URL (callers add it)."""
+
+
+def is_http_url(text: str) -> bool:
+    """True when `text` is an absolute http:// or https:// URL with a host."""
+    try:
+        parts = urllib.parse.urlsplit(text.strip())
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ALLOWED_SCHEMES and bool(parts.netloc)
+
+
+def fetch_url(url: str, limits: FetchLimits = FetchLimits()) -> bytes:
+    """Download `url` (http/https only) within `limits`; raises FetchError with a clear reason."""
+    if not is_http_url(url):
+        raise FetchError(f"not a valid {' or '.join(ALLOWED_SCHEMES)} URL with a host")
+    deadline = time.monotonic() + limits.total_timeout
+    try:
+        with _build_opener(limits).open(url.strip(), timeout=limits.connect_timeout) as response:
+            declared = response.headers.get("Content-Length")
+            if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes:
+                raise FetchError(
+                    f"too large: Content-Length {declared} bytes exceeds the cap of {limits.max_bytes} bytes"
+                )
+            return _read_capped(response, limits.max_bytes, deadline)
+    except urllib.error.HTTPError as err:
+        raise FetchError(f"HTTP {err.code} {err.reason}") from err
+    except urllib.error.URLError as err:
+        raise FetchError(_describe_network_error(err.reason)) from err
+    except (OSError, http.client.HTTPException) as err:
+        raise FetchError(_describe_network_error(err)) from err
+
+
+def _read_capped(response, max_bytes: int, deadline: float) -> bytes:
+    chunks, received = [], 0
+    while True:
+        if time.monotonic() > deadline:
+            raise FetchError("timed out: the download exceeded its total time limit")
+        chunk = response.read(_CHUNK_BYTES)
+        if not chunk:
+            return b"".join(chunks)
+        received += len(chunk)
+        if received > max_bytes:
+            raise FetchError(f"too large: the body exceeds the cap of {max_bytes} bytes")
+        chunks.append(chunk)
+
+
+def _describe_network_error(reason) -> str:
+    if isinstance(reason, (socket.timeout, TimeoutError)):
+        return "timed out waiting for the server"
+    if isinstance(reason, BaseException):
+        return f"network error: {type(reason).__name__}: {reason}"
+    return f"network error: {reason}"
+
+
+def _build_opener(limits: FetchLimits) -> urllib.request.OpenerDirector:
+    # Built by hand, not with build_opener, so that file:, ftp: and data: handlers are never present.
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler(),
+        _HTTPHandler(limits.read_timeout),
+        _HTTPSHandler(limits.read_timeout),
+        _CountingRedirectHandler(limits.max_redirects),
+        urllib.request.HTTPDefaultErrorHandler(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    opener.addheaders = [("User-Agent", _USER_AGENT)]
+    return opener
+
+
+class _ReadTimeoutMixin:
+    """Connect under the request's timeout, then switch the socket to the per-read timeout."""
+
+    def __init__(self, *args, read_timeout: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.read_timeout = read_timeout
+
+    def connect(self):
+        super().connect()
+        self.sock.settimeout(self.read_timeout)
+
+
+class _HTTPConnection(_ReadTimeoutMixin, http.client.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_ReadTimeoutMixin, http.client.HTTPSConnection):
+    pass
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, read_timeout: float):
+        super().__init__()
+        self.read_timeout = read_timeout
+
+    def http_open(self, req):
+        return self.do_open(functools.partial(_HTTPConnection, read_timeout=self.read_timeout), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, read_timeout: float):
+        super().__init__()
+        self.read_timeout = read_timeout
+
+    def https_open(self, req):
+        connection = functools.partial(_HTTPSConnection, read_timeout=self.read_timeout)
+        return self.do_open(connection, req, context=self._context)
+
+
+class _CountingRedirectHandler(urllib.request.HTTPRedirectHandler):
+    """Follows at most `max_redirects` redirects, and only to http(s) URLs."""
+
+    def __init__(self, max_redirects: int):
+        super().__init__()
+        self.max_redirects = max_redirects
+        # urllib's own loop detection would fire first with a vaguer message; ours is the limit.
+        self.max_repeats = self.max_redirections = max_redirects + 1
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        count = getattr(req, "ofasys_redirect_count", 0) + 1
+        if not is_http_url(newurl):
+            fp.close()
+            raise FetchError(f"redirected to a non-http(s) URL {newurl[:200]!r}, which is not followed")
+        if count > self.max_redirects:
+            fp.close()
+            raise FetchError(f"too many redirects (more than {self.max_redirects}); last target {newurl[:200]!r}")
+        new_request = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new_request is not None:
+            new_request.ofasys_redirect_count = count
+        return new_request

@@ -1,0 +1,306 @@
+"""GeneralistModel: the OFA-style encoder-decoder over instruction pieces (DESIGN §7)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import adaptors as _builtin_adaptors  # noqa: F401  (registers the built-in adaptors)
+from ..contracts import Adaptor, AdaptorOutput, Model
+from ..registry import build_adaptor, register_model
+from .archs import ModelConfig, config_with_overrides, resolve_config
+from .layers import (
+    DecoderLayer,
+    EncoderLayer,
+    ScaledTokenEmbedding,
+    SequencePositions,
+    activation_dtype,
+    causal_bias,
+    decoupled_position_bias,
+    drop_path_rates,
+    padding_bias,
+    run_layer,
+)
+
+PAD_ID = 1  # the vocabulary's <pad> (docs/internals.md) when build() gets a bare size
+NOT_BUILT = (
+    "GeneralistModel has no weights yet: call model.build(vocab, adaptor_names) (the Trainer does this once it "
+    "knows the vocabulary and the tasks), or create it with GeneralistModel.from_config(cfg, vocab_size, adaptor_names)"
+)
+
+
+@dataclasses.dataclass
+class EncoderOut:
+    """What the decoder reads from the encoder."""
+
+    x: torch.Tensor  # [B, S, D] after the final layer norm
+    padding_mask: torch.Tensor  # [B, S], True where padded
+    position_embeddings: torch.Tensor  # [B, S, D], keys of the cross-attention position bias
+
+    def index_select(self, new_order: torch.Tensor) -> "EncoderOut":
+        """Rows picked (and repeated) by `new_order`, e.g. to expand a batch into beams."""
+        return EncoderOut(**{
+            field.name: getattr(self, field.name).index_select(0, new_order) for field in dataclasses.fields(self)
+        })
+
+
+def check_adaptor_output(name: str, out: AdaptorOutput, batch_size: int, cfg: ModelConfig) -> None:
+    """Raise ValueError naming the adaptor when its output breaks the AdaptorOutput contract."""
+    length = out.embeddings.size(1) if out.embeddings.dim() == 3 else -1
+    expected = {
+        "embeddings": (out.embeddings.shape, (batch_size, length, cfg.embed_dim)),
+        "padding_mask": (out.padding_mask.shape, (batch_size, length)),
+    }
+    if out.position_embeddings is not None:
+        expected["position_embeddings"] = (out.position_embeddings.shape[1:], (length, cfg.embed_dim))
+    if out.rel_bias is not None:
+        layers = (cfg.encoder_layers,) if out.rel_bias.dim() == 5 else ()
+        expected["rel_bias"] = (out.rel_bias.shape[:-4] + out.rel_bias.shape[-3:],
+                                layers + (cfg.attention_heads, length, length))
+    for field, (got, want) in expected.items():
+        if tuple(got) != tuple(want):
+            raise ValueError(f'adaptor "{name}": {field} has shape {list(got)}, expected {list(want)}')
+
+
+class Encoder(nn.Module):
+    """Runs each piece's adaptor, concatenates the pieces along time and applies the encoder layers."""
+
+    def __init__(self, cfg: ModelConfig, adaptors: dict[str, Adaptor]):
+        super().__init__()
+        self.cfg = cfg
+        self.adaptors = nn.ModuleDict(adaptors)
+        self.pos_q = nn.Linear(cfg.embed_dim, cfg.embed_dim)
+        self.pos_k = nn.Linear(cfg.embed_dim, cfg.embed_dim)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(
+            EncoderLayer(cfg, rate) for rate in drop_path_rates(cfg.drop_path_rate, cfg.encoder_layers)
+        )
+        self.layer_norm = nn.LayerNorm(cfg.embed_dim)
+
+    def run_adaptor(self, index: int, piece: dict) -> tuple[str, AdaptorOutput]:
+        name = piece.get("adaptor") or self.cfg.image_adaptor
+        if name not in self.adaptors:
+            raise KeyError(
+                f'encoder piece {index} ({piece.get("modality", "?")}) needs adaptor "{name}", which this model '
+                f"was not built with (built: {', '.join(self.adaptors) or 'none'}); include it in adaptor_names "
+                f"when building the model"
+            )
+        return name, self.adaptors[name](piece)
+
+    def forward(self, pieces: list[dict]) -> EncoderOut:
+        """Encoder pieces (docs/internals.md sample format) -> EncoderOut."""
+        if not pieces:
+            raise ValueError("encoder: the sample has no encoder pieces")
+        named_outputs = [self.run_adaptor(index, piece) for index, piece in enumerate(pieces)]
+        batch_size = named_outputs[0][1].embeddings.size(0)
+        for name, out in named_outputs:
+            check_adaptor_output(name, out, batch_size, self.cfg)
+        outputs = [out for _, out in named_outputs]
+        x = torch.cat([out.embeddings for out in outputs], dim=1)
+        padding_mask = torch.cat([out.padding_mask for out in outputs], dim=1)
+        positions = torch.cat([
+            out.embeddings.new_zeros(out.embeddings.shape) if out.position_embeddings is None
+            else out.position_embeddings.expand_as(out.embeddings) for out in outputs
+        ], dim=1)
+        dtype = activation_dtype(x)
+        base_bias = decoupled_position_bias(self.pos_q(positions), self.pos_k(positions), self.cfg.attention_heads)
+        base_bias = base_bias.to(dtype) + padding_bias(padding_mask, dtype)
+        x = self.dropout(x)
+        checkpointing = self.cfg.checkpoint_activations and self.training and torch.is_grad_enabled()
+        for index, layer in enumerate(self.layers):
+            x = run_layer(layer, checkpointing, x, self.layer_bias(base_bias, outputs, index))
+        return EncoderOut(self.layer_norm(x), padding_mask, positions)
+
+    @staticmethod
+    def layer_bias(base_bias: torch.Tensor, outputs: list[AdaptorOutput], layer: int) -> torch.Tensor:
+        """The base bias plus each piece's relative bias on its diagonal block (cross-piece pairs get none)."""
+        bias = base_bias.clone()
+        start = 0
+        for out in outputs:
+            end = start + out.embeddings.size(1)
+            if out.rel_bias is not None:
+                relative = out.rel_bias[layer] if out.rel_bias.dim() == 5 else out.rel_bias
+                bias[:, :, start:end, start:end] += relative.to(bias.dtype)
+            start = end
+        return bias
+
+
+class Decoder(nn.Module):
+    """Causal text decoder with cross-attention; logits through the shared embedding table.
+
+    With an `incremental_state` dict it runs only the positions not yet cached (normally the last
+    one), appends their self-attention K/V, computes cross-attention K/V once per source, and
+    returns logits for the last position only.
+    """
+
+    def __init__(self, cfg: ModelConfig, embed_tokens: nn.Embedding):
+        super().__init__()
+        dim = cfg.embed_dim
+        self.cfg = cfg
+        self.tokens = ScaledTokenEmbedding(embed_tokens)
+        self.positions = SequencePositions(
+            cfg.max_target_positions, dim, cfg.decoder_layers, cfg.attention_heads,
+            cfg.text_rel_buckets, cfg.text_rel_max_distance, owner="decoder (max_target_positions)",
+        )
+        self.self_pos_q, self.self_pos_k = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.cross_pos_q, self.cross_pos_k = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(
+            DecoderLayer(cfg, rate) for rate in drop_path_rates(cfg.drop_path_rate, cfg.decoder_layers)
+        )
+        self.layer_norm = nn.LayerNorm(dim)
+
+    @staticmethod
+    def cached_steps(incremental_state: Optional[dict], length: int) -> int:
+        """How many leading positions the incremental state already holds (0 without a state)."""
+        if incremental_state is None or "layers.0.self_attn" not in incremental_state:
+            return 0
+        steps = incremental_state["layers.0.self_attn"]["k"].size(2)
+        if steps >= length:
+            raise ValueError(
+                f"incremental decoding: the state already holds {steps} positions but prev_output_tokens has "
+                f"{length}; pass the whole prefix, one token longer per call (use a fresh state per batch)"
+            )
+        return steps
+
+    def forward(self, prev_output_tokens: torch.Tensor, encoder_out: EncoderOut,
+                incremental_state: Optional[dict] = None) -> tuple[torch.Tensor, dict]:
+        """Decoder input [B, T] -> (logits [B, T, V] or [B, 1, V] when incremental, {"hidden": ...})."""
+        length = prev_output_tokens.size(1)
+        all_positions = self.positions.positions(length, prev_output_tokens.device)
+        start = self.cached_steps(incremental_state, length)
+        query_positions = all_positions[start:]
+        x = self.dropout(self.tokens(prev_output_tokens[:, start:]))
+        dtype = activation_dtype(x)
+        position_vectors = self.positions.embeddings(all_positions)[None]
+        query_vectors = position_vectors[:, start:]
+        self_bias = decoupled_position_bias(
+            self.self_pos_q(query_vectors), self.self_pos_k(position_vectors), self.cfg.attention_heads
+        ).to(dtype) + causal_bias(length, dtype, x.device)[start:]
+        relative = self.positions.relative_bias(query_positions, all_positions).to(dtype)
+        cross_bias = self.cross_bias(query_vectors, encoder_out, incremental_state, dtype)
+        checkpointing = (self.cfg.checkpoint_activations and self.training and torch.is_grad_enabled()
+                         and incremental_state is None)
+        for index, layer in enumerate(self.layers):
+            caches = self.layer_caches(incremental_state, index)
+            x = run_layer(layer, checkpointing, x, self_bias + relative[index], encoder_out.x, cross_bias, *caches)
+        x = self.layer_norm(x)
+        if incremental_state is not None:
+            x = x[:, -1:]
+        return F.linear(x, self.tokens.embed_tokens.weight), {"hidden": x}
+
+    def cross_bias(self, query_vectors: torch.Tensor, encoder_out: EncoderOut,
+                   incremental_state: Optional[dict], dtype: torch.dtype) -> torch.Tensor:
+        """Decoupled position bias between decoder and encoder positions, plus the source padding."""
+        keys = incremental_state.get("cross_pos_k") if incremental_state is not None else None
+        if keys is None:
+            keys = self.cross_pos_k(encoder_out.position_embeddings)
+            if incremental_state is not None:
+                incremental_state["cross_pos_k"] = keys
+        bias = decoupled_position_bias(self.cross_pos_q(query_vectors), keys, self.cfg.attention_heads)
+        return bias.to(dtype) + padding_bias(encoder_out.padding_mask, dtype)
+
+    @staticmethod
+    def layer_caches(incremental_state: Optional[dict], layer: int) -> tuple[Optional[dict], Optional[dict]]:
+        if incremental_state is None:
+            return None, None
+        return (incremental_state.setdefault(f"layers.{layer}.self_attn", {}),
+                incremental_state.setdefault(f"layers.{layer}.cross_attn", {}))
+
+
+@register_model("generalist", dataclass=ModelConfig)
+class GeneralistModel(Model):
+    """The generalist encoder-decoder (DESIGN §7).
+
+    `GeneralistModel(arch=..., **config)` only holds the resolved config; `build(vocab, adaptor_names)`
+    creates the weights once the vocabulary and the tasks' adaptors are known.
+    """
+
+    def __init__(self, cfg: Optional[ModelConfig] = None, vocab_size: Optional[int] = None,
+                 adaptor_names: Optional[Iterable[Optional[str]]] = None, **overrides):
+        super().__init__()
+        self.cfg = resolve_config(config_with_overrides(cfg, overrides))
+        self.vocab_size: Optional[int] = None
+        self.adaptor_names: tuple[str, ...] = ()
+        if vocab_size is not None:
+            self.build(vocab_size, adaptor_names if adaptor_names is not None else ("text",))
+        elif adaptor_names is not None:
+            raise TypeError("GeneralistModel: adaptor_names given without vocab_size; pass both or neither")
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, vocab_size: int,
+                    adaptor_names: Iterable[Optional[str]] = ("text",)) -> "GeneralistModel":
+        """A built model in one call."""
+        return cls(cfg, vocab_size, adaptor_names)
+
+    @property
+    def is_built(self) -> bool:
+        return "encoder" in self._modules
+
+    def build(self, vocab: Union[int, object], adaptor_names: Iterable[Optional[str]] = ("text",)) -> "GeneralistModel":
+        """Create all weights: the shared embedding table, one adaptor per name, encoder and decoder.
+
+        `vocab` is a size or a Vocabulary (its len and .pad are used). An adaptor name None means the
+        arch's image adaptor. Every adaptor is built now so that the optimizer sees all parameters.
+        """
+        if self.is_built:
+            raise RuntimeError("GeneralistModel.build: the model is already built")
+        vocab_size = vocab if isinstance(vocab, int) else len(vocab)
+        padding_idx = getattr(vocab, "pad", PAD_ID)
+        if vocab_size <= padding_idx:
+            raise ValueError(f"GeneralistModel.build: vocab_size={vocab_size} must exceed the <pad> id {padding_idx}")
+        names = sorted({name or self.cfg.image_adaptor for name in adaptor_names})
+        for name in names:
+            if "." in name:
+                raise ValueError(f'GeneralistModel.build: adaptor name "{name}" must not contain "."')
+        dim = self.cfg.embed_dim
+        self.embed_tokens = nn.Embedding(vocab_size, dim, padding_idx=padding_idx)
+        nn.init.normal_(self.embed_tokens.weight, std=dim**-0.5)
+        with torch.no_grad():
+            self.embed_tokens.weight[padding_idx].zero_()
+        self.encoder = Encoder(self.cfg, {name: build_adaptor(name, self.cfg, self.embed_tokens) for name in names})
+        self.decoder = Decoder(self.cfg, self.embed_tokens)
+        self.vocab_size, self.adaptor_names = vocab_size, tuple(names)
+        return self
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in ("encoder", "decoder", "embed_tokens"):
+                raise AttributeError(NOT_BUILT) from None
+            raise
+
+    def forward(self, sample: dict) -> tuple[torch.Tensor, dict]:
+        """Teacher-forced logits [B, T, V] for sample["net_input"]; extras: encoder_out, hidden."""
+        if not self.is_built:
+            raise RuntimeError(NOT_BUILT)
+        net_input = sample["net_input"]
+        encoder_out = self.encoder(net_input["encoder"])
+        logits, extra = self.decoder(net_input["prev_output_tokens"], encoder_out)
+        return logits, {**extra, "encoder_out": encoder_out}
+
+    @staticmethod
+    def reorder_encoder_out(encoder_out: EncoderOut, new_order: torch.Tensor) -> EncoderOut:
+        """The encoder output for rows `new_order` (beam expansion / finished rows leaving)."""
+        return encoder_out.index_select(new_order)
+
+    @staticmethod
+    def reorder_incremental_state(incremental_state: dict, new_order: torch.Tensor) -> None:
+        """Reorder every cached tensor of the decoder state in place to rows `new_order`."""
+        for key, value in incremental_state.items():
+            if isinstance(value, dict):
+                for name in value:
+                    value[name] = value[name].index_select(0, new_order)
+            else:
+                incremental_state[key] = value.index_select(0, new_order)
+
+
+def count_parameters(arch: str, *, vocab_size: int, adaptor_names: Iterable[Optional[str]] = ("text",)) -> int:
+    """Number of distinct trainable parameters of an arch (built on the meta device: no memory used)."""
+    with torch.device("meta"):
+        model = GeneralistModel.from_config(ModelConfig(arch=arch), vocab_size, adaptor_names)
+    return sum(parameter.numel() for parameter in model.parameters())
