@@ -124,7 +124,7 @@ class LabelSmoothedCE(Criterion):
             check_targets_allowed(sample, keep, target, allowed)
             logits = logits.masked_fill(~allowed, -math.inf)
         lprobs = F.log_softmax(logits, dim=-1)
-        token_loss, token_nll = label_smoothed_nll_loss(lprobs, target, self.cfg.label_smoothing, allowed)
+        token_loss, token_nll = self.token_losses(lprobs, target, allowed)
         loss, nll_loss = token_loss.sum(), token_nll.sum()
 
         n_correct = (lprobs.argmax(-1) == target).sum() if self.cfg.report_accuracy else keep.new_zeros(())
@@ -146,6 +146,11 @@ class LabelSmoothedCE(Criterion):
         if self.cfg.report_accuracy:
             logging_output.update(n_correct=int(correct), total=ntokens)
         return loss * sample.get("task_weight", 1.0), sample_size, logging_output
+
+    def token_losses(self, lprobs: torch.Tensor, target: torch.Tensor,
+                     allowed: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token (training loss, nll) at the loss positions; subclasses change the loss here."""
+        return label_smoothed_nll_loss(lprobs, target, self.cfg.label_smoothing, allowed)
 
     def check_ntokens(self, sample: dict, ntokens: int) -> None:
         """Collation's ntokens must count the same tokens this loss sums (else normalisation is wrong)."""
