@@ -23,6 +23,8 @@ class SampleContext:
     epoch: int = 0
     seed: int = 1
     column: str = ""
+    base_dir: Optional[str] = None  # folder relative media paths resolve against (the data file's folder)
+    image_sizes: Optional[dict] = None  # encoder IMAGE column -> that image's preprocessor output (BOX frames)
 
     @property
     def is_train(self) -> bool:

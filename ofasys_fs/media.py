@@ -102,7 +102,7 @@ def load_image(
     if _is_array(value):
         array = _to_numpy(value)
         return Image.fromarray(_rgb_pixels(array, f"image array of shape {array.shape}", frames=False))
-    encoded = _encoded(value, base_dir, fetch_limits, "image", _IMAGE_FORMS)
+    encoded = encoded_source(value, base_dir, fetch_limits, "image", _IMAGE_FORMS)
     with _decoding(encoded.source, _IMAGE_FILES), encoded.opened() as file:
         with Image.open(file, formats=_IMAGE_DECODERS) as image:
             return image.convert("RGB")
@@ -152,7 +152,7 @@ def load_video(
     elif hasattr(value, "get_frames_at"):  # a torchcodec VideoDecoder, as datasets>=4 Video features give
         frames = _frames_from_torchcodec(value, num_frames, rng)
     else:
-        frames = _decode_video(_encoded(value, base_dir, fetch_limits, "video", _VIDEO_FORMS), num_frames, rng)
+        frames = _decode_video(encoded_source(value, base_dir, fetch_limits, "video", _VIDEO_FORMS), num_frames, rng)
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()
 
 
@@ -176,9 +176,10 @@ class _Encoded:
             yield file
 
 
-def _encoded(
+def encoded_source(
     value: Any, base_dir: Optional[PathLike], limits: Optional[FetchLimits], kind: str, forms: str
 ) -> _Encoded:
+    """The encoded bytes (or local file) behind any supported media value, undecoded; `.opened()` reads it."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
         return _Encoded(f"{len(data)} raw bytes starting {data[:16]!r}", data=data)
@@ -374,7 +375,7 @@ def _audio_channels(
             f"{source} has no sampling rate; pass (array, rate) or {{'array': ..., 'sampling_rate': ...}}",
             source=source,
         )
-    encoded = _encoded(value, base_dir, limits, "audio", _AUDIO_FORMS)
+    encoded = encoded_source(value, base_dir, limits, "audio", _AUDIO_FORMS)
     with _decoding(encoded.source, _AUDIO_FILES), encoded.opened() as file:
         samples, rate = soundfile.read(file, dtype="float32", always_2d=True)
     return torch.from_numpy(np.ascontiguousarray(samples.T)), int(rate), encoded.source
