@@ -1,0 +1,120 @@
+"""Examples -> one batch (`sample`, the format of docs/internals.md): pad text groups, batch other pieces
+through their preprocessor, shift the decoder, and build loss and constraint information."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
+
+import torch
+
+
+def pad_sequences(sequences: Sequence[torch.Tensor], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad 1-D LongTensors to [B, T_max]; also returns their lengths [B]."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    batch = torch.full((len(sequences), int(lengths.max()) if len(sequences) else 0), pad, dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        batch[row, : len(sequence)] = sequence
+    return batch, lengths
+
+
+def collate_encoder(task: str, examples: Sequence[Any], piece_collaters: Sequence[Optional[Callable]],
+                    pad: int) -> list[dict]:
+    """One batched dict per encoder piece; `piece_collaters[i]` batches non-text piece i (None: a text group)."""
+    batch = []
+    for position, collate_piece in enumerate(piece_collaters):
+        pieces = [example.encoder[position] for example in examples]
+        modalities = {piece["modality"] for piece in pieces}
+        if len(modalities) != 1:
+            raise ValueError(f"task {task!r}: encoder piece {position} mixes modalities {sorted(modalities)} in one "
+                             f"batch; a task's templates must share their slot structure")
+        head = {"modality": pieces[0]["modality"], "adaptor": pieces[0]["adaptor"]}
+        if collate_piece is None:
+            tokens, lengths = pad_sequences([piece["tokens"] for piece in pieces], pad)
+            positions = torch.arange(tokens.size(1))
+            batch.append({**head, "tokens": tokens, "padding_mask": positions[None, :] >= lengths[:, None]})
+        else:
+            features = [{k: v for k, v in piece.items() if k not in ("modality", "adaptor")} for piece in pieces]
+            batch.append({**head, **collate_piece(features)})
+    return batch
+
+
+def constraint_masks(examples: Sequence[Any], length: int, vocab_size: int) -> Optional[torch.Tensor]:
+    """BoolTensor [B, T, V] (True = allowed) from each example's (target position, allowed ids) list, or None
+    when no row is constrained; unconstrained positions allow everything."""
+    if not any(example.constraints for example in examples):
+        return None
+    masks = torch.ones(len(examples), length, vocab_size, dtype=torch.bool)
+    for row, example in enumerate(examples):
+        for position, allowed in example.constraints:
+            masks[row, position] = False
+            if isinstance(allowed, range):
+                masks[row, position, allowed.start: allowed.stop] = True
+            else:
+                masks[row, position, torch.as_tensor(list(allowed), dtype=torch.long)] = True
+    return masks
+
+
+def collate_decoder(task: str, examples: Sequence[Any], pad: int, vocab_size: int) -> dict:
+    """prev_output_tokens / target / ntokens / constraint masks (when every row has a target) and the
+    forced prefixes (always)."""
+    prefix_tokens, prefix_lengths = pad_sequences([example.prefix_tokens for example in examples], pad)
+    out: dict = {"prefix_tokens": prefix_tokens, "prefix_lengths": prefix_lengths}
+    with_target = [example.decoder_tokens is not None for example in examples]
+    if not any(with_target):
+        out["ntokens"] = 0
+        return out
+    if not all(with_target):
+        missing = [int(example.index) for example, has in zip(examples, with_target) if not has]
+        raise ValueError(f"task {task!r}: rows {missing} have no target but other rows of the batch do; "
+                         f"a batch is either all with targets (train/valid/test) or all without (inference)")
+    prev_output_tokens, _ = pad_sequences([example.decoder_tokens[:-1] for example in examples], pad)
+    targets = []
+    for example in examples:
+        target = example.decoder_tokens[1:].clone()
+        no_loss = ~example.loss_mask
+        no_loss[: example.prefix_length] = False  # the prefix keeps its ids; the criterion skips it by length
+        target[no_loss] = pad
+        targets.append(target)
+    target, _ = pad_sequences(targets, pad)
+    positions = torch.arange(target.size(1))
+    loss_positions = (target != pad) & (positions[None, :] >= prefix_lengths[:, None])
+    out.update(prev_output_tokens=prev_output_tokens, target=target, ntokens=int(loss_positions.sum()))
+    masks = constraint_masks(examples, target.size(1), vocab_size)
+    if masks is not None:
+        out["constraint_masks"] = masks
+    return out
+
+
+def collate_phone_targets(examples: Sequence[Any], pad: int) -> dict:
+    """`phone_targets` [B, P] (padded with `<pad>`) and `phone_target_lengths` [B] when every row has them."""
+    phones = [example.phone_targets for example in examples]
+    if any(p is None for p in phones):
+        return {}
+    batch, lengths = pad_sequences(phones, pad)
+    return {"phone_targets": batch, "phone_target_lengths": lengths}
+
+
+def collate_examples(task: str, examples: Sequence[Any], piece_collaters: Sequence[Optional[Callable]],
+                     pad: int, vocab_size: int) -> dict:
+    """The full `sample` dict of a batch of Examples of one task."""
+    if not examples:
+        raise ValueError(f"task {task!r}: cannot collate an empty batch")
+    lengths = {len(example.encoder) for example in examples}
+    if lengths != {len(piece_collaters)}:
+        raise ValueError(f"task {task!r}: rows of one batch have {sorted(lengths)} encoder pieces, expected "
+                         f"{len(piece_collaters)}")
+    decoder = collate_decoder(task, examples, pad, vocab_size)
+    prev_output_tokens = decoder.pop("prev_output_tokens", None)
+    net_input = {"encoder": collate_encoder(task, examples, piece_collaters, pad)}
+    if prev_output_tokens is not None:
+        net_input["prev_output_tokens"] = prev_output_tokens
+    return {
+        "task": task,
+        "id": torch.tensor([int(example.index) for example in examples], dtype=torch.long),
+        "nsentences": len(examples),
+        "net_input": net_input,
+        **decoder,
+        **collate_phone_targets(examples, pad),
+        "rows": [example.row for example in examples],
+        "image_sizes": [example.image_sizes for example in examples],
+    }

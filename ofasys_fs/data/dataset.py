@@ -1,0 +1,54 @@
+"""TaskDataset: one task's split as a map-style torch Dataset keyed by (row_index, epoch).
+
+All randomness of an example (template, masking, augmentation) is a function of the key and the seed,
+so results do not depend on worker count or visiting order. Errors name task, split, row location and
+column.
+"""
+from __future__ import annotations
+
+from typing import Any, Union
+
+import torch.utils.data
+
+from ..contracts import SampleContext
+from .encode import EncodeError, Example, RowEncoder
+from .rows import DataError
+
+
+class TaskDataset(torch.utils.data.Dataset):
+    """`dataset[(row_index, epoch)] -> Example` (a bare int means epoch 0); `collater` batches Examples."""
+
+    def __init__(self, task: Any, split: str, encoder: RowEncoder, seed: int = 1):
+        if split not in task.datasets:
+            raise ValueError(f"task {task.name!r} has no {split!r} data (splits added: "
+                             f"{sorted(task.datasets) or 'none'}); call task.add_dataset(data, {split!r})")
+        self.task, self.split, self.encoder, self.seed = task, split, encoder, seed
+        self.rows = task.datasets[split]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: Union[int, tuple]) -> Example:
+        row_index, epoch = (key, 0) if isinstance(key, int) else key
+        if not 0 <= row_index < len(self.rows):
+            raise IndexError(f"task {self.task.name!r}, split {self.split!r}: row {row_index} is out of range "
+                             f"(0..{len(self.rows) - 1})")
+        context = f"task {self.task.name!r}, split {self.split!r}"
+        try:
+            row = self.rows[row_index]
+        except DataError as err:  # already names the file and row
+            raise DataError(f"{context}: {err}") from err
+        where = f"{context}, {self.rows.where(row_index)}"
+        ctx = SampleContext(split=self.split, task=self.task.name, row_index=row_index, epoch=epoch,
+                            seed=self.seed, base_dir=self.rows.base_dir)
+        try:
+            return self.encoder.encode(row, ctx)
+        except EncodeError as err:
+            column = f", column {err.column!r}" if err.column else ""
+            raise DataError(f"{where}{column}: {err.reason}") from err
+        except ValueError as err:
+            raise DataError(f"{where}: {err}") from err
+
+    def collater(self, examples: list) -> dict:
+        """A list of Examples -> the batch `sample` dict."""
+        return self.encoder.collate(examples)
