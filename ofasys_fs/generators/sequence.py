@@ -1,0 +1,310 @@
+"""The batched sequence generator (DESIGN §10): beam search or sampling with constraints, prefixes and n-best."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+from typing import Optional, Union
+
+import torch
+
+from ..contracts import Generator
+from ..registry import did_you_mean, register_generator
+from .constraints import Constraint, TrieConstraint, VocabularyConstraint
+from .ngram import banned_ngram_mask
+from .prefix import forced_prefixes
+from .scoring import candidate_log_probs, checked_candidates, score_candidates
+from .search import NEG_INF, Candidates, beam_candidates, sample_candidates, split_candidates
+from .special_ids import BOS, EOS, PAD, UNK
+
+# Per-call options that are objects rather than config values (docs/generation.md).
+OBJECT_OPTIONS = ("allowed_tokens", "constraint_trie", "constraints", "candidates")
+OPTION_ALIASES = {"do_sample": "sampling"}  # configs.GenerationConfig's name for the same switch
+
+
+@dataclasses.dataclass
+class SequenceGeneratorConfig:
+    """Decoding defaults; every field can be overridden per `generate` call (falsy values included)."""
+
+    beam: int = 5  # beam size (1: greedy); with sampling, the number of samples per row
+    nbest: int = 1  # hypotheses returned per row (at most beam)
+    max_len_a: float = 0.0  # max generated tokens = max_len_a * source length + max_len_b
+    max_len_b: int = 200
+    min_len: int = 1  # no </s> before this many generated tokens (unless constraints allow nothing else)
+    lenpen: float = 1.0  # score = log-prob sum / (tokens + 1) ** lenpen; 0: plain sum
+    unkpen: float = 0.0  # subtracted from <unk>'s log-prob
+    temperature: float = 1.0  # logits are divided by it (beam search and sampling)
+    sampling: bool = False  # sample `beam` hypotheses per row instead of beam search
+    sampling_topk: int = -1  # sample among the k most likely tokens (-1: all)
+    sampling_topp: float = -1.0  # sample among the smallest set of tokens with this mass (-1: all)
+    no_repeat_ngram_size: int = 0  # block repeated n-grams of this size (0: off)
+    constraint_range: Optional[Union[str, tuple]] = None  # allowed ids "START,END" or (start, end), end exclusive
+    allow_eos: bool = True  # with constraint_range / allowed_tokens: also allow </s>
+    exhaustive: bool = False  # score every given candidate instead of searching (closed sets)
+    seed: Optional[int] = None  # sampling RNG seed (None: torch's global RNG)
+
+    def __post_init__(self) -> None:
+        checks = {  # option: (valid, what is expected)
+            "beam": (self.beam >= 1, ">= 1"),
+            "nbest": (1 <= self.nbest <= self.beam, f"between 1 and beam ({self.beam})"),
+            "max_len_a": (self.max_len_a >= 0, ">= 0"),
+            "max_len_b": (self.max_len_b >= 0, ">= 0"),
+            "min_len": (self.min_len >= 0, ">= 0"),
+            "temperature": (self.temperature > 0, "> 0"),
+            "sampling_topk": (self.sampling_topk == -1 or self.sampling_topk >= 1, "-1 (off) or >= 1"),
+            "sampling_topp": (self.sampling_topp == -1 or 0 < self.sampling_topp <= 1, "-1 (off) or in (0, 1]"),
+            "no_repeat_ngram_size": (self.no_repeat_ngram_size >= 0, ">= 0 (0: off)"),
+        }
+        for name, (valid, expected) in checks.items():
+            if not valid:
+                raise ValueError(f"generation option {name}={getattr(self, name)!r}: expected {expected}")
+        if self.constraint_range is not None:
+            self.constraint_range = parse_range(self.constraint_range)
+
+
+def parse_range(value: Union[str, tuple, list]) -> tuple[int, int]:
+    """fairseq's "START,END" (or a pair) -> (start, end)."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*,\s*(\d+)\s*", value)
+        if match is None:
+            raise ValueError(f'generation option constraint_range={value!r}: expected "START,END", e.g. "50265,51265"')
+        return int(match.group(1)), int(match.group(2))
+    if len(value) != 2:
+        raise ValueError(f"generation option constraint_range={value!r}: expected (start, end)")
+    return int(value[0]), int(value[1])
+
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """Decode without dropout and gradients, restoring the model's training flag afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+@register_generator("sequence", dataclass=SequenceGeneratorConfig)
+class SequenceGenerator(Generator):
+    """Beam search / sampling over GeneralistModel with incremental decoding (fairseq's SequenceGenerator).
+
+    `generate(model, sample, **options)` returns per row the n-best hypotheses, best first:
+    {"tokens", "prefix", "score", "positional_scores", "alignment"} (docs/generation.md).
+    """
+
+    def __init__(self, cfg: Optional[SequenceGeneratorConfig] = None):
+        self.cfg = cfg if cfg is not None else SequenceGeneratorConfig()
+
+    def resolve(self, options: dict) -> tuple[SequenceGeneratorConfig, dict]:
+        """(config with the per-call overrides, object options); unknown names are an error."""
+        fields = {field.name for field in dataclasses.fields(SequenceGeneratorConfig)}
+        overrides, objects = {}, {}
+        for name, value in options.items():
+            name = OPTION_ALIASES.get(name, name)
+            if name in fields:
+                overrides[name] = value
+            elif name in OBJECT_OPTIONS:
+                objects[name] = value
+            else:
+                known = sorted(fields | set(OBJECT_OPTIONS))
+                raise TypeError(f'sequence generator has no option "{name}".{did_you_mean(name, known)} '
+                                f"Options: {', '.join(known)}")
+        return dataclasses.replace(self.cfg, **overrides), objects
+
+    def generate(self, model, sample: dict, **options) -> list[list[dict]]:
+        """n-best hypotheses per row of `sample` (collated format, docs/internals.md)."""
+        cfg, objects = self.resolve(options)
+        with eval_mode(model):
+            if cfg.exhaustive:
+                return best_candidates(model, sample, cfg, objects)
+            return BeamDecoding(model, sample, cfg, build_constraints(cfg, objects, model)).run()
+
+    def score_candidates(self, model, sample: dict, candidates: list[list[int]]) -> torch.Tensor:
+        """FloatTensor [B, C]: teacher-forced log-prob sum of each candidate plus </s> per row."""
+        with eval_mode(model):
+            return score_candidates(model, sample, candidates)
+
+
+def build_constraints(cfg: SequenceGeneratorConfig, objects: dict, model) -> list[Constraint]:
+    """The constraint objects of one call: range, allowed tokens, trie, plus any given Constraint objects."""
+    vocab_size = model.vocab_size
+    constraints = []
+    if cfg.constraint_range is not None:
+        constraints.append(VocabularyConstraint.from_range(*cfg.constraint_range, vocab_size, cfg.allow_eos))
+    if objects.get("allowed_tokens") is not None:
+        constraints.append(VocabularyConstraint(objects["allowed_tokens"], vocab_size, cfg.allow_eos))
+    if objects.get("constraint_trie") is not None:
+        constraints.append(TrieConstraint(objects["constraint_trie"]))
+    for constraint in objects.get("constraints") or ():
+        if not isinstance(constraint, Constraint):
+            raise TypeError(f"generation option constraints: expected Constraint objects (e.g. RepetitionGrammar), "
+                            f"got {type(constraint).__name__}")
+        constraints.append(constraint)
+    if objects.get("candidates") is not None:
+        raise ValueError("generation option candidates is only used with exhaustive=True")
+    return constraints
+
+
+def best_candidates(model, sample: dict, cfg: SequenceGeneratorConfig, objects: dict) -> list[list[dict]]:
+    """Exhaustive closed-set decoding: every candidate scored, the n best per row (same score as beam search)."""
+    if objects.get("candidates") is None:
+        raise ValueError("generation option exhaustive=True needs candidates=[token id lists] (the closed set)")
+    candidates = checked_candidates(objects["candidates"], model.vocab_size)
+    token_lprobs = candidate_log_probs(model, sample, candidates).cpu()
+    lengths = torch.tensor([len(candidate) + 1 for candidate in candidates])  # with </s>
+    scores = token_lprobs.sum(dim=-1) / lengths.float().pow(cfg.lenpen)
+    prefix, prefix_lengths = forced_prefixes(sample, scores.size(0))
+    return [[
+        hypothesis(candidates[index], prefix[row, :int(prefix_lengths[row])].tolist(), float(scores[row, index]),
+                   token_lprobs[row, index, :int(lengths[index])].tolist())
+        for index in scores[row].argsort(descending=True, stable=True)[:cfg.nbest].tolist()
+    ] for row in range(scores.size(0))]
+
+
+def hypothesis(tokens: list[int], prefix: list[int], score: float, positional_scores: list[float]) -> dict:
+    """One output hypothesis (fairseq's dict; tokens without the prefix and </s>)."""
+    return {"tokens": [int(t) for t in tokens], "prefix": prefix, "score": score,
+            "positional_scores": positional_scores, "alignment": None}
+
+
+class BeamDecoding:
+    """One `generate` call: the active hypotheses of the rows not finished yet, advanced one token per step.
+
+    Hypotheses are flat [R * k] (row-major); rows whose search ended leave the batch, and the encoder
+    output and incremental state are reordered to the remaining hypotheses.
+    """
+
+    def __init__(self, model, sample: dict, cfg: SequenceGeneratorConfig, constraints: list[Constraint]):
+        self.model, self.cfg, self.constraints = model, cfg, constraints
+        self.beam = cfg.beam
+        encoder_out = model.encoder(sample["net_input"]["encoder"])
+        self.device = encoder_out.x.device
+        batch = encoder_out.x.size(0)
+        prefix, prefix_lengths = forced_prefixes(sample, batch)
+        self.prefix, self.prefix_lengths = prefix.to(self.device), prefix_lengths.to(self.device)
+        self.max_lens = self.max_lengths(encoder_out, prefix_lengths.to(self.device))
+        self.start = int(prefix_lengths.min()) if batch else 0
+        expand = torch.arange(batch, device=self.device).repeat_interleave(self.beam)
+        self.encoder_out = model.reorder_encoder_out(encoder_out, expand)
+        first = torch.cat([torch.full((batch, 1), BOS, device=self.device), self.prefix[:, :self.start]], dim=1)
+        self.tokens = first[expand]  # [N, 1 + step]: <s>, prefix, generated
+        self.scores = torch.zeros(batch * self.beam, device=self.device)
+        self.positional = torch.zeros(batch * self.beam, 0, device=self.device)  # log-probs from step `start` on
+        self.rows = torch.arange(batch, device=self.device)  # original row of each active row
+        self.state: dict = {}
+        self.finished: list[list[dict]] = [[] for _ in range(batch)]
+        self.generator = None
+        if cfg.sampling and cfg.seed is not None:
+            self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+
+    def max_lengths(self, encoder_out, prefix_lengths: torch.Tensor) -> torch.Tensor:
+        """Generated tokens allowed per row (</s> excluded): max_len_a * source + max_len_b, within the model."""
+        source_lengths = (~encoder_out.padding_mask).sum(dim=1)
+        wanted = (self.cfg.max_len_a * source_lengths).long() + self.cfg.max_len_b
+        positions = getattr(getattr(self.model, "cfg", None), "max_target_positions", None)
+        if positions is None:
+            return wanted
+        room = positions - 1 - prefix_lengths
+        if (room < 0).any():
+            row = int((room < 0).nonzero()[0])
+            raise ValueError(f"row {row}: its forced prefix of {int(prefix_lengths[row])} tokens does not fit the "
+                             f"model's max_target_positions={positions} (with <s>)")
+        return torch.minimum(wanted, room)
+
+    def run(self) -> list[list[dict]]:
+        step = self.start
+        while self.rows.numel():
+            self.advance(step)
+            step += 1
+        for row, hypotheses in enumerate(self.finished):
+            if not hypotheses:
+                raise ValueError(f"generation: row {row} has no hypothesis: the constraints allowed no complete "
+                                 f"output (check allowed_tokens / constraint_range / constraint_trie / constraints)")
+        return [sorted(row, key=lambda h: -h["score"])[:self.cfg.nbest] for row in self.finished]
+
+    def advance(self, step: int) -> None:
+        """Choose the token at output position `step` (after <s>) for every active hypothesis."""
+        logits, _ = self.model.decoder(self.tokens, self.encoder_out, self.state)
+        lprobs = torch.log_softmax(logits[:, -1].float() / self.cfg.temperature, dim=-1)
+        lprobs = self.restrict(lprobs, step)
+        rows, beam, vocab = self.rows.numel(), self.beam, lprobs.size(-1)
+        lprobs = lprobs.view(rows, beam, vocab)
+        scores = self.scores.view(rows, beam)
+        if self.cfg.sampling:
+            candidates = sample_candidates(lprobs, scores, self.cfg.sampling_topk, self.cfg.sampling_topp,
+                                           self.generator)
+        else:
+            candidates = beam_candidates(lprobs, scores, step <= self.prefix_lengths[self.rows])
+        finishing, survivors = split_candidates(candidates, beam, EOS)
+        self.finish(step, candidates, finishing)
+        self.keep(survivors)
+
+    def restrict(self, lprobs: torch.Tensor, step: int) -> torch.Tensor:
+        """Log-probs with -inf where a token may not come next; a forced prefix token gets log-prob 0."""
+        rows_of = self.rows.repeat_interleave(self.beam)
+        generated = step - self.prefix_lengths[rows_of]  # free tokens so far; negative inside the prefix
+        forced = generated < 0
+        allowed = torch.ones_like(lprobs, dtype=torch.bool)
+        allowed[:, [BOS, PAD]] = False
+        self.apply_constraints(allowed, generated)
+        soft_ban = torch.zeros_like(allowed)
+        soft_ban[:, EOS] = generated < self.cfg.min_len
+        if self.cfg.no_repeat_ngram_size:
+            soft_ban |= banned_ngram_mask(self.tokens[:, 1:], self.cfg.no_repeat_ngram_size, lprobs.size(-1))
+        relaxed = allowed & ~soft_ban  # min_len and n-gram blocking give way where they would leave no token
+        allowed = torch.where(relaxed.any(dim=1, keepdim=True), relaxed, allowed)
+        at_max = generated >= self.max_lens[rows_of]
+        allowed[at_max] = False
+        allowed[at_max, EOS] = True
+        lprobs = lprobs.clone()
+        lprobs[:, UNK] -= self.cfg.unkpen
+        lprobs = lprobs.masked_fill(~allowed, NEG_INF)
+        if forced.any():
+            prefix_tokens = self.prefix[rows_of[forced], step]
+            lprobs[forced] = NEG_INF
+            lprobs[forced.nonzero().squeeze(1), prefix_tokens] = 0.0
+        return lprobs
+
+    def apply_constraints(self, allowed: torch.Tensor, generated: torch.Tensor) -> None:
+        """AND every constraint's mask into `allowed` for the live hypotheses past their prefix."""
+        free = ((generated >= 0) & torch.isfinite(self.scores)).nonzero().squeeze(1)
+        if not self.constraints or not free.numel():
+            return
+        starts = (self.tokens.size(1) - generated[free]).tolist()
+        tokens = self.tokens[free].tolist()
+        sequences = [row[start:] for row, start in zip(tokens, starts)]
+        for constraint in self.constraints:
+            allowed[free] &= constraint.mask(sequences, allowed.size(1), allowed.device)
+
+    def finish(self, step: int, candidates: Candidates, finishing: torch.Tensor) -> None:
+        """Store the finishing (</s>) candidates as hypotheses of their rows (one device transfer per step)."""
+        row, column = finishing.nonzero().unbind(dim=1)
+        if not row.numel():
+            return
+        hyps = row * self.beam + candidates.beams[row, column]
+        originals = self.rows[row]
+        fields = (originals, self.prefix_lengths[originals], self.tokens[hyps, 1:], self.positional[hyps],
+                  candidates.lprobs[row, column], candidates.scores[row, column])
+        for original, prefix_length, sequence, positional, eos_lprob, total in zip(*(f.tolist() for f in fields)):
+            length = step - prefix_length + 1  # generated tokens with </s>
+            self.finished[original].append(hypothesis(
+                sequence[prefix_length:], sequence[:prefix_length], total / length**self.cfg.lenpen,
+                positional[prefix_length - self.start:] + [eos_lprob],
+            ))
+
+    def keep(self, survivors: Candidates) -> None:
+        """Advance to the survivors and drop rows that are done (`beam` finished, or no live hypothesis)."""
+        full = torch.tensor([len(self.finished[int(row)]) >= self.beam for row in self.rows.tolist()],
+                            device=self.device)
+        active = ~full & torch.isfinite(survivors.scores).any(dim=1)
+        rows = self.rows.numel()
+        source = (torch.arange(rows, device=self.device).unsqueeze(1) * self.beam + survivors.beams)[active].view(-1)
+        self.tokens = torch.cat([self.tokens[source], survivors.tokens[active].view(-1, 1)], dim=1)
+        self.scores = survivors.scores[active].view(-1)
+        self.positional = torch.cat([self.positional[source], survivors.lprobs[active].view(-1, 1)], dim=1)
+        self.model.reorder_incremental_state(self.state, source)
+        if not bool(active.all()):
+            self.encoder_out = self.model.reorder_encoder_out(self.encoder_out, source)
+        self.rows = self.rows[active]
