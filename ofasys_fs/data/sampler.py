@@ -4,11 +4,11 @@ Every rank computes the same schedule without communication, and a resumed run c
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..configs import parse_sampling
 from .rng import stable_hash
 
 
@@ -18,49 +18,24 @@ class Sampling:
 
     kind: str = "proportional"
     temperature: float = 1.0
-    weights: tuple = ()
+    weights: tuple = ()  # one weight per task, in task order (kind "weights")
 
     @classmethod
     def parse(cls, spec: str, task_names: list[str]) -> "Sampling":
-        """'proportional', 'round_robin', 'all', 'temperature=T', or 'weights=a:1,b:3'."""
-        spec = (spec or "proportional").strip()
-        kind, _, arg = spec.partition("=")
-        if kind in ("proportional", "round_robin", "all") and not arg:
-            return cls(kind)
+        """'proportional', 'round_robin', 'all', 'temperature=T', or 'weights=a:1,b:3' (configs.parse_sampling)."""
+        kind, param = parse_sampling(spec or "proportional", task_names)
         if kind == "temperature":
-            try:
-                temperature = float(arg)
-            except ValueError:
-                temperature = -1.0
-            if not temperature > 0:
-                raise ValueError(f"sampling {spec!r}: temperature must be a positive number, e.g. temperature=2")
-            return cls("temperature", temperature=temperature)
+            return cls(kind, temperature=param)
         if kind == "weights":
-            return cls("weights", weights=tuple(_parse_weights(spec, arg, task_names)))
-        raise ValueError(
-            f"unknown sampling {spec!r}; expected proportional, round_robin, all, temperature=T "
-            f"or weights=task:w,task:w"
-        )
+            return cls(kind, weights=tuple(param[name] for name in task_names))
+        return cls(kind)
 
 
-def _parse_weights(spec: str, arg: str, task_names: list[str]) -> list[float]:
-    given = {}
-    for item in filter(None, arg.split(",")):
-        name, _, value = item.partition(":")
-        if name not in task_names:
-            raise ValueError(f"sampling {spec!r}: no task named {name!r}; tasks are {task_names}")
-        try:
-            given[name] = float(value)
-        except ValueError:
-            raise ValueError(f"sampling {spec!r}: weight of {name!r} must be a number, got {value!r}") from None
-    missing = [n for n in task_names if n not in given]
-    if missing or not all(w >= 0 for w in given.values()) or not sum(given.values()) > 0:
-        raise ValueError(f"sampling {spec!r}: give a non-negative weight to every task {task_names}, not all zero")
-    return [given[n] for n in task_names]
+def task_probabilities(sampling: Sampling, sizes: list[int]) -> np.ndarray:
+    """Requested share of micro-steps per task (what the logs compare the realised mix against).
 
-
-def task_probabilities(sampling: Sampling, sizes: list[int], task_weights: list[float]) -> np.ndarray:
-    """Requested share of micro-steps per task (what the logs compare the realised mix against)."""
+    A task's loss `weight` is separate: it scales the loss, not how often the task is drawn.
+    """
     n = len(sizes)
     if sampling.kind in ("round_robin", "all"):
         probs = np.ones(n)
@@ -94,7 +69,3 @@ def epoch_permutation(seed: int, task: str, epoch: int, size: int, shuffle: bool
 def rank_slice(indices: np.ndarray, rank: int, world_size: int) -> np.ndarray:
     """This rank's share of a global batch of indices (strided, so ranks differ by one row at most)."""
     return indices[rank::world_size] if world_size > 1 else indices
-
-
-def num_batches(size: int, batch_size: int) -> int:
-    return max(1, math.ceil(size / batch_size))

@@ -1,0 +1,281 @@
+"""Training batches over many tasks (DESIGN §8): which task each micro-step uses, each task's rows in
+epoch order (fixed batches or --max-tokens with length bucketing), and the DataLoaders that turn row
+keys `(row_index, epoch)` into collated samples.
+
+Everything is a pure function of (seed, task, epoch) plus a per-task cursor (epoch, rows consumed),
+so a run resumed from a checkpoint draws exactly the batches the uninterrupted run would have drawn.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.rng import stable_hash
+from ..data.sampler import Sampling, epoch_permutation, task_for_step, task_probabilities
+from ..data.dataset import TaskDataset
+from ..registry import imported_user_dirs, reimport_user_dirs
+
+Key = tuple[int, int]  # (row_index, epoch): what TaskDataset is indexed by
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """What preprocessors read as `data_cfg`: the image side from the model, length limits from the config.
+
+    Stored in checkpoints (`config["data"]`) so that inference preprocesses exactly as training did.
+    """
+
+    image_size: int
+    max_source_positions: int = 1024
+    max_target_positions: int = 1024
+    truncate_long: bool = False
+
+    @classmethod
+    def resolve(cls, dataset_cfg: Any, model_cfg: Any) -> "DataConfig":
+        """Length limits are the smaller of the dataset section's and the model's position tables."""
+        return cls(
+            image_size=model_cfg.image_size,
+            max_source_positions=min(dataset_cfg.max_source_positions, model_cfg.max_source_positions),
+            max_target_positions=min(dataset_cfg.max_target_positions, model_cfg.max_target_positions),
+            truncate_long=dataset_cfg.truncate_long,
+        )
+
+
+def row_lengths(dataset: Dataset) -> np.ndarray:
+    """Tokens per row for --max-tokens (max of source and target, fairseq), measured once at epoch 0."""
+    examples = (dataset[(row, 0)] for row in range(len(dataset)))
+    return np.fromiter((max(ex.source_length, ex.target_length) for ex in examples), dtype=np.int64,
+                       count=len(dataset))
+
+
+@dataclasses.dataclass
+class Cursor:
+    """Where a task is in its data: the data epoch and how many rows of it were consumed."""
+
+    epoch: int = 0
+    consumed: int = 0
+
+
+def pack_by_tokens(order: np.ndarray, lengths: np.ndarray, max_tokens: int, max_rows: Optional[int],
+                   multiple: int, task: str) -> list[np.ndarray]:
+    """Consecutive rows of `order` grouped so that rows x longest row <= max_tokens (fairseq's budget,
+    padding included); batch sizes are rounded down to `multiple` where the budget allows more than one."""
+    batches, start, longest = [], 0, 0
+    for position, row in enumerate(order):
+        length = int(lengths[row])
+        if length > max_tokens:
+            raise ValueError(
+                f"task {task!r}, row {int(row)}: {length} tokens, more than --max-tokens {max_tokens}; "
+                f"raise max_tokens or shorten the row (max_source_positions / max_target_positions)"
+            )
+        count = position - start
+        while count and (count == max_rows or max(longest, length) * (count + 1) > max_tokens):
+            keep = count - count % multiple if count >= multiple else count
+            batches.append(order[start:start + keep])
+            start, count = start + keep, count - keep
+            longest = int(lengths[order[start:position]].max(initial=0))
+        longest = max(longest, length)
+    if start < len(order):
+        batches.append(order[start:])
+    return batches
+
+
+class TaskBatchPlan:
+    """One task's training batches, epoch by epoch, as row-index arrays.
+
+    Without max_tokens: consecutive slices of `epoch_permutation`. With max_tokens: the permutation
+    sorted by length (ties keep the random order), packed under the token budget, and the batches
+    shuffled, so that a batch holds rows of similar length (length bucketing).
+    """
+
+    def __init__(self, task: str, size: int, seed: int, batch_size: int, max_tokens: Optional[int] = None,
+                 lengths: Optional[np.ndarray] = None, multiple: int = 1, max_rows: Optional[int] = None):
+        if max_tokens is not None and lengths is None:
+            raise ValueError(f"task {task!r}: max_tokens batching needs the row lengths")
+        self.task, self.size, self.seed = task, size, seed
+        self.batch_size, self.max_tokens, self.lengths = batch_size, max_tokens, lengths
+        self.multiple, self.max_rows = multiple, max_rows
+        # epoch -> (batches, {first row position of a batch: its index}); two epochs, since a prefetching
+        # DataLoader may already read the next epoch while the trainer finishes the current one
+        self.cache: dict[int, tuple[list[np.ndarray], dict[int, int]]] = {}
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        return self.epoch_index(epoch)[0]
+
+    def epoch_index(self, epoch: int) -> tuple[list[np.ndarray], dict[int, int]]:
+        if epoch not in self.cache:
+            batches = self.make_batches(epoch)
+            starts = np.cumsum([0] + [len(batch) for batch in batches[:-1]])
+            self.cache[epoch] = (batches, {int(start): index for index, start in enumerate(starts)})
+            if len(self.cache) > 2:
+                del self.cache[min(self.cache)]
+        return self.cache[epoch]
+
+    def make_batches(self, epoch: int) -> list[np.ndarray]:
+        order = epoch_permutation(self.seed, self.task, epoch, self.size)
+        if self.max_tokens is None:
+            return [order[i:i + self.batch_size] for i in range(0, self.size, self.batch_size)]
+        order = order[np.argsort(self.lengths[order], kind="stable")]
+        batches = pack_by_tokens(order, self.lengths, self.max_tokens, self.max_rows, self.multiple, self.task)
+        rng = np.random.Generator(np.random.PCG64(stable_hash(self.seed, self.task, "batch-order", epoch)))
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def batch_at(self, cursor: Cursor) -> np.ndarray:
+        """The batch that starts at `cursor` (which must sit on a batch boundary of its epoch)."""
+        batches, index_of_start = self.epoch_index(cursor.epoch)
+        if cursor.consumed not in index_of_start:
+            raise ValueError(
+                f"task {self.task!r}: the saved data position ({cursor.consumed} rows into epoch {cursor.epoch}) is "
+                f"not a batch boundary of this run's batching (batch_size/max_tokens or the data changed since "
+                f"the checkpoint?); resume with --reset-dataloader to start the data from the beginning"
+            )
+        return batches[index_of_start[cursor.consumed]]
+
+    def advance(self, cursor: Cursor) -> np.ndarray:
+        """Return the batch at `cursor` and move the cursor past it (to the next epoch at the end)."""
+        batch = self.batch_at(cursor)
+        cursor.consumed += len(batch)
+        if cursor.consumed >= self.size:
+            cursor.epoch, cursor.consumed = cursor.epoch + 1, 0
+        return batch
+
+    def keys_from(self, cursor: Cursor) -> Iterator[list[Key]]:
+        """Endless batches of (row_index, epoch) keys starting at a copy of `cursor`."""
+        cursor = dataclasses.replace(cursor)
+        while True:
+            epoch = cursor.epoch
+            yield [(int(row), epoch) for row in self.advance(cursor)]
+
+
+class KeyBatchSampler:
+    """DataLoader batch sampler: the plan's key batches from a starting cursor (endless)."""
+
+    def __init__(self, plan: TaskBatchPlan, start: Cursor):
+        self.plan, self.start = plan, dataclasses.replace(start)
+
+    def __iter__(self) -> Iterator[list[Key]]:
+        return self.plan.keys_from(self.start)
+
+
+def init_worker(user_dirs: list[str], worker_id: int) -> None:
+    """DataLoader worker initialiser: plugins registered in the parent exist in the worker too."""
+    reimport_user_dirs(user_dirs)
+
+
+def make_loader(dataset: Dataset, batch_sampler: Any, collate_fn: Callable, num_workers: int, seed: int) -> DataLoader:
+    """A DataLoader over key batches; its own generator keeps the global torch RNG (dropout) untouched."""
+    return DataLoader(
+        dataset, batch_sampler=batch_sampler, collate_fn=collate_fn, num_workers=num_workers,
+        worker_init_fn=functools.partial(init_worker, imported_user_dirs()) if num_workers else None,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+@dataclasses.dataclass
+class TaskFeed:
+    """One task's training data: its plan, the DataLoader iterator and the cursor of taken batches.
+
+    The loader may prefetch ahead; the cursor mirrors only what the trainer has taken, so it is what
+    a checkpoint stores.
+    """
+
+    name: str
+    weight: float
+    plan: TaskBatchPlan
+    cursor: Cursor
+    make_iterator: Callable[[Cursor], Iterator[dict]]
+    iterator: Optional[Iterator[dict]] = None
+
+    def next_sample(self) -> dict:
+        if self.iterator is None:
+            self.iterator = self.make_iterator(self.cursor)
+        sample = next(self.iterator)
+        self.plan.advance(self.cursor)
+        sample["task"] = self.name
+        sample["task_weight"] = self.weight
+        return sample
+
+    def close(self) -> None:
+        self.iterator = None  # ends the worker processes of the loader's iterator
+
+
+class TrainBatches:
+    """The samples of each micro-step, in the order the task schedule says; `state_dict` resumes it.
+
+    `sampling` picks the task of micro-step (update, k) as a pure function of (seed, update, k); with
+    "all" every micro-step holds one batch of each task.
+    """
+
+    def __init__(self, feeds: list[TaskFeed], sampling: Sampling, seed: int, update_freq: int):
+        self.feeds, self.sampling, self.seed, self.update_freq = feeds, sampling, seed, update_freq
+        self.probabilities = task_probabilities(sampling, [feed.plan.size for feed in feeds])
+
+    def micro_batches(self, update: int) -> list[list[dict]]:
+        """For each of the update_freq micro-steps of `update`: the samples it runs (one per chosen task)."""
+        return [
+            [self.feeds[i].next_sample() for i in self.tasks_at(update, step)] for step in range(self.update_freq)
+        ]
+
+    def tasks_at(self, update: int, micro_step: int) -> list[int]:
+        return task_for_step(self.sampling, self.probabilities, self.seed, update, micro_step, self.update_freq)
+
+    @property
+    def completed_epochs(self) -> int:
+        """Full passes over the data: the fewest among the tasks that are sampled at all."""
+        sampled = [feed.cursor.epoch for feed, p in zip(self.feeds, self.probabilities) if p > 0]
+        return min(sampled)
+
+    def state_dict(self) -> dict:
+        return {feed.name: {"epoch": feed.cursor.epoch, "consumed": feed.cursor.consumed} for feed in self.feeds}
+
+    def close(self) -> None:
+        for feed in self.feeds:
+            feed.close()
+
+
+def restore_cursors(names: list[str], state: Optional[dict]) -> dict[str, Cursor]:
+    """Cursors from a checkpoint's sampler state (fresh ones without); the task set must match."""
+    if state is None:
+        return {name: Cursor() for name in names}
+    if sorted(state) != sorted(names):
+        raise ValueError(
+            f"the checkpoint's data position is for tasks {sorted(state)}, this run trains {sorted(names)}; "
+            f"resume with --reset-dataloader (or start a new run with --finetune-from-model)"
+        )
+    return {name: Cursor(int(state[name]["epoch"]), int(state[name]["consumed"])) for name in names}
+
+
+def train_batches(tasks: list, encoders: dict, cfg: Any, cursors_state: Optional[dict]) -> TrainBatches:
+    """The training data of every task (TrainConfig `cfg`), from a checkpoint's cursors or from the start."""
+    seed, dataset_cfg = cfg.common.seed, cfg.dataset
+    cursors = restore_cursors([task.name for task in tasks], cursors_state)
+    feeds = []
+    for task in tasks:
+        dataset, encoder = TaskDataset(task, "train", encoders[task.name], seed), encoders[task.name]
+        plan = TaskBatchPlan(
+            task.name, len(dataset), seed, task.batch_size or dataset_cfg.batch_size, dataset_cfg.max_tokens,
+            row_lengths(dataset) if dataset_cfg.max_tokens else None, dataset_cfg.required_batch_size_multiple,
+            max_rows=task.batch_size,
+        )
+
+        def start(cursor: Cursor, dataset=dataset, plan=plan, encoder=encoder) -> Iterator[dict]:
+            sampler = KeyBatchSampler(plan, cursor)
+            return iter(make_loader(dataset, sampler, encoder.collate, dataset_cfg.num_workers, seed))
+
+        feeds.append(TaskFeed(task.name, task.weight, plan, cursors[task.name], start))
+    sampling = Sampling.parse(cfg.optimization.sampling, [task.name for task in tasks])
+    return TrainBatches(feeds, sampling, seed, cfg.optimization.update_freq)
+
+
+def valid_loader(task: Any, encoder: Any, cfg: Any) -> DataLoader:
+    """A task's validation rows in file order (epoch 0), at most max_valid_samples, in batches of batch_size."""
+    dataset = TaskDataset(task, "valid", encoder, cfg.common.seed)
+    batch_size, limit = task.batch_size or cfg.dataset.batch_size, cfg.validation.max_valid_samples
+    count = len(dataset) if limit is None else min(len(dataset), limit)
+    batches = [[(row, 0) for row in range(start, min(start + batch_size, count))] for start in range(0, count, batch_size)]
+    return make_loader(dataset, batches, encoder.collate, cfg.dataset.num_workers, cfg.common.seed)
