@@ -238,6 +238,14 @@ class ModelConfig:
     attention_heads: Optional[int] = option(None, "attention heads (default: from the arch)", check=at_least(1))
     image_adaptor: Optional[str] = option(None, "image adaptor name (default: from the arch)")
     image_size: Optional[int] = option(None, "image side in pixels (default: from the arch)", check=at_least(1))
+    resnet_depth: Optional[int] = option(None, "image_resnet depth: 50, 101 or 152 (default: from the arch)")
+    image_backbone_weights: Optional[str] = option(
+        None, "torchvision ResNet state_dict (.pth) to initialise image_resnet from; nothing is downloaded"
+    )
+    video_max_frames: Optional[int] = option(None, "most frames a video piece may have", check=at_least(1))
+    audio_max_positions: Optional[int] = option(
+        None, "most audio positions after 4x subsampling (750 = 30 s)", check=at_least(1)
+    )
 
 
 @dataclasses.dataclass

@@ -32,7 +32,14 @@ class ModelConfig:
     image_size: Optional[int] = None  # pixels per side the image adaptor expects
     patch_size: Optional[int] = None  # image_patch: pixels per patch side
     resnet_depth: Optional[int] = None  # image_resnet: 50 | 101 | 152
-    text_rel_buckets: int = 32  # 1-D relative position buckets (text, encoder and decoder)
+    image_backbone_weights: Optional[str] = None  # image_resnet: a torchvision ResNet state_dict (.pth) to start from
+    audio_feature_dim: int = 80  # audio_fbank: features per input step (80 fbank bins x n_frames_per_step)
+    audio_max_positions: int = 750  # audio_fbank: tokens after 4x subsampling (750 = 30 s of 10 ms frames)
+    video_max_frames: int = 32  # video_frames: frames per video the temporal tables cover
+    ctc_head: Optional[bool] = None  # CTC phone head on the encoder; None: when audio_fbank is built (docs/model.md)
+    ctc_phone_start: Optional[int] = None  # CTC head: first phone id and number of phones (filled by build from
+    ctc_num_phones: Optional[int] = None  # the vocabulary, saved with the config so a bare vocab size rebuilds it)
+    text_rel_buckets: int = 32  # 1-D relative position buckets (text in encoder and decoder, audio, video frames)
     text_rel_max_distance: int = 128
     image_rel_buckets: int = 16  # relative buckets per image axis (table size: its square)
     image_rel_max_distance: int = 32
@@ -91,18 +98,27 @@ def resolve_config(cfg: ModelConfig) -> ModelConfig:
     return resolved
 
 
+OPTIONAL_FIELDS = ("resnet_depth", "image_backbone_weights", "ctc_head", "ctc_phone_start", "ctc_num_phones")
+# image_resnet: bottleneck blocks of ResNet stages 1-3 (layer1..layer3) per depth
+RESNET_STAGE_BLOCKS = {50: (3, 4, 6), 101: (3, 4, 23), 152: (3, 8, 36)}
+
+
 def check_config(cfg: ModelConfig) -> None:
     """Raise ValueError naming the first field that cannot build a model."""
     for field in dataclasses.fields(cfg):
-        if getattr(cfg, field.name) is None and field.name not in ("resnet_depth",):
+        if getattr(cfg, field.name) is None and field.name not in OPTIONAL_FIELDS:
             raise ValueError(f'model config: "{field.name}" is not set and arch "{cfg.arch}" does not fill it')
     for name in ("embed_dim", "ffn_embed_dim", "attention_heads", "encoder_layers", "decoder_layers",
-                 "max_source_positions", "max_target_positions", "image_size", "patch_size"):
+                 "max_source_positions", "max_target_positions", "image_size", "patch_size",
+                 "audio_feature_dim", "audio_max_positions", "video_max_frames"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"model config: {name} must be >= 1, got {getattr(cfg, name)}")
     for name in ("dropout", "attention_dropout", "activation_dropout", "drop_path_rate"):
         if not 0.0 <= getattr(cfg, name) < 1.0:
             raise ValueError(f"model config: {name} must be in [0, 1), got {getattr(cfg, name)}")
+    if cfg.resnet_depth is not None and cfg.resnet_depth not in RESNET_STAGE_BLOCKS:
+        raise ValueError(
+            f"model config: resnet_depth must be one of {tuple(RESNET_STAGE_BLOCKS)}, got {cfg.resnet_depth}")
     if cfg.embed_dim % cfg.attention_heads:
         raise ValueError(
             f"model config: embed_dim={cfg.embed_dim} must be divisible by attention_heads={cfg.attention_heads}"

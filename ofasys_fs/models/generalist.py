@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Iterable, Optional, Union
 
 import torch
@@ -12,6 +13,7 @@ from .. import adaptors as _builtin_adaptors  # noqa: F401  (registers the built
 from ..contracts import Adaptor, AdaptorOutput, Model
 from ..registry import build_adaptor, register_model
 from .archs import ModelConfig, config_with_overrides, resolve_config
+from .ctc_head import CTCHead, ctc_phone_range
 from .layers import (
     DecoderLayer,
     EncoderLayer,
@@ -39,12 +41,12 @@ class EncoderOut:
     x: torch.Tensor  # [B, S, D] after the final layer norm
     padding_mask: torch.Tensor  # [B, S], True where padded
     position_embeddings: torch.Tensor  # [B, S, D], keys of the cross-attention position bias
+    spans: tuple = ()  # (adaptor name, start, end) of each piece along S, in encoder order
 
     def index_select(self, new_order: torch.Tensor) -> "EncoderOut":
         """Rows picked (and repeated) by `new_order`, e.g. to expand a batch into beams."""
-        return EncoderOut(**{
-            field.name: getattr(self, field.name).index_select(0, new_order) for field in dataclasses.fields(self)
-        })
+        tensors = ("x", "padding_mask", "position_embeddings")
+        return dataclasses.replace(self, **{name: getattr(self, name).index_select(0, new_order) for name in tensors})
 
 
 def check_adaptor_output(name: str, out: AdaptorOutput, batch_size: int, cfg: ModelConfig) -> None:
@@ -99,6 +101,8 @@ class Encoder(nn.Module):
         for name, out in named_outputs:
             check_adaptor_output(name, out, batch_size, self.cfg)
         outputs = [out for _, out in named_outputs]
+        bounds = list(itertools.accumulate((out.embeddings.size(1) for out in outputs), initial=0))
+        spans = tuple((name, start, end) for (name, _), start, end in zip(named_outputs, bounds, bounds[1:]))
         x = torch.cat([out.embeddings for out in outputs], dim=1)
         padding_mask = torch.cat([out.padding_mask for out in outputs], dim=1)
         positions = torch.cat([
@@ -112,7 +116,7 @@ class Encoder(nn.Module):
         checkpointing = self.cfg.checkpoint_activations and self.training and torch.is_grad_enabled()
         for index, layer in enumerate(self.layers):
             x = run_layer(layer, checkpointing, x, self.layer_bias(base_bias, outputs, index))
-        return EncoderOut(self.layer_norm(x), padding_mask, positions)
+        return EncoderOut(self.layer_norm(x), padding_mask, positions, spans)
 
     @staticmethod
     def layer_bias(base_bias: torch.Tensor, outputs: list[AdaptorOutput], layer: int) -> torch.Tensor:
@@ -256,6 +260,9 @@ class GeneralistModel(Model):
         for name in names:
             if "." in name:
                 raise ValueError(f'GeneralistModel.build: adaptor name "{name}" must not contain "."')
+        phones = ctc_phone_range(self.cfg, vocab, names, vocab_size)
+        if phones is not None:
+            self.cfg = dataclasses.replace(self.cfg, ctc_phone_start=phones.start, ctc_num_phones=len(phones))
         dim = self.cfg.embed_dim
         self.embed_tokens = nn.Embedding(vocab_size, dim, padding_idx=padding_idx)
         nn.init.normal_(self.embed_tokens.weight, std=dim**-0.5)
@@ -263,6 +270,8 @@ class GeneralistModel(Model):
             self.embed_tokens.weight[padding_idx].zero_()
         self.encoder = Encoder(self.cfg, {name: build_adaptor(name, self.cfg, self.embed_tokens) for name in names})
         self.decoder = Decoder(self.cfg, self.embed_tokens)
+        if phones is not None:
+            self.ctc_head = CTCHead(dim, phones)
         self.vocab_size, self.adaptor_names = vocab_size, tuple(names)
         return self
 
@@ -274,14 +283,21 @@ class GeneralistModel(Model):
                 raise AttributeError(NOT_BUILT) from None
             raise
 
-    def forward(self, sample: dict) -> tuple[torch.Tensor, dict]:
-        """Teacher-forced logits [B, T, V] for sample["net_input"]; extras: encoder_out, hidden."""
+    def forward(self, sample: dict, ctc: bool = False) -> tuple[torch.Tensor, dict]:
+        """Teacher-forced logits [B, T, V] for sample["net_input"]; extras: encoder_out, hidden, and with
+        `ctc` the CTC head's "ctc_logits" [B, S, 1 + P] over all encoder positions and its "ctc_phones" range."""
         if not self.is_built:
             raise RuntimeError(NOT_BUILT)
         net_input = sample["net_input"]
         encoder_out = self.encoder(net_input["encoder"])
         logits, extra = self.decoder(net_input["prev_output_tokens"], encoder_out)
-        return logits, {**extra, "encoder_out": encoder_out}
+        extra["encoder_out"] = encoder_out
+        if ctc:
+            if "ctc_head" not in self._modules:
+                raise RuntimeError("GeneralistModel was built without a CTC head: build it with the audio_fbank "
+                                   "adaptor and a Vocabulary that has phones, or set model config ctc_head=True")
+            extra.update(ctc_logits=self.ctc_head(encoder_out.x), ctc_phones=self.ctc_head.phones)
+        return logits, extra
 
     @staticmethod
     def reorder_encoder_out(encoder_out: EncoderOut, new_order: torch.Tensor) -> EncoderOut:

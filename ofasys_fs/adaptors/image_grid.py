@@ -1,0 +1,64 @@
+"""2-D position machinery shared by the image adaptors: row/column position vectors and the bucketed
+2-D relative bias over a feature grid, plus the check of an image piece's tensor."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..contracts import AdaptorOutput
+from ..models.archs import ModelConfig
+from ..models.layers import RelativePositionBias, relative_position_bucket
+
+
+def image_tensor(batch: dict[str, torch.Tensor], owner: str) -> torch.Tensor:
+    """The piece's "image" [B, 3, H, W], or a KeyError/ValueError naming `owner` and what was expected."""
+    image = batch.get("image")
+    if image is None:
+        raise KeyError(f'{owner}: the {batch.get("modality", "?")} piece has no "image" tensor (keys: {sorted(batch)})')
+    if image.dim() != 4 or image.size(1) != 3:
+        raise ValueError(f"{owner}: expected images [batch, 3, H, W], got {list(image.shape)}")
+    return image
+
+
+class GridPositions(nn.Module):
+    """Positions of a rows x cols feature grid read row by row: layer-normed row + column vectors (the
+    decoupled absolute bias) and a per-layer relative bias over (row distance, column distance) buckets."""
+
+    def __init__(self, max_grid: int, model_cfg: ModelConfig, owner: str):
+        super().__init__()
+        dim = model_cfg.embed_dim
+        self.max_grid, self.owner = max_grid, owner
+        self.num_buckets, self.max_distance = model_cfg.image_rel_buckets, model_cfg.image_rel_max_distance
+        self.row_positions = nn.Embedding(max_grid, dim)
+        self.col_positions = nn.Embedding(max_grid, dim)
+        for table in (self.row_positions, self.col_positions):
+            nn.init.normal_(table.weight, std=dim**-0.5)
+        self.position_norm = nn.LayerNorm(dim)
+        self.relative = RelativePositionBias(self.num_buckets**2, model_cfg.encoder_layers, model_cfg.attention_heads)
+
+    def forward(self, rows: int, cols: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (position vectors [1, rows * cols, D], relative bias [layers, 1, heads, T, T])."""
+        if max(rows, cols) > self.max_grid:
+            raise ValueError(f"{self.owner}: a {rows}x{cols} feature grid exceeds the {self.max_grid}x{self.max_grid} "
+                             f"position tables; use images of at most image_size pixels (model config)")
+        row_ids = torch.arange(rows, device=device).repeat_interleave(cols)
+        col_ids = torch.arange(cols, device=device).repeat(rows)
+        buckets = self.axis_buckets(row_ids) * self.num_buckets + self.axis_buckets(col_ids)
+        vectors = self.position_norm(self.row_positions(row_ids) + self.col_positions(col_ids))
+        return vectors[None], self.relative(buckets)
+
+    def axis_buckets(self, ids: torch.Tensor) -> torch.Tensor:
+        """Per-axis coordinates [N] -> relative buckets [N, N] along that axis."""
+        return relative_position_bucket(ids[None, :] - ids[:, None], self.num_buckets, self.max_distance)
+
+
+def grid_output(features: torch.Tensor, layer_norm: nn.LayerNorm, positions: GridPositions) -> AdaptorOutput:
+    """Feature map [B, D, rows, cols] -> AdaptorOutput with one layer-normed token per cell, read row by row."""
+    batch_size, _, rows, cols = features.shape
+    position_embeddings, rel_bias = positions(rows, cols, features.device)
+    return AdaptorOutput(
+        embeddings=layer_norm(features.flatten(2).transpose(1, 2)),
+        padding_mask=torch.zeros(batch_size, rows * cols, dtype=torch.bool, device=features.device),
+        rel_bias=rel_bias,
+        position_embeddings=position_embeddings,
+    )
