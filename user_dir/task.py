@@ -11,7 +11,8 @@ WORDS = "red green blue cat dog bird sun moon tree stone river hill".split()
 class ReverseWords(Task):
     """Text -> text with the text_conv adaptor, the focal_ce criterion and the plugin_greedy generator."""
 
-    default_instruction = 'reverse the words of " [TEXT:src,adaptor=text_conv] " -> [TEXT:tgt]'
+    # no literal text beside the slot: one encoder text group is embedded by one adaptor, and literals use "text"
+    default_instruction = "[TEXT:src,adaptor=text_conv] -> [TEXT:tgt]"
     default_criterion = "focal_ce"
     default_metric = "exact_match"
     default_generation = {"generator": "plugin_greedy", "max_len": 16}

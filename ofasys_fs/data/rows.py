@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -46,6 +46,28 @@ class SequenceRows(RowSource):
         if not isinstance(row, dict):
             raise DataError(f"{self.where(index)}: expected a dict of columns, got {type(row).__name__}")
         return row
+
+
+class PreparedRows(RowSource):
+    """Another RowSource's rows passed through a task's `prepare_row(row, base_dir) -> row` hook (e.g. a
+    schema read from a database file, integer labels mapped to words); errors name the row."""
+
+    def __init__(self, source: RowSource, prepare: Callable[[dict, Optional[str]], dict]):
+        self.source, self.prepare = source, prepare
+        self.base_dir, self.description = source.base_dir, source.description
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.source[index]
+        try:
+            return self.prepare(row, self.base_dir)
+        except (ValueError, OSError) as err:
+            raise DataError(f"{self.where(index)}: {err}") from err
+
+    def where(self, index: int) -> str:
+        return self.source.where(index)
 
 
 class LineFileRows(RowSource):

@@ -5,7 +5,7 @@ import re
 from typing import Any, Optional, Union
 
 from ..contracts import BaseTask
-from ..data.rows import RowSource, as_row_source
+from ..data.rows import PreparedRows, RowSource, as_row_source
 from ..instruction import Instruction, parse_templates
 
 SPLITS = ("train", "valid", "test")
@@ -23,6 +23,7 @@ class Task(BaseTask):
     default_references: Optional[str] = None
     default_criterion: str = "label_smoothed_ce"
     default_generation: dict = {}
+    family: Optional[str] = None  # docs page of a built-in task (docs/tasks/<family>.md)
 
     def __init__(
         self,
@@ -68,8 +69,19 @@ class Task(BaseTask):
         """Attach rows for a split: a list of dicts, HF Dataset, torch Dataset, file path or shard folder."""
         if split not in SPLITS:
             raise ValueError(f"task {self.name!r}: split must be one of {SPLITS}, got {split!r}")
-        self.datasets[split] = as_row_source(source, split)
+        self.datasets[split] = self.prepared_rows(source, split)
         return self
+
+    def prepared_rows(self, source: Any, split: str = "train") -> RowSource:
+        """`source` as a RowSource whose rows went through `prepare_row` (what add_dataset stores); readers of
+        rows outside `datasets` (ofasys-generate's data, inference rows) use it too."""
+        rows = as_row_source(source, split)
+        return rows if type(self).prepare_row is Task.prepare_row else PreparedRows(rows, self.prepare_row)
+
+    def prepare_row(self, row: dict, base_dir: Optional[str]) -> dict:
+        """Hook for a task's own fix-up of a raw row before binding (fill a column from a file, map integer
+        labels to words); every reader of the task's datasets sees the result. Return a new dict."""
+        return row
 
     def closed_set_answers(self) -> list[str]:
         """The closed answer set: given answers, else the distinct training targets in first-seen order."""

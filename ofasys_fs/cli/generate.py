@@ -1,0 +1,109 @@
+"""ofasys-generate: decode a data file with a trained checkpoint (DESIGN §11; docs/inference.md).
+
+    ofasys-generate --path CKPT --task NAME --data D [--gen-subset test] [--beam 5 ...] [--results-path OUT]
+    ofasys-generate --path CKPT --instruction I --data D ...
+
+Writes one JSON line per input row, in input order: {"id": row index, "text"/"box"/"objects", "tokens",
+"score", "positional_scores"}, to OUT (a file, or generate-<subset>.jsonl in a folder) or to stdout; then a
+score summary when the rows hold references. The same Predictor as OFASys.inference produces the outputs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable, Optional, Sequence
+
+from ..inference.evaluate import reference, references_of, score
+from ..tasks.base import SPLITS, Task
+from .inference_args import add_checkpoint_args, add_generation_args, given_generation_options, load_model, run
+
+PROG = "ofasys-generate"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Decode rows with a trained checkpoint "
+                                                            "(docs/inference.md).")
+    what = parser.add_argument_group("what to decode")
+    what.add_argument("--task", help="a task of the checkpoint (its templates, answers and decoding defaults)")
+    what.add_argument("--instruction", help="an instruction (a trained task's defaults apply when it matches one "
+                                            "of its templates)")
+    what.add_argument("--data", required=True, help="a .jsonl/.tsv/.parquet file, a folder holding "
+                                                    "<gen-subset>.jsonl/..., or a shard folder")
+    what.add_argument("--gen-subset", default="test", help="the split to read from a folder (default: test)")
+    what.add_argument("--results-path", help="write the JSON lines here (a file, or a folder for "
+                                             "generate-<subset>.jsonl); default: stdout")
+    what.add_argument("--scoring", help="metric to score with (default: the task's metric)")
+    add_checkpoint_args(parser)
+    add_generation_args(parser)
+    return parser
+
+
+def results_file(path: str, subset: str) -> str:
+    """--results-path as a file path: a folder (existing, or written with a trailing slash) gets
+    generate-<subset>.jsonl."""
+    if os.path.isdir(path) or path.endswith(os.sep):
+        os.makedirs(path, exist_ok=True)
+        return os.path.join(path, f"generate-{subset}.jsonl")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return path
+
+
+def write_lines(pairs: list, stream: Any) -> None:
+    for index, output in pairs:
+        stream.write(json.dumps({"id": index, **output.to_dict()}) + "\n")
+
+
+def summary(name: str, subset: str, metric: Any, rows: Any, pairs: list, column: str,
+            prediction: Callable[[Any], Any]) -> Optional[str]:
+    """"NAME | SUBSET | N rows | metric values" when every row has a reference; None when no row has one."""
+    indices = [index for index, _ in pairs]
+    if all(reference(rows[index], column) is None for index in indices):
+        return None
+    where = f"{PROG}: {name!r}, subset {subset!r}, metric {metric!r}"
+    references = references_of(rows, indices, column, where)
+    values, _ = score(metric, [prediction(output) for _, output in pairs], references)
+    return " | ".join([name, subset, f"{len(pairs)} rows", *(f"{key} {value:.4f}" for key, value in values.items())])
+
+
+def generate(args: argparse.Namespace) -> int:
+    if bool(args.task) == bool(args.instruction):
+        raise ValueError("give --task NAME (a task of the checkpoint) or --instruction I, exactly one of them")
+    options = given_generation_options(args)
+    model = load_model(args)
+    if args.task:
+        task = model.task(args.task)
+        predictor = model.task_predictor(task)
+    else:
+        predictor = model.predictor(args.instruction)
+        task = model.matching_task(predictor.encoder.templates[0]) or Task(name=predictor.task_name,
+                                                                           instruction=args.instruction)
+    rows = predictor.rows(args.data, args.gen_subset)
+    pairs = predictor.predict_indexed(rows, options=options, batch_size=args.batch_size,
+                                      split=args.gen_subset if args.gen_subset in SPLITS else "test",
+                                      progress=sys.stderr.isatty())
+    if args.results_path:
+        path = results_file(args.results_path, args.gen_subset)
+        with open(path, "w", encoding="utf-8") as handle:
+            write_lines(pairs, handle)
+        print(f"{PROG}: wrote {len(pairs)} rows to {path}", file=sys.stderr)
+    else:
+        write_lines(pairs, sys.stdout)
+    metric = args.scoring or task.metric
+    if metric:
+        line = summary(predictor.task_name, args.gen_subset, metric, rows, pairs, task.references,
+                       predictor.layout.prediction)
+        report = sys.stdout if args.results_path else sys.stderr
+        print(line or f"{PROG}: not scored: no row has references in column {task.references!r}", file=report)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of `ofasys-generate`."""
+    args = build_parser().parse_args(argv)
+    return run(PROG, lambda: generate(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""OFASys: a trained checkpoint ready for inference through instructions alone (DESIGN §3).
+
+    m = OFASys.from_pretrained("ckpt/checkpoint_best.pt")
+    out = m.inference("[IMAGE:img] what does the image describe? -> [TEXT:cap]", data={"img": "cat.jpg"})
+
+Everything is rebuilt from the checkpoint file: plugins (recorded --user-dir folders), vocabulary, model,
+preprocessing settings and the trained tasks (instructions, closed answer sets, decoding defaults).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Mapping
+from typing import Any, Optional, Sequence, Union
+
+import torch
+
+from . import load_builtins
+from .data.encode import RowEncoder
+from .engine.checkpoint import CheckpointError, load_checkpoint
+from .engine.state import inference_weights
+from .engine.trainer import adaptor_names, resolve_device
+from .inference.outputs import Output
+from .inference.predictor import Predictor
+from .instruction import Instruction
+from .models.archs import ModelConfig
+from .models.generalist import GeneralistModel
+from .registry import TASK_REGISTRY, import_user_dir
+from .tasks.base import Task
+from .vocab import Vocabulary
+
+__all__ = ["OFASys", "Output"]
+
+INFERENCE_TASK = "inference"  # name of the ad-hoc task of an instruction that matches no trained task
+
+
+class OFASys:
+    """A model with its vocabulary, preprocessing settings and trained tasks; `inference` decodes rows."""
+
+    def __init__(self, model: GeneralistModel, vocab: Vocabulary, tasks: Sequence[Task], data_cfg: Any = None,
+                 train_config: Optional[dict] = None, path: Optional[str] = None):
+        self.model, self.vocab, self.tasks = model.eval(), vocab, list(tasks)
+        self.data_cfg, self.train_config, self.path = data_cfg, train_config or {}, path
+        self.predictors: dict[str, Predictor] = {}
+
+    @classmethod
+    def from_pretrained(cls, path: str, user_dir: Union[str, Sequence[str], None] = None,
+                        device: Union[str, torch.device, None] = None, use_ema: Optional[bool] = None) -> "OFASys":
+        """Load a checkpoint written by the Trainer (weights_only). `user_dir`: plugin folder(s) to import
+        (the checkpoint's recorded ones are imported too when they exist); `device`: default cuda when
+        available; `use_ema`: None = the weights the run validated with, True/False = EMA / raw weights."""
+        state = load_checkpoint(str(path))
+        load_builtins()
+        import_plugins(state.get("user_dirs") or [], [user_dir] if isinstance(user_dir, str) else list(user_dir or []))
+        description = state.get("config") or {}
+        missing = [key for key in ("model", "vocab_size", "adaptor_names", "data") if key not in description]
+        if missing:
+            raise CheckpointError(f"{path} lacks the model description {missing} in its config; it was not written "
+                                  f"by the ofasys_fs Trainer")
+        vocab = Vocabulary.from_dict(state["vocab"])
+        model = rebuild_model(description, select_weights(state, use_ema, path), path)
+        model.to(resolve_device("auto") if device is None else torch.device(device))
+        tasks = [rebuild_task(stored) for stored in state.get("tasks") or []]
+        return cls(model, vocab, tasks, description["data"], description.get("train"), str(path))
+
+    # ---- tasks and predictors ----------------------------------------------------------------
+
+    def task(self, name: str) -> Task:
+        """A trained task by name."""
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise KeyError(f"no task {name!r} in {self.path or 'this model'}; trained tasks: "
+                       f"{[task.name for task in self.tasks]}")
+
+    def matching_task(self, template: Instruction) -> Optional[Task]:
+        """The trained task one of whose templates is this instruction (markers and spacing aside)."""
+        for task in self.tasks:
+            if any(t.encoder == template.encoder and t.decoder == template.decoder for t in task.templates):
+                return task
+        return None
+
+    def predictor(self, instruction: str) -> Predictor:
+        """The Predictor of one instruction: a trained task's decoding defaults and answers when it matches
+        one of its templates, else the defaults of its output kind (docs/inference.md)."""
+        if instruction not in self.predictors:
+            template = Instruction.parse(instruction)
+            task = self.matching_task(template)
+            answers = task.answers if task is not None else self.closed_set_answers(template)
+            encoder = RowEncoder(task.name if task else INFERENCE_TASK, [template], self.vocab, self.data_cfg, answers)
+            self.check_adaptors(encoder)
+            self.predictors[instruction] = Predictor(self.model, encoder, task.generation if task else None,
+                                                     self.seed, task.prepared_rows if task else None)
+        return self.predictors[instruction]
+
+    def task_predictor(self, task: Task) -> Predictor:
+        """The Predictor of a task with all its templates (drawn per row as in validation)."""
+        encoder = RowEncoder.for_task(task, self.vocab, self.data_cfg)
+        self.check_adaptors(encoder)
+        return Predictor(self.model, encoder, task.generation, self.seed, task.prepared_rows)
+
+    @property
+    def seed(self) -> int:
+        return int((self.train_config.get("common") or {}).get("seed", 1))
+
+    def closed_set_answers(self, template: Instruction) -> Optional[list]:
+        """Answers for the closed_set slots of an untrained instruction: from the trained task whose closed_set
+        slot reads the same target column."""
+        columns = {slot.name for slot in template.decoder if slot.attrs.get("closed_set")}
+        if not columns:
+            return None
+        for task in self.tasks:
+            trained = {slot.name for t in task.templates for slot in t.decoder if slot.attrs.get("closed_set")}
+            if task.answers and columns & trained:
+                return task.answers
+        raise ValueError(f"the instruction {template.text!r} has a closed_set output {sorted(columns)}, but no task of "
+                         f"{self.path or 'this model'} was trained with a closed set on that column; trained tasks: "
+                         f"{[task.name for task in self.tasks]}")
+
+    def check_adaptors(self, encoder: RowEncoder) -> None:
+        needed = {name or self.model.cfg.image_adaptor for name in adaptor_names([encoder])}
+        unknown = sorted(needed - set(self.model.adaptor_names))
+        if unknown:
+            raise ValueError(f"{encoder.templates[0].text!r} needs the adaptors {unknown}, which this model was not "
+                             f"trained with (it has {sorted(self.model.adaptor_names)})")
+
+    # ---- inference ---------------------------------------------------------------------------
+
+    def inference(self, instruction: str, data: Any, beam_size: Optional[int] = None,
+                  **gen_options: Any) -> Union[Output, list[Output]]:
+        """Decode `data` with `instruction`: a dict gives one Output, a list (or any row source) a list.
+
+        Options: `beam_size`, every option of the generator (docs/generation.md; falsy values are honoured),
+        and `batch_size` (rows per batch, default 16). Unset options come from the trained task or the
+        output kind's defaults.
+        """
+        batch_size = gen_options.pop("batch_size", None)
+        if beam_size is not None:
+            if "beam" in gen_options:
+                raise TypeError("inference: give beam_size or beam, not both")
+            gen_options["beam"] = beam_size
+        predictor = self.predictor(instruction)
+        single = isinstance(data, Mapping)
+        outputs = predictor.predict([data] if single else data, options=gen_options, batch_size=batch_size)
+        return outputs[0] if single else outputs
+
+    __call__ = inference
+
+
+def import_plugins(recorded: Sequence[str], given: Sequence[str]) -> None:
+    """Import the given plugin folders, then the checkpoint's recorded ones not provided under the same name;
+    a recorded folder that no longer exists is a warning (its names are needed only if the tasks use them)."""
+    for path in given:
+        import_user_dir(path)
+    for path in recorded:
+        if os.path.basename(os.path.normpath(path)) in sys.modules:
+            continue
+        if os.path.isdir(path):
+            import_user_dir(path)
+        else:
+            warnings.warn(f"the checkpoint was trained with --user-dir {path}, which does not exist here; if its "
+                          f"tasks use the plugin, pass user_dir=... (--user-dir) with the plugin folder", stacklevel=3)
+
+
+def select_weights(state: dict, use_ema: Optional[bool], path: str) -> dict:
+    if use_ema is None:
+        return inference_weights(state)
+    if not use_ema:
+        return state["model"]
+    if not state.get("ema"):
+        raise CheckpointError(f"use_ema=True, but {path} has no EMA weights (train with ema_decay to keep them)")
+    return state["ema"]["shadow"]
+
+
+def rebuild_model(description: dict, weights: dict, path: str) -> GeneralistModel:
+    """The trained architecture from its stored config, with the weights loaded strictly."""
+    stored = {**description["model"], "image_backbone_weights": None}  # the trained weights replace those
+    try:
+        model = GeneralistModel(ModelConfig(**stored), description["vocab_size"], description["adaptor_names"])
+    except TypeError as err:
+        raise CheckpointError(f"{path}: its model config does not fit this ofasys_fs version: {err}") from err
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: the stored weights do not fit the stored model description: {err}") from err
+    return model
+
+
+def rebuild_task(stored: dict) -> Task:
+    """A trained task from its checkpoint entry, as its registered class when that is importable."""
+    name = stored.get("class")
+    task_class = TASK_REGISTRY.get(name).cls if name and name in TASK_REGISTRY else Task
+    return task_class.from_dict(stored)

@@ -1,0 +1,135 @@
+"""Decoding options of one decoder: per-kind defaults < the task's decoding defaults < the caller's options,
+then the constraints the decoder's shape implies (BOX bins, closed-set trie, repetition grammar).
+
+See docs/inference.md, "Options and defaults".
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+import torch
+
+from ..generators.constraints import RepetitionGrammar
+from ..generators.sequence import OBJECT_OPTIONS, OPTION_ALIASES, SequenceGenerator
+from ..registry import GENERATOR_REGISTRY, build_generator
+from .constrained import PositionRule
+from .layout import BOX, BOX_TOKENS, CLOSED_SET, MIXED, REPETITION, TEXT, DecoderLayout
+
+GENERATOR_KEY = "generator"  # in a task's `generation` dict: the registered generator to use
+
+# OFA-style defaults per decoder kind, used where neither the task nor the caller sets the option
+KIND_DEFAULTS = {
+    TEXT: {"beam": 5, "max_len_b": 64, "no_repeat_ngram_size": 3},
+    BOX: {"beam": 5},
+    CLOSED_SET: {"beam": 5, "lenpen": 0.0},  # rank answers by their log-probability
+    REPETITION: {"beam": 5},
+}
+MIXED_DEFAULTS = {"beam": 5, "max_len_b": 64}
+
+
+def configured_options(generation: Any) -> dict:
+    """The options a run's `generation` config section sets to other than its defaults: they override the
+    tasks' decoding defaults in validation (a value set back to its default cannot be told apart)."""
+    defaults = type(generation)()
+    return {field.name: getattr(generation, field.name) for field in dataclasses.fields(generation)
+            if getattr(generation, field.name) != getattr(defaults, field.name)}
+
+
+def accepted_options(generator: Any) -> set[str]:
+    """Option names a generator takes per call: its config fields (plus the sequence generator's objects)."""
+    config_class = getattr(type(generator), "config_class", None)
+    names = {field.name for field in dataclasses.fields(config_class)} if config_class else set()
+    if isinstance(generator, SequenceGenerator):
+        names |= set(OBJECT_OPTIONS) | set(OPTION_ALIASES)
+    return names
+
+
+class DecodingPlan:
+    """The generator of one decoder and the options of each `generate` call.
+
+    Our defaults and the shape constraints go only to generators that accept them; options from the
+    task and the caller always go through, so a misspelt one is the generator's error.
+    """
+
+    def __init__(self, layout: DecoderLayout, encoder: Any, generation: Optional[dict] = None):
+        task_options = dict(generation or {})
+        self.generator_name = task_options.pop(GENERATOR_KEY, None) or GENERATOR_REGISTRY.default
+        self.generator = build_generator(self.generator_name)
+        self.accepted = accepted_options(self.generator)
+        self.layout, self.encoder, self.task_options = layout, encoder, task_options
+        self.grammar = repetition_grammar(layout, encoder.vocab)
+
+    def options(self, given: Optional[dict] = None) -> dict:
+        """The keyword options of `generator.generate` for the caller's `given` options."""
+        merged = {**self.accepted_only(KIND_DEFAULTS.get(self.layout.kind, MIXED_DEFAULTS)),
+                  **self.task_options, **(given or {})}
+        merged.update(self.accepted_only(self.shape_options(merged)))
+        return merged
+
+    def accepted_only(self, options: dict) -> dict:
+        return {name: value for name, value in options.items() if name in self.accepted}
+
+    def shape_options(self, merged: dict) -> dict:
+        """What the decoder's shape fixes: exactly 4 bins per box, a closed set's answers, the repetition grammar."""
+        layout, vocab = self.layout, self.encoder.vocab
+        if layout.kind == BOX:
+            length = BOX_TOKENS * layout.box_count
+            allowed = torch.zeros(len(vocab), dtype=torch.bool)
+            allowed[vocab.range("bin").start:vocab.range("bin").stop] = True
+            return {"allowed_tokens": allowed, "min_len": length, "max_len_a": 0.0, "max_len_b": length}
+        if layout.kind == CLOSED_SET:
+            slot = layout.free[0]
+            if merged.get("exhaustive"):
+                tokenize = self.encoder.preprocessors[slot].tokenize
+                return {"candidates": [tokenize(answer) for answer in self.encoder.answers]}
+            return {"constraint_trie": self.encoder.tries[slot]}
+        if self.grammar is not None:
+            return {"constraints": [*(merged.get("constraints") or ()), self.grammar]}
+        return {}
+
+    def position_rule(self) -> Optional[PositionRule]:
+        """Where training normalised over a constrained set (BOX bins, closed-set trie), the tokens of that set
+        (see constrained.py); None when this decoder or generator has no such positions."""
+        layout, bins = self.layout, self.encoder.vocab.range("bin")
+        if "allowed_tokens" not in self.accepted:
+            return None
+        if layout.kind == BOX:
+            length = BOX_TOKENS * layout.box_count
+            return lambda generated: bins if len(generated) < length else None
+        if layout.kind == CLOSED_SET:
+            return self.encoder.tries[layout.free[0]].allowed
+        if self.grammar is not None:
+            outside = torch.ones(len(self.encoder.vocab), dtype=torch.bool)
+            outside[bins.start:bins.stop] = False
+
+            def inside_box(generated: list) -> Optional[range]:
+                allowed = self.grammar.allowed_after(generated)
+                return bins if allowed.any() and not (allowed & outside).any() else None
+
+            return inside_box
+        return None
+
+
+def repetition_grammar(layout: DecoderLayout, vocab: Any) -> Optional[RepetitionGrammar]:
+    """The `( ... )*` group as a RepetitionGrammar (BOX: 4 bins; PHONE: phones; other text-like: text ids), or
+    a mixed decoder such as `[BOX:region] [TEXT:label]` as one such group; None for other decoders and for
+    pieces the grammar cannot express (literal text, adjacent text slots)."""
+    if layout.kind == REPETITION:
+        max_repeat = layout.repeat.max_repeat
+    elif layout.kind == MIXED and layout.repeat is None:
+        max_repeat = 1
+    else:
+        return None
+    segments = []
+    for slot in layout.free:
+        if slot.modality == "PLAIN":
+            return None
+        if slot.modality == "BOX":
+            segments.append((vocab.range("bin"), BOX_TOKENS))
+        else:
+            segments.append((vocab.range("phone" if slot.modality == "PHONE" else "text"), None))
+    try:
+        return RepetitionGrammar(segments, len(vocab), max_repeat)
+    except ValueError:
+        return None

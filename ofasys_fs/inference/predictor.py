@@ -1,0 +1,145 @@
+"""Predictor: the one inference path shared by OFASys.inference, ofasys-generate, ofasys-validate,
+ofasys-interactive and validation during training.
+
+Rows are encoded without their targets (references stay in the row for metrics), collated in batches in
+row order, decoded by the task's generator with the options of `DecodingPlan`, and read back into Outputs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import torch
+
+from ..contracts import SampleContext
+from ..data.dataset import TaskDataset
+from ..data.encode import Example, RowEncoder
+from ..data.rows import RowSource, as_row_source
+from ..engine.batches import make_loader
+from ..engine.trainer import move_to
+from ..generators.sequence import eval_mode
+from .constrained import ConstrainedSoftmax, PositionRule
+from .decoding import DecodingPlan
+from .layout import DecoderLayout, TokenReader, has_loss
+from .outputs import Output, OutputBuilder
+
+DEFAULT_BATCH_SIZE = 16
+TARGET_FREE_SPLITS = {"train": "test", "valid": "test"}  # how rows of these splits are bound without targets
+
+
+class TargetFreeEncoder:
+    """A RowEncoder that leaves the rows' targets out: generation needs only the encoder side and the prompt,
+    and a target the task could not encode (e.g. an answer outside the closed set) must not stop it."""
+
+    def __init__(self, encoder: RowEncoder):
+        self.encoder = encoder
+        self.target_columns = target_only_columns(encoder.templates)
+
+    def encode(self, row: dict, ctx: SampleContext) -> Example:
+        ctx = dataclasses.replace(ctx, split=TARGET_FREE_SPLITS.get(ctx.split, ctx.split))
+        inputs = {key: value for key, value in row.items() if key not in self.target_columns}
+        example = self.encoder.encode(inputs, ctx)
+        return dataclasses.replace(example, row=dict(row), decoder_tokens=None, target_length=0, loss_mask=None,
+                                   constraints=[], phone_targets=None)
+
+
+def target_only_columns(templates: Iterable) -> set:
+    """Row keys read only by loss-bearing decoder slots (the targets), never by an input or a prompt."""
+    targets, inputs = set(), set()
+    for template in templates:
+        for slot in (*template.encoder, *template.decoder):
+            if slot.name is None:
+                continue
+            column = template.repeat.list_name if slot.in_repeat else slot.name
+            (targets if slot.side == "decoder" and has_loss(slot) else inputs).add(column)
+    return targets - inputs
+
+
+class Predictor:
+    """Decodes rows of one task or instruction: `predict(rows) -> [Output]` in row order.
+
+    `encoder` is the RowEncoder of the task (or of the one instruction), `generation` the task's decoding
+    defaults (with an optional "generator" name); `seed` draws the template of multi-template tasks;
+    `prepare(source, split) -> RowSource` reads raw rows as the task does (`Task.prepared_rows`).
+    """
+
+    def __init__(self, model: torch.nn.Module, encoder: RowEncoder, generation: Optional[dict] = None,
+                 seed: int = 1, prepare: Optional[Callable[[Any, str], RowSource]] = None):
+        self.model, self.encoder, self.seed, self.prepare = model, encoder, seed, prepare
+        self.layout = DecoderLayout.of(encoder.templates[0])
+        self.plan = DecodingPlan(self.layout, encoder, generation)
+        literal = lambda slot: encoder.vocab.encode_piece(slot.text)  # noqa: E731
+        self.builder = OutputBuilder(TokenReader(self.layout, encoder.vocab, literal), encoder.preprocessors)
+
+    @property
+    def task_name(self) -> str:
+        return self.encoder.task_name
+
+    def rows(self, source: Any, split: str = "inference") -> RowSource:
+        """Rows to decode: a RowSource as it is (a task's datasets are prepared already); anything else (a list
+        of dicts, a file, a folder holding <split>.jsonl) through the task's row preparation."""
+        if isinstance(source, RowSource):
+            return source
+        return self.prepare(source, split) if self.prepare is not None else as_row_source(source, split)
+
+    def predict(self, rows: Any, indices: Optional[Sequence[int]] = None, *, options: Optional[dict] = None,
+                batch_size: Optional[int] = None, split: str = "inference", num_workers: int = 0,
+                progress: bool = False) -> list[Output]:
+        """Outputs of `rows` (a list of dicts or any row source), or of the rows at `indices`, in that order."""
+        return [output for _, output in self.predict_indexed(rows, indices, options=options, batch_size=batch_size,
+                                                            split=split, num_workers=num_workers, progress=progress)]
+
+    def predict_indexed(self, rows: Any, indices: Optional[Sequence[int]] = None, *, options: Optional[dict] = None,
+                        batch_size: Optional[int] = None, split: str = "inference", num_workers: int = 0,
+                        progress: bool = False) -> list[tuple[int, Output]]:
+        """(row index, Output) pairs in the order of `indices` (default: every row)."""
+        source = self.rows(rows, split)
+        indices = list(range(len(source)) if indices is None else indices)
+        size = batch_size or DEFAULT_BATCH_SIZE
+        if size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {size}")
+        holder = types.SimpleNamespace(name=self.task_name, datasets={split: source})
+        dataset = TaskDataset(holder, split, TargetFreeEncoder(self.encoder), self.seed)
+        batches = [indices[start:start + size] for start in range(0, len(indices), size)]
+        loader = make_loader(dataset, batches, list, num_workers, self.seed)
+        generate_options = self.plan.options(options)
+        rule = self.plan.position_rule()
+        results = []
+        with eval_mode(self.model):  # also for plugin generators that do not switch it themselves
+            for examples in progress_bar(loader, len(batches), progress, self.task_name):
+                decoded = {}
+                for group in same_prefix_length(examples):
+                    sample = self.encoder.collate(group)
+                    decoded.update(zip(sample["id"].tolist(), self.decode(sample, generate_options, rule)))
+                results.extend((example.index, decoded[example.index]) for example in examples)
+        return results
+
+    def decode(self, sample: dict, options: dict, rule: Optional[PositionRule] = None) -> list[Output]:
+        """Generate for one collated batch (rows with equal prefix lengths) and build its Outputs."""
+        device = next(self.model.parameters()).device
+        model = self.model
+        if rule is not None:
+            model = ConstrainedSoftmax(self.model, int(sample["prefix_lengths"][0]), rule)
+        hypotheses = self.plan.generator.generate(model, move_to(sample, device), **options)
+        prefixes = [[t for t in row if t != self.encoder.vocab.pad] for row in sample["prefix_tokens"].tolist()]
+        return [self.builder.build(hyps, prefix, row, sizes) for hyps, prefix, row, sizes
+                in zip(hypotheses, prefixes, sample["rows"], sample["image_sizes"])]
+
+
+def same_prefix_length(examples: list[Example]) -> list[list[Example]]:
+    """The batch split into groups of equal forced-prefix length, in order of first appearance (the
+    constrained softmax locates the generated tokens by that length)."""
+    groups: dict[int, list[Example]] = {}
+    for example in examples:
+        groups.setdefault(example.prefix_length, []).append(example)
+    return list(groups.values())
+
+
+def progress_bar(batches: Iterable, total: int, enabled: bool, what: str) -> Iterable:
+    """tqdm over the batches when asked (CLIs turn it on when stderr is a terminal)."""
+    if not enabled:
+        return batches
+    from tqdm import tqdm
+
+    return tqdm(batches, total=total, desc=what, unit="batch", leave=False)

@@ -1,0 +1,125 @@
+"""Shared fixtures. `trained_checkpoint`: one micro model trained once per session on three small tasks
+(image -> text caption, image + text -> box grounding, text -> closed-set topic with a decoder prompt) to
+near-memorisation, for the generation, hub, CLI and reliability tests (docs/internals.md, "Inference")."""
+import dataclasses
+import json
+import os
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+CAPTIONS = {  # background colour -> caption: the image decides the caption; equal lengths keep beam search fair
+    (220, 40, 40): "a ripe red apple",
+    (40, 190, 60): "a green grassy field",
+    (50, 70, 230): "a clear blue sky",
+    (240, 220, 40): "a yellow ripe banana",
+    (245, 245, 245): "a white snowy hill",
+    (130, 60, 160): "a purple spring flower",
+}
+IMAGE_SIZES = ((48, 36), (36, 48))  # originals are not square: boxes must map back through the resize
+QUADRANTS = {"top left": (0, 0), "top right": (1, 0), "bottom left": (0, 1), "bottom right": (1, 1)}
+TOPICS = {"colour": ("red", "green", "blue", "pink"), "animal": ("cat", "dog", "bird", "fish"),
+          "number": ("one", "two", "three", "four")}
+INSTRUCTIONS = {
+    "caption": "[IMAGE:img] what does the image describe? -> [TEXT:cap]",
+    "grounding": '[IMAGE:img] which region does the text " [TEXT:text] " describe? -> [BOX:box]',
+    "topic": "[TEXT:sentence] what is the topic? -> the topic is [TEXT:topic,closed_set]",
+}
+METRICS = {"caption": "cider", "grounding": "acc_iou", "topic": "accuracy"}
+TRAINER_OPTIONS = dict(arch="micro", dropout=0.0, device="cpu", num_bins=100, num_codes=0, batch_size=12,
+                       max_update=240, lr=5e-3, warmup_updates=10, label_smoothing=0.0, sampling="round_robin",
+                       log_interval=1000, seed=1, save_interval_updates=100000,
+                       validate_interval_updates=100000, best_checkpoint_metric="caption.cider")
+
+
+@dataclasses.dataclass
+class TrainedCheckpoint:
+    """The fixture's checkpoint, its training data and the instructions it was trained with."""
+
+    path: str  # checkpoint_last.pt
+    data_dir: str  # <task>/train.jsonl (+ valid.jsonl, test.jsonl) with images in <task>/images/
+    instructions: dict  # task name -> instruction
+    rows: dict  # task name -> training rows, media paths absolute
+
+    def data_file(self, task: str, split: str = "train") -> str:
+        return os.path.join(self.data_dir, task, f"{split}.jsonl")
+
+
+def caption_rows(folder: str) -> list[dict]:
+    rows = []
+    for index, (colour, caption) in enumerate(CAPTIONS.items()):
+        for size in IMAGE_SIZES:
+            image = Image.new("RGB", size, colour)
+            ImageDraw.Draw(image).ellipse([size[0] // 4, size[1] // 4, size[0] // 2, size[1] // 2], fill=(0, 0, 0))
+            rows.append({"img": save_image(image, folder, f"caption_{index}_{size[0]}.png"), "cap": caption})
+    return rows
+
+
+def quadrant_box(name: str, size: tuple) -> list[float]:
+    column, row = QUADRANTS[name]
+    width, height = size[0] / 2, size[1] / 2
+    return [column * width, row * height, (column + 1) * width, (row + 1) * height]
+
+
+def grounding_rows(folder: str) -> list[dict]:
+    rows = []
+    for index, name in enumerate(QUADRANTS):
+        for size in IMAGE_SIZES:
+            box = quadrant_box(name, size)
+            image = Image.new("RGB", size, (30, 30, 30))
+            ImageDraw.Draw(image).rectangle([int(v) for v in box], fill=(250, 250, 250))
+            rows.append({"img": save_image(image, folder, f"grounding_{index}_{size[0]}.png"),
+                         "text": f"the block at the {name}", "box": box})
+    return rows
+
+
+def topic_rows() -> list[dict]:
+    return [{"sentence": f"i like the {word} one", "topic": topic} for topic, words in TOPICS.items() for word in words]
+
+
+def save_image(image: Image.Image, folder: str, name: str) -> str:
+    """Write the image under folder/images and return its path relative to folder (as a data file holds it)."""
+    os.makedirs(os.path.join(folder, "images"), exist_ok=True)
+    image.save(os.path.join(folder, "images", name))
+    return f"images/{name}"
+
+
+def write_jsonl(path: str, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+
+
+def absolute(rows: list[dict], folder: str) -> list[dict]:
+    return [{key: os.path.join(folder, value) if key == "img" else value for key, value in row.items()}
+            for row in rows]
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory) -> TrainedCheckpoint:
+    """A micro model trained with the Trainer on caption, grounding and topic (about 240 updates, one thread)."""
+    from ofasys_fs.engine.trainer import Trainer
+    from ofasys_fs.tasks.base import Task
+
+    root = tmp_path_factory.mktemp("trained")
+    data_dir, save_dir = str(root / "data"), str(root / "checkpoints")
+    makers = {"caption": caption_rows, "grounding": grounding_rows, "topic": lambda folder: topic_rows()}
+    tasks, rows = [], {}
+    for name, make in makers.items():
+        folder = os.path.join(data_dir, name)
+        os.makedirs(folder, exist_ok=True)
+        task_rows = make(folder)
+        for split in ("train", "valid", "test"):
+            write_jsonl(os.path.join(folder, f"{split}.jsonl"), task_rows)
+        rows[name] = absolute(task_rows, folder)
+        task = Task(name=name, instruction=INSTRUCTIONS[name], metric=METRICS[name])
+        tasks.append(task.add_dataset(os.path.join(folder, "train.jsonl"), "train")
+                     .add_dataset(os.path.join(folder, "valid.jsonl"), "valid"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # far faster than 2 on a shared 2-core machine
+    try:
+        Trainer(save_dir=save_dir, **TRAINER_OPTIONS).fit(tasks=tasks)
+    finally:
+        torch.set_num_threads(threads)
+    return TrainedCheckpoint(os.path.join(save_dir, "checkpoint_last.pt"), data_dir, dict(INSTRUCTIONS), rows)
