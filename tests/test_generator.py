@@ -110,9 +110,13 @@ def next_lprobs(model, sample: dict, row: int, decoder_input: list[int]) -> torc
     return logits[0].float().log_softmax(-1)
 
 
-def teacher_forced(model, sample: dict, row: int, prefix: list[int], tokens: list[int]) -> list[float]:
-    """Log-prob of each of `tokens` + </s> after `<s> prefix`."""
+def teacher_forced(model, sample: dict, row: int, prefix: list[int], tokens: list[int],
+                   allowed: list[int] = None) -> list[float]:
+    """Log-prob of each of `tokens` + </s> after `<s> prefix`, normalised over `allowed` when given (as the
+    generator normalises over a constraint's tokens)."""
     lprobs = next_lprobs(model, sample, row, [BOS, *prefix, *tokens])
+    if allowed is not None:
+        lprobs = lprobs - lprobs[:, allowed].logsumexp(-1, keepdim=True)
     return [float(lprobs[len(prefix) + i, token]) for i, token in enumerate([*tokens, EOS])]
 
 
@@ -154,7 +158,7 @@ def test_wide_beam_equals_brute_force(lenpen):
         expected = {}
         for length in range(4):
             for tokens in itertools.product(range(4, 7), repeat=length):
-                expected[tokens] = sum(teacher_forced(model, sample, row, [], list(tokens))) / (length + 1) ** lenpen
+                expected[tokens] = sum(teacher_forced(model, sample, row, [], list(tokens), [4, 5, 6, EOS])) / (length + 1) ** lenpen
         got = {tuple(h["tokens"]): h["score"] for h in out[row]}
         assert got.keys() == expected.keys()
         for tokens, score in expected.items():
@@ -339,13 +343,18 @@ def test_score_candidates_is_the_teacher_forced_log_prob(monkeypatch):
     prefixes = [[10], [], [12, 13]]
     sample = make_sample(SOURCES, prefixes)
     candidates = [[5], [6, 7, 8], [], [9, 5, EOS]]
+    trie = Trie([*[t for t in candidate if t != EOS], EOS] for candidate in candidates)
     scores = SequenceGenerator().score_candidates(model, sample, candidates)
     assert scores.shape == (3, 4)
     for row, prefix in enumerate(prefixes):
         for column, candidate in enumerate(candidates):
             answer = [t for t in candidate if t != EOS]
-            assert float(scores[row, column]) == pytest.approx(sum(teacher_forced(model, sample, row, prefix, answer)),
-                                                               abs=1e-4)
+            expected = 0.0
+            for i, token in enumerate([*answer, EOS]):  # normalised over the answers' next tokens, as in training
+                allowed = sorted(trie.allowed(answer[:i]))
+                lprobs = next_lprobs(model, sample, row, [BOS, *prefix, *answer[:i]])[-1]
+                expected += float(lprobs[token] - lprobs[allowed].logsumexp(-1))
+            assert float(scores[row, column]) == pytest.approx(expected, abs=1e-4)
     monkeypatch.setattr(scoring, "LOGITS_PER_CALL", 1)  # one candidate per decoder call
     assert torch.allclose(SequenceGenerator().score_candidates(model, sample, candidates), scores, atol=1e-5)
     best = SequenceGenerator().generate(model, sample, exhaustive=True, candidates=candidates, nbest=2, lenpen=0.0)

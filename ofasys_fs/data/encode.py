@@ -293,9 +293,12 @@ class RowEncoder:
         example.phone_targets = torch.tensor(phones, dtype=torch.long) if phones else None
 
     def _constraints(self, piece: _DecoderPiece, start: int, last: bool, ctx: SampleContext) -> list:
-        """(target position, allowed ids) of a BOX slot (any `<bin>`) or a closed_set slot (the answer trie)."""
+        """(target position, allowed ids) of a BOX slot (`<bin>`s) or a closed_set slot (the answer trie)."""
         if piece.slot.modality == "BOX":
-            return [(start + i, self.vocab.range("bin")) for i in range(len(piece.tokens))]
+            # In a repetition an object's first bin competes with </s> and with more label text, so it keeps
+            # the full softmax; the generator's grammar then normalises over the same choices (generators/).
+            first = 1 if piece.slot.in_repeat else 0
+            return [(start + i, self.vocab.range("bin")) for i in range(first, len(piece.tokens))]
         trie = self.tries.get(piece.slot)
         if trie is None:
             return []

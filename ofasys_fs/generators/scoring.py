@@ -42,6 +42,7 @@ def candidate_log_probs(model, sample: dict, candidates: Sequence[Sequence[int]]
     longest = max(len(candidate) for candidate in candidates) + 1
     positions = max(len(p) for p in prefixes) + longest
     per_call = max(1, LOGITS_PER_CALL // (rows * positions * model_vocab_size(model)))
+    trie = AnswerTrie(candidates, device)
     chunks = []
     for start in range(0, len(candidates), per_call):
         chunk = candidates[start:start + per_call]
@@ -50,10 +51,40 @@ def candidate_log_probs(model, sample: dict, candidates: Sequence[Sequence[int]]
         inputs, targets = teacher_forcing_batch(pairs, device)
         logits, _ = model.decoder(inputs, model.reorder_encoder_out(encoder_out, order))
         logits = logits.float()
-        token_lprobs = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+        normaliser = trie.log_normaliser(logits, pairs, targets.size(1))
+        token_lprobs = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) - normaliser
         token_lprobs = token_lprobs.masked_fill(targets.lt(0), 0.0)
         chunks.append(answer_positions(token_lprobs, [len(p) for p, _ in pairs], longest).view(rows, len(chunk), -1))
     return torch.cat(chunks, dim=1)
+
+
+class AnswerTrie:
+    """The candidates' prefix tree: at each answer position the log-softmax is taken over the next tokens the
+    closed set allows there, as training's constraint-aware loss does (so scores equal trie-constrained beams)."""
+
+    def __init__(self, candidates: list[list[int]], device: torch.device):
+        nodes: dict[tuple, set] = {}
+        for candidate in candidates:
+            sequence = [*candidate, EOS]
+            for i, token in enumerate(sequence):
+                nodes.setdefault(tuple(sequence[:i]), set()).add(token)
+        self.node_index = {prefix: i for i, prefix in enumerate(nodes)}
+        self.tokens = torch.tensor(sorted(set().union(*nodes.values())), device=device)
+        column = {int(token): i for i, token in enumerate(self.tokens.tolist())}
+        self.children = torch.zeros(len(nodes), len(self.tokens), dtype=torch.bool, device=device)
+        for prefix, following in nodes.items():
+            self.children[self.node_index[prefix], [column[t] for t in following]] = True
+
+    def log_normaliser(self, logits: torch.Tensor, pairs: list[tuple[list[int], list[int]]], length: int):
+        """[P, length]: logsumexp of the logits over the allowed next tokens at each answer position (0 elsewhere)."""
+        nodes = torch.full((len(pairs), length), -1, dtype=torch.long)
+        for index, (prefix, answer) in enumerate(pairs):
+            for i in range(len(answer) + 1):
+                nodes[index, len(prefix) + i] = self.node_index[tuple(answer[:i])]
+        nodes = nodes.to(logits.device)
+        allowed = self.children[nodes.clamp(min=0)]
+        subset = logits[..., self.tokens].masked_fill(~allowed, float("-inf")).logsumexp(-1)
+        return subset.masked_fill(nodes.lt(0), 0.0)
 
 
 def score_candidates(model, sample: dict, candidates: Sequence[Sequence[int]]) -> torch.Tensor:

@@ -227,8 +227,17 @@ class BeamDecoding:
     def advance(self, step: int) -> None:
         """Choose the token at output position `step` (after <s>) for every active hypothesis."""
         logits, _ = self.model.decoder(self.tokens, self.encoder_out, self.state)
-        lprobs = torch.log_softmax(logits[:, -1].float() / self.cfg.temperature, dim=-1)
-        lprobs = self.restrict(lprobs, step)
+        logits = logits[:, -1].float() / self.cfg.temperature
+        rows_of = self.rows.repeat_interleave(self.beam)
+        generated = step - self.prefix_lengths[rows_of]  # free tokens so far; negative inside the prefix
+        constrained = torch.ones_like(logits, dtype=torch.bool)
+        self.apply_constraints(constrained, generated)
+        constrained[generated >= self.max_lens[rows_of], EOS] = True  # </s> is forced at the maximum length
+        # Normalise over the constraint's tokens, as training's constraint-aware loss does (criteria/): a token
+        # that was the only one allowed there was never trained against the rest of the vocabulary.
+        dead_end = ~constrained.any(dim=1, keepdim=True)  # no token allowed: restrict() masks the whole row
+        lprobs = torch.log_softmax(logits.masked_fill(~constrained & ~dead_end, NEG_INF), dim=-1)
+        lprobs = self.restrict(lprobs, step, generated, constrained)
         rows, beam, vocab = self.rows.numel(), self.beam, lprobs.size(-1)
         lprobs = lprobs.view(rows, beam, vocab)
         scores = self.scores.view(rows, beam)
@@ -241,14 +250,13 @@ class BeamDecoding:
         self.finish(step, candidates, finishing)
         self.keep(survivors)
 
-    def restrict(self, lprobs: torch.Tensor, step: int) -> torch.Tensor:
+    def restrict(self, lprobs: torch.Tensor, step: int, generated: torch.Tensor,
+                 constrained: torch.Tensor) -> torch.Tensor:
         """Log-probs with -inf where a token may not come next; a forced prefix token gets log-prob 0."""
         rows_of = self.rows.repeat_interleave(self.beam)
-        generated = step - self.prefix_lengths[rows_of]  # free tokens so far; negative inside the prefix
         forced = generated < 0
-        allowed = torch.ones_like(lprobs, dtype=torch.bool)
+        allowed = constrained.clone()
         allowed[:, [BOS, PAD]] = False
-        self.apply_constraints(allowed, generated)
         soft_ban = torch.zeros_like(allowed)
         soft_ban[:, EOS] = generated < self.cfg.min_len
         if self.cfg.no_repeat_ngram_size:

@@ -13,7 +13,6 @@ import torch
 from ..generators.constraints import RepetitionGrammar
 from ..generators.sequence import OBJECT_OPTIONS, OPTION_ALIASES, SequenceGenerator
 from ..registry import GENERATOR_REGISTRY, build_generator
-from .constrained import PositionRule
 from .layout import BOX, BOX_TOKENS, CLOSED_SET, MIXED, REPETITION, TEXT, DecoderLayout
 
 GENERATOR_KEY = "generator"  # in a task's `generation` dict: the registered generator to use
@@ -87,28 +86,6 @@ class DecodingPlan:
         if self.grammar is not None:
             return {"constraints": [*(merged.get("constraints") or ()), self.grammar]}
         return {}
-
-    def position_rule(self) -> Optional[PositionRule]:
-        """Where training normalised over a constrained set (BOX bins, closed-set trie), the tokens of that set
-        (see constrained.py); None when this decoder or generator has no such positions."""
-        layout, bins = self.layout, self.encoder.vocab.range("bin")
-        if "allowed_tokens" not in self.accepted:
-            return None
-        if layout.kind == BOX:
-            length = BOX_TOKENS * layout.box_count
-            return lambda generated: bins if len(generated) < length else None
-        if layout.kind == CLOSED_SET:
-            return self.encoder.tries[layout.free[0]].allowed
-        if self.grammar is not None:
-            outside = torch.ones(len(self.encoder.vocab), dtype=torch.bool)
-            outside[bins.start:bins.stop] = False
-
-            def inside_box(generated: list) -> Optional[range]:
-                allowed = self.grammar.allowed_after(generated)
-                return bins if allowed.any() and not (allowed & outside).any() else None
-
-            return inside_box
-        return None
 
 
 def repetition_grammar(layout: DecoderLayout, vocab: Any) -> Optional[RepetitionGrammar]:

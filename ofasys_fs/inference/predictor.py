@@ -19,7 +19,6 @@ from ..data.rows import RowSource, as_row_source
 from ..engine.batches import make_loader
 from ..engine.trainer import move_to
 from ..generators.sequence import eval_mode
-from .constrained import ConstrainedSoftmax, PositionRule
 from .decoding import DecodingPlan
 from .layout import DecoderLayout, TokenReader, has_loss
 from .outputs import Output, OutputBuilder
@@ -104,36 +103,21 @@ class Predictor:
         batches = [indices[start:start + size] for start in range(0, len(indices), size)]
         loader = make_loader(dataset, batches, list, num_workers, self.seed)
         generate_options = self.plan.options(options)
-        rule = self.plan.position_rule()
         results = []
         with eval_mode(self.model):  # also for plugin generators that do not switch it themselves
             for examples in progress_bar(loader, len(batches), progress, self.task_name):
-                decoded = {}
-                for group in same_prefix_length(examples):
-                    sample = self.encoder.collate(group)
-                    decoded.update(zip(sample["id"].tolist(), self.decode(sample, generate_options, rule)))
+                sample = self.encoder.collate(examples)
+                decoded = dict(zip(sample["id"].tolist(), self.decode(sample, generate_options)))
                 results.extend((example.index, decoded[example.index]) for example in examples)
         return results
 
-    def decode(self, sample: dict, options: dict, rule: Optional[PositionRule] = None) -> list[Output]:
-        """Generate for one collated batch (rows with equal prefix lengths) and build its Outputs."""
+    def decode(self, sample: dict, options: dict) -> list[Output]:
+        """Generate for one collated batch and build its Outputs."""
         device = next(self.model.parameters()).device
-        model = self.model
-        if rule is not None:
-            model = ConstrainedSoftmax(self.model, int(sample["prefix_lengths"][0]), rule)
-        hypotheses = self.plan.generator.generate(model, move_to(sample, device), **options)
+        hypotheses = self.plan.generator.generate(self.model, move_to(sample, device), **options)
         prefixes = [[t for t in row if t != self.encoder.vocab.pad] for row in sample["prefix_tokens"].tolist()]
         return [self.builder.build(hyps, prefix, row, sizes) for hyps, prefix, row, sizes
                 in zip(hypotheses, prefixes, sample["rows"], sample["image_sizes"])]
-
-
-def same_prefix_length(examples: list[Example]) -> list[list[Example]]:
-    """The batch split into groups of equal forced-prefix length, in order of first appearance (the
-    constrained softmax locates the generated tokens by that length)."""
-    groups: dict[int, list[Example]] = {}
-    for example in examples:
-        groups.setdefault(example.prefix_length, []).append(example)
-    return list(groups.values())
 
 
 def progress_bar(batches: Iterable, total: int, enabled: bool, what: str) -> Iterable:
