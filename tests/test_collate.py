@@ -280,3 +280,18 @@ def test_encoder_and_errors_survive_pickling_for_workers(vocab):
     assert copy.encode(row, train).encoder[0]["tokens"].tolist() == encoder.encode(row, train).encoder[0]["tokens"].tolist()
     error = pickle.loads(pickle.dumps(EncodeError("bad box", "t", 3, "objs[0].box")))
     assert str(error) == "task 't', row 3, column 'objs[0].box': bad box" and error.column == "objs[0].box"
+
+
+def test_literal_text_takes_its_groups_adaptor():
+    from ofasys_fs import import_user_dir
+    from ofasys_fs.contracts import SampleContext
+    from ofasys_fs.data.encode import RowEncoder
+    from ofasys_fs.instruction import Instruction
+    from ofasys_fs.vocab import Vocabulary
+    import os
+
+    import_user_dir(os.path.join(os.path.dirname(__file__), os.pardir, "user_dir"))
+    template = Instruction.parse('reverse " [TEXT:src,adaptor=text_conv] " -> [TEXT:tgt]')
+    encoder = RowEncoder("rev", [template], Vocabulary.default(num_bins=10, num_codes=0))
+    example = encoder.encode({"src": "a b", "tgt": "b a"}, SampleContext(split="train", task="rev"))
+    assert [piece["adaptor"] for piece in example.encoder] == ["text_conv"]

@@ -12,7 +12,7 @@ class ReverseWords(Task):
     """Text -> text with the text_conv adaptor, the focal_ce criterion and the plugin_greedy generator."""
 
     # no literal text beside the slot: one encoder text group is embedded by one adaptor, and literals use "text"
-    default_instruction = "[TEXT:src,adaptor=text_conv] -> [TEXT:tgt]"
+    default_instruction = 'reverse the words of " [TEXT:src,adaptor=text_conv] " -> [TEXT:tgt]'
     default_criterion = "focal_ce"
     default_metric = "exact_match"
     default_generation = {"generator": "plugin_greedy", "max_len": 16}

@@ -117,11 +117,12 @@ class RowEncoder:
                 raise self._error(f"disable_auto_boseos on the decoder slot {slot} of {template.text!r}: the decoder "
                                   f"sequence always starts with <s> and its target ends with </s>")
         for side in (template.encoder, template.decoder):
-            adaptors: dict = {}
+            groups: dict = {}
             for slot in side:
                 if slot.text_like:
-                    adaptors.setdefault(slot.group, set()).add(slot.adaptor)
-            for group, names in adaptors.items():
+                    groups.setdefault(slot.group, []).append(slot)
+            for group, slots in groups.items():
+                names = {slot.adaptor for slot in slots if slot.modality != "PLAIN"}
                 if len(names) > 1:
                     raise self._error(f"text group {group} of {template.text!r} mixes adaptors {sorted(names)}; one "
                                       f"group is embedded by one adaptor")
@@ -218,7 +219,7 @@ class RowEncoder:
         def close_group():
             if group_slots:
                 tokens = self._wrap(group, group_slots, ctx)
-                pieces.append({"modality": "TEXT", "adaptor": group_slots[0].adaptor, "tokens": tokens})
+                pieces.append({"modality": "TEXT", "adaptor": group_adaptor(group_slots), "tokens": tokens})
             group.clear()
             group_slots.clear()
 
@@ -354,3 +355,9 @@ def _missing(row: Mapping, name: str) -> bool:
         return row[name] is None
     head, dot, rest = name.partition(".")
     return not (dot and isinstance(row.get(head), Mapping)) or _missing(row[head], rest)
+
+
+def group_adaptor(slots: Sequence[Slot]) -> str:
+    """The adaptor of a text group: its slots' (literal text takes theirs), or "text" for literals alone."""
+    named = [slot.adaptor for slot in slots if slot.modality != "PLAIN"]
+    return named[0] if named else slots[0].adaptor
