@@ -1,0 +1,1 @@
+"""Shared parts of the benchmark folders: converter library (convert_lib), recipes (benchmark), shell runner."""

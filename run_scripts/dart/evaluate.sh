@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# DART table-to-text: evaluate.sh CHECKPOINT DATA_DIR [SUBSET] [ofasys-generate flags]; prints the metric
+exec bash "$(dirname "$0")/../common/run.sh" evaluate "$(dirname "$0")" "$@"
