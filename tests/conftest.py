@@ -33,6 +33,15 @@ TRAINER_OPTIONS = dict(arch="micro", dropout=0.0, device="cpu", num_bins=100, nu
                        validate_interval_updates=100000, best_checkpoint_metric="caption.cider")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Micro models gain little from intra-op threads, and waiting threads slow down badly on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @dataclasses.dataclass
 class TrainedCheckpoint:
     """The fixture's checkpoint, its training data and the instructions it was trained with."""

@@ -8,7 +8,6 @@ import sqlite3
 import numpy as np
 import pytest
 import soundfile
-import torch
 
 from ofasys_fs import load_builtins
 from ofasys_fs.engine.trainer import Trainer
@@ -28,14 +27,6 @@ BOX = [4.0, 6.0, 30.0, 28.0]
 GENERATION_OPTIONS = {"beam", "nbest", "max_len_a", "max_len_b", "min_len", "lenpen", "unkpen", "temperature",
                       "sampling", "sampling_topk", "sampling_topp", "no_repeat_ngram_size", "generator"}
 SUDOKU = "534678912672195348198342567859761423426853791713924856961537284287419635345286179"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ---- synthetic rows ------------------------------------------------------------------------------

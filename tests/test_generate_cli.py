@@ -4,18 +4,9 @@ import io
 import json
 
 import pytest
-import torch
 
 from ofasys_fs import OFASys
 from ofasys_fs.cli import generate, interactive, validate
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def read_lines(path) -> list[dict]:

@@ -18,14 +18,6 @@ from ofasys_fs.tasks.base import Task
 ANSWERS = ["colour", "animal", "number"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def hub(trained_checkpoint) -> OFASys:
     return OFASys.from_pretrained(trained_checkpoint.path, device="cpu")

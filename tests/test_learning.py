@@ -24,15 +24,6 @@ TRAIN_ROWS, HELD_OUT_ROWS = 128, 48
 SHAPE_ACCURACY, BOX_ACCURACY, CONTROL_CEILING = 0.8, 0.8, 0.45
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Micro models gain little from intra-op threads, and waiting threads slow down badly on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def shape_rows(count: int, rng: random.Random) -> list[dict]:
     """32 px images: a small or big square of one colour at a random place on a noisy dark background."""
     rows = []

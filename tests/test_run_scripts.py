@@ -18,7 +18,6 @@ import av
 import numpy as np
 import pytest
 import soundfile
-import torch
 from PIL import Image
 
 from ofasys_fs.cli import generate, train
@@ -32,14 +31,6 @@ MICRO = ["--device", "cpu", "--num-bins", "100", "--num-codes", "0", "--max-upda
          "--batch-size", "2", "--update-freq", "1", "--validate-interval-updates", "100", "--save-interval-updates",
          "0", "--log-interval", "100"]
 PRINT_ARGS = "printf %s\\n"  # as LAUNCHER / GENERATE: the scripts print the command instead of running it
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def image(path, colour=(200, 30, 30), size=(24, 20)):

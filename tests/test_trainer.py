@@ -30,15 +30,6 @@ COPY = "copy [TEXT:src] -> [TEXT:tgt]"
 IMAGE_COLOUR = "[IMAGE:img] what is the colour? -> [TEXT:label]"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Micro models gain little from intra-op threads, and waiting threads slow down badly on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("tok") / "tokenizer.json"

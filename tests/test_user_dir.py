@@ -1,6 +1,5 @@
 """--user-dir: import plugin packages by path, memoised, and again in spawned workers."""
 import multiprocessing
-import os
 import textwrap
 
 import pytest

