@@ -260,6 +260,15 @@ class Vocabulary:
         }
         return hashlib.sha256(_canonical_json(content).encode("utf-8")).hexdigest()
 
+    @functools.cached_property
+    def tokenizer_hash(self) -> str:
+        """sha256 hex of what maps text to ids (tokenizer JSON + text id order), recorded in shard manifests."""
+        content = {
+            "tokenizer_json": self._tokenizer_json,
+            "text_token_ids": None if self._text_token_ids is None else list(self._text_token_ids),
+        }
+        return hashlib.sha256(_canonical_json(content).encode("utf-8")).hexdigest()
+
     def __reduce__(self):
         # The HF tokenizer's pickle drops encode_special_tokens; rebuilding goes through the parse cache.
         return (Vocabulary, (self.config, self._tokenizer_json, self._text_token_ids))

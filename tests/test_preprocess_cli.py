@@ -145,7 +145,7 @@ def test_instruction_is_recorded_with_the_default_tokenizer_hash(tmp_path, capsy
     path, rows, _ = caption_data
     assert run(capsys, "--input", path, "--destdir", tmp_path / "shards", "--instruction", CAPTION)[0] == 0
     manifest = read_manifest(tmp_path / "shards")
-    assert manifest["instruction"] == CAPTION and manifest["tokenizer_hash"] == Vocabulary.default().hash
+    assert manifest["instruction"] == CAPTION and manifest["tokenizer_hash"] == Vocabulary.default().tokenizer_hash
 
 
 @pytest.mark.parametrize("instruction, change, messages", [
@@ -185,7 +185,7 @@ def test_train_tokenizer_saves_it_and_records_its_hash(tmp_path, capsys, caption
     assert code == 0
     trained = Vocabulary.from_tokenizer_file(destdir / "tokenizer.json")
     manifest = read_manifest(destdir)
-    assert manifest["tokenizer_hash"] == trained.hash != Vocabulary.default().hash
+    assert manifest["tokenizer_hash"] == trained.tokenizer_hash != Vocabulary.default().tokenizer_hash
     assert manifest["tokenizer"] == "tokenizer.json"
     assert trained.decode(trained.encode("a red square")) == "a red square"
 
@@ -236,3 +236,23 @@ def test_interrupted_preprocess_leaves_no_manifest(tmp_path, capsys, caption_dat
     assert code == 130 and "interrupted" in err
     assert not is_shard_dir(tmp_path / "shards")
     assert not [name for name in os.listdir(tmp_path / "shards") if not name.startswith(".")]
+
+
+def test_shards_of_another_tokenizer_are_refused_when_used(tmp_path):
+    from ofasys_fs.data.dataset import TaskDataset
+    from ofasys_fs.data.encode import RowEncoder
+    from ofasys_fs.data.rows import DataError
+    from ofasys_fs.tasks.base import Task
+    from ofasys_fs.tokenizer import train_tokenizer
+
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps({"src": f"row {i} text", "tgt": f"out {i}"}) + "\n" for i in range(4)))
+    assert cli.main(["--input", str(src), "--destdir", str(tmp_path / "shard"),
+                 "--instruction", "[TEXT:src] -> [TEXT:tgt]"]) == 0
+    task = Task(instruction="[TEXT:src] -> [TEXT:tgt]").add_dataset(str(tmp_path / "shard"), "train")
+    same = Vocabulary.default(num_bins=10, num_codes=0)  # other bins, same tokenizer: accepted
+    assert len(TaskDataset(task, "train", RowEncoder.for_task(task, same))) == 4
+    other = Vocabulary(same.config.__class__(num_bins=10, num_codes=0),
+                       train_tokenizer(["some other corpus entirely"] * 20, vocab_size=300))
+    with pytest.raises(DataError, match="was preprocessed with tokenizer .* run ofasys-preprocess again"):
+        TaskDataset(task, "train", RowEncoder.for_task(task, other))

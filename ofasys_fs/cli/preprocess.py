@@ -26,6 +26,7 @@ from ..fetch import is_http_url
 from ..instruction import Instruction, InstructionError
 from ..media import MediaError, encoded_source
 from ..registry import import_user_dir
+from ..tasks.base import Task
 from ..tokenizer import train_tokenizer
 from ..vocab import Vocabulary, VocabConfig
 
@@ -207,7 +208,9 @@ class RowPreparer:
             if self.instruction is not None:
                 self._validate(row, index)
         except (ValueError, OSError) as err:  # DataError, MediaError, InstructionError, ShardError are ValueErrors
-            return index, None, f"{self.source.where(index)}: {one_line(err)}{self._media_origin(err, raw)}"
+            where, message = self.source.where(index), one_line(err)
+            located = message if message.startswith(where) else f"{where}: {message}"  # a DataError names it already
+            return index, None, f"{located}{self._media_origin(err, raw)}"
         return index, row, None
 
     def _media_bytes(self, column: str, value: Any) -> Optional[bytes]:
@@ -231,8 +234,24 @@ class RowPreparer:
         """The instruction's RowEncoder, built on first use; call it once early so instruction errors surface
         before any row is read."""
         if self._encoder is None:
-            self._encoder = RowEncoder(PROG, [self.instruction], self.vocab, None)
+            instruction = Instruction.parse(self.instruction)
+            closed = any(slot.attrs.get("closed_set") for slot in instruction.decoder)
+            self._encoder = RowEncoder(PROG, [instruction], self.vocab, None,
+                                       answers=self._row_targets(instruction) if closed else None)
         return self._encoder
+
+    def _row_targets(self, instruction: Instruction) -> list[str]:
+        """The distinct targets of the readable rows: what a closed_set slot is checked against here (the task's
+        own answer set is only known when training)."""
+        column = Task(name="preprocess", instruction=instruction.text).target_column()
+        answers: dict[str, None] = {}
+        for index in range(len(self.source)):
+            with contextlib.suppress(ValueError, OSError):  # unreadable rows are reported when they are prepared
+                value = self.source[index].get(column)
+                for answer in value if isinstance(value, list) else [value]:
+                    if answer is not None:
+                        answers.setdefault(str(answer), None)
+        return list(answers)
 
     def _validate(self, row: dict, index: int) -> None:
         context = SampleContext(split=bind_split(self.split), task=PROG, row_index=index, base_dir=self.source.base_dir)
@@ -332,9 +351,10 @@ def check_tokenizer_agrees(destdir: str, vocab: Optional[Vocabulary]) -> None:
     if vocab is None or not is_shard_dir(destdir):
         return
     recorded = read_manifest(destdir).get("tokenizer_hash")
-    if recorded not in (None, vocab.hash):
+    if recorded not in (None, vocab.tokenizer_hash):
         raise PreprocessError(f"{destdir}: {MANIFEST} records tokenizer {recorded} for its splits, but this run uses "
-                              f"{vocab.hash}; write to another --destdir, or preprocess with the same tokenizer")
+                              f"{vocab.tokenizer_hash}; write to another --destdir, or preprocess with the same "
+                              f"tokenizer")
 
 
 def write_text_atomically(path: str, text: str) -> None:
@@ -397,7 +417,7 @@ def write_split(args: argparse.Namespace, preparer: RowPreparer, vocab: Optional
         if tokenizer_json is not None:
             write_text_atomically(os.path.join(args.destdir, TOKENIZER_FILE), tokenizer_json)
             extra["tokenizer"] = TOKENIZER_FILE
-        return writer.finalize(extra, tokenizer_hash=vocab.hash if vocab else None, skipped_rows=skipped)
+        return writer.finalize(extra, tokenizer_hash=vocab.tokenizer_hash if vocab else None, skipped_rows=skipped)
 
 
 def preprocess(args: argparse.Namespace) -> dict:

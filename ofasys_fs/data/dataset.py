@@ -24,6 +24,12 @@ class TaskDataset(torch.utils.data.Dataset):
                              f"{sorted(task.datasets) or 'none'}); call task.add_dataset(data, {split!r})")
         self.task, self.split, self.encoder, self.seed = task, split, encoder, seed
         self.rows = task.datasets[split]
+        recorded, ours = getattr(self.rows, "tokenizer_hash", None), encoder.vocab.tokenizer_hash
+        if recorded is not None and recorded != ours:
+            raise DataError(
+                f"task {task.name!r}, split {split!r}: {self.rows.description} was preprocessed with tokenizer "
+                f"{recorded[:12]}, but the model uses tokenizer {ours[:12]}; run ofasys-preprocess again with the "
+                f"model's tokenizer, or train with the tokenizer the shards were made with")
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -20,6 +20,7 @@ class RowSource:
 
     base_dir: Optional[str] = None
     description: str = "rows"
+    tokenizer_hash: Optional[str] = None  # shards: the tokenizer their rows were validated with
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -55,6 +56,7 @@ class PreparedRows(RowSource):
     def __init__(self, source: RowSource, prepare: Callable[[dict, Optional[str]], dict]):
         self.source, self.prepare = source, prepare
         self.base_dir, self.description = source.base_dir, source.description
+        self.tokenizer_hash = source.tokenizer_hash
 
     def __len__(self) -> int:
         return len(self.source)
@@ -227,6 +229,7 @@ class ShardRows(RowSource):
     def __init__(self, dataset, path: str, split: str):
         self.dataset, self.base_dir = dataset, os.path.abspath(path)
         self.description = f"{path} (split {split})"
+        self.tokenizer_hash = dataset.manifest.get("tokenizer_hash")
 
     def __len__(self) -> int:
         return len(self.dataset)
