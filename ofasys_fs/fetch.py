@@ -1,7 +1,8 @@
 """Bounded http(s) downloads for media columns that hold URLs (DESIGN §12).
 
 Only http and https are fetched (also after redirects), with a connect timeout, a per-read timeout,
-a total deadline, a size cap enforced while streaming, and a redirect limit. Built on urllib so that
+a total deadline (enforced on every read, headers included, so a server trickling bytes cannot hold a
+download open), a size cap enforced while streaming, and a redirect limit. Built on urllib so that
 no extra dependency is needed; proxies from the usual environment variables are honoured.
 """
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import http.client
+import io
 import socket
 import time
 import urllib.error
@@ -50,13 +52,13 @@ def fetch_url(url: str, limits: FetchLimits = FetchLimits()) -> bytes:
         raise FetchError(f"not a valid {' or '.join(ALLOWED_SCHEMES)} URL with a host")
     deadline = time.monotonic() + limits.total_timeout
     try:
-        with _build_opener(limits).open(url.strip(), timeout=limits.connect_timeout) as response:
+        with _build_opener(limits, deadline).open(url.strip(), timeout=limits.connect_timeout) as response:
             declared = response.headers.get("Content-Length")
             if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes:
                 raise FetchError(
                     f"too large: Content-Length {declared} bytes exceeds the cap of {limits.max_bytes} bytes"
                 )
-            return _read_capped(response, limits.max_bytes, deadline)
+            return _read_capped(response, limits.max_bytes)
     except urllib.error.HTTPError as err:
         raise FetchError(f"HTTP {err.code} {err.reason}") from err
     except urllib.error.URLError as err:
@@ -65,13 +67,14 @@ def fetch_url(url: str, limits: FetchLimits = FetchLimits()) -> bytes:
         raise FetchError(_describe_network_error(err)) from err
 
 
-def _read_capped(response, max_bytes: int, deadline: float) -> bytes:
+def _read_capped(response, max_bytes: int) -> bytes:
     chunks, received = [], 0
     while True:
-        if time.monotonic() > deadline:
-            raise FetchError("timed out: the download exceeded its total time limit")
-        chunk = response.read(_CHUNK_BYTES)
+        chunk = response.read1(_CHUNK_BYTES)
         if not chunk:
+            if response.length:  # what the Content-Length announced and never came
+                raise FetchError(f"incomplete: the server closed the connection after {received} bytes, "
+                                 f"{response.length} bytes short of its Content-Length")
             return b"".join(chunks)
         received += len(chunk)
         if received > max_bytes:
@@ -87,13 +90,13 @@ def _describe_network_error(reason) -> str:
     return f"network error: {reason}"
 
 
-def _build_opener(limits: FetchLimits) -> urllib.request.OpenerDirector:
+def _build_opener(limits: FetchLimits, deadline: float) -> urllib.request.OpenerDirector:
     # Built by hand, not with build_opener, so that file:, ftp: and data: handlers are never present.
     opener = urllib.request.OpenerDirector()
     for handler in (
         urllib.request.ProxyHandler(),
-        _HTTPHandler(limits.read_timeout),
-        _HTTPSHandler(limits.read_timeout),
+        _HTTPHandler(limits.read_timeout, deadline),
+        _HTTPSHandler(limits.read_timeout, deadline),
         _CountingRedirectHandler(limits.max_redirects),
         urllib.request.HTTPDefaultErrorHandler(),
         urllib.request.HTTPErrorProcessor(),
@@ -103,16 +106,56 @@ def _build_opener(limits: FetchLimits) -> urllib.request.OpenerDirector:
     return opener
 
 
-class _ReadTimeoutMixin:
-    """Connect under the request's timeout, then switch the socket to the per-read timeout."""
+class _DeadlineReader(io.RawIOBase):
+    """The socket's raw reader, each read waiting at most `read_timeout` and never past `deadline`."""
 
-    def __init__(self, *args, read_timeout: float, **kwargs):
+    def __init__(self, sock: socket.socket, read_timeout: float, deadline: float):
+        super().__init__()
+        self.raw = sock.makefile("rb", buffering=0)  # keeps the socket open until this reader closes
+        self.sock, self.read_timeout, self.deadline = sock, read_timeout, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining > 0:
+            self.sock.settimeout(min(self.read_timeout, remaining))
+            try:
+                return self.raw.readinto(buffer)
+            except TimeoutError:
+                if time.monotonic() < self.deadline:
+                    raise
+        raise FetchError("timed out: the download exceeded its total time limit")
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+class _DeadlineSocket:
+    """A connected socket whose `makefile` (what http.client reads the response through) obeys the deadline."""
+
+    def __init__(self, sock: socket.socket, read_timeout: float, deadline: float):
+        self._sock, self._read_timeout, self._deadline = sock, read_timeout, deadline
+
+    def makefile(self, mode: str = "rb", *args, **kwargs) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._read_timeout, self._deadline))
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
+class _ReadTimeoutMixin:
+    """Connect under the request's timeout, then read with the per-read timeout and the total deadline."""
+
+    def __init__(self, *args, read_timeout: float, deadline: float, **kwargs):
         super().__init__(*args, **kwargs)
-        self.read_timeout = read_timeout
+        self.read_timeout, self.deadline = read_timeout, deadline
 
     def connect(self):
         super().connect()
-        self.sock.settimeout(self.read_timeout)
+        self.sock = _DeadlineSocket(self.sock, self.read_timeout, self.deadline)
 
 
 class _HTTPConnection(_ReadTimeoutMixin, http.client.HTTPConnection):
@@ -124,21 +167,22 @@ class _HTTPSConnection(_ReadTimeoutMixin, http.client.HTTPSConnection):
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
-    def __init__(self, read_timeout: float):
+    def __init__(self, read_timeout: float, deadline: float):
         super().__init__()
-        self.read_timeout = read_timeout
+        self.read_timeout, self.deadline = read_timeout, deadline
 
     def http_open(self, req):
-        return self.do_open(functools.partial(_HTTPConnection, read_timeout=self.read_timeout), req)
+        connection = functools.partial(_HTTPConnection, read_timeout=self.read_timeout, deadline=self.deadline)
+        return self.do_open(connection, req)
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, read_timeout: float):
+    def __init__(self, read_timeout: float, deadline: float):
         super().__init__()
-        self.read_timeout = read_timeout
+        self.read_timeout, self.deadline = read_timeout, deadline
 
     def https_open(self, req):
-        connection = functools.partial(_HTTPSConnection, read_timeout=self.read_timeout)
+        connection = functools.partial(_HTTPSConnection, read_timeout=self.read_timeout, deadline=self.deadline)
         return self.do_open(connection, req, context=self._context)
 
 

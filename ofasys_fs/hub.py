@@ -48,7 +48,7 @@ class OFASys:
     def from_pretrained(cls, path: str, user_dir: Union[str, Sequence[str], None] = None,
                         device: Union[str, torch.device, None] = None, use_ema: Optional[bool] = None) -> "OFASys":
         """Load a checkpoint written by the Trainer (weights_only). `user_dir`: plugin folder(s) to import
-        (the checkpoint's recorded ones are imported too when they exist); `device`: default cuda when
+        (the checkpoint's recorded ones are only named in a warning, never imported); `device`: default cuda when
         available; `use_ema`: None = the weights the run validated with, True/False = EMA / raw weights."""
         state = load_checkpoint(str(path))
         load_builtins()
@@ -149,18 +149,15 @@ class OFASys:
 
 
 def import_plugins(recorded: Sequence[str], given: Sequence[str]) -> None:
-    """Import the given plugin folders, then the checkpoint's recorded ones not provided under the same name;
-    a recorded folder that no longer exists is a warning (its names are needed only if the tasks use them)."""
+    """Import the plugin folders the caller gave. The checkpoint's recorded folders are never imported on its
+    say-so (a checkpoint may come from anyone, and importing runs code): a missing one is a warning that says
+    how to load it."""
     for path in given:
         import_user_dir(path)
     for path in recorded:
-        if os.path.basename(os.path.normpath(path)) in sys.modules:
-            continue
-        if os.path.isdir(path):
-            import_user_dir(path)
-        else:
-            warnings.warn(f"the checkpoint was trained with --user-dir {path}, which does not exist here; if its "
-                          f"tasks use the plugin, pass user_dir=... (--user-dir) with the plugin folder", stacklevel=3)
+        if os.path.basename(os.path.normpath(path)) not in sys.modules:
+            warnings.warn(f"the checkpoint was trained with --user-dir {path}, which is not loaded; if its tasks use "
+                          f"the plugin, pass user_dir=... (--user-dir) with that folder", stacklevel=3)
 
 
 def select_weights(state: dict, use_ema: Optional[bool], path: str) -> dict:

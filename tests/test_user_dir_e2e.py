@@ -21,9 +21,18 @@ TRAIN_ROWS = 48
 EXACT_MATCH_FLOOR = 0.5
 
 FRESH_PROCESS = """
-import json, sys
+import json, sys, warnings
 from ofasys_fs import OFASys
-model = OFASys.from_pretrained(sys.argv[1], device="cpu")
+from ofasys_fs.registry import RegistryError
+with warnings.catch_warnings(record=True) as caught:  # the recorded plugin is named, never imported on its own
+    warnings.simplefilter("always")
+    try:
+        OFASys.from_pretrained(sys.argv[1], device="cpu")
+        raise AssertionError("loaded a plugin model without its plugin")
+    except RegistryError as err:
+        assert 'unknown adaptor "text_conv"' in str(err) and "--user-dir" in str(err), err
+assert "user_dir" not in sys.modules and any("pass user_dir=" in str(w.message) for w in caught), caught
+model = OFASys.from_pretrained(sys.argv[1], device="cpu", user_dir=sys.argv[3])
 rows = [json.loads(line) for line in open(sys.argv[2])]
 outputs = model.inference(model.task("reverse_words").instruction.text, rows)
 print(json.dumps({"plugin_imported": "user_dir" in sys.modules, "generator": model.task("reverse_words").generation,
@@ -57,7 +66,7 @@ def exact_match(texts: list, rows: list) -> float:
 
 
 def test_from_pretrained_in_a_fresh_process_decodes_with_the_plugin_generator(trained):
-    result = subprocess.run([sys.executable, "-c", FRESH_PROCESS, trained["path"], trained["data"]], cwd=REPO,
+    result = subprocess.run([sys.executable, "-c", FRESH_PROCESS, trained["path"], trained["data"], USER_DIR], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     reply = json.loads(result.stdout.splitlines()[-1])

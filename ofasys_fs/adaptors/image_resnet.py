@@ -92,7 +92,13 @@ class ResNetTrunk(nn.Module):
         if not os.path.isfile(path):
             raise FileNotFoundError(
                 f"{where}: no such file (expected a torchvision ResNet-{self.depth} state_dict .pth)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # weights_only runs no code from the file; damaged files raise many types
+            text = " ".join(str(err).split())
+            reason = (text.partition("WeightsUnpickler error:")[2] or text).split(" Please ")[0].strip()[:200]
+            raise ValueError(f"{where}: not loadable as a state_dict of tensors (damaged, or holding objects that "
+                             f"could run code; nothing in it was run): {reason}") from None
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise ValueError(f"{where}: expected a state_dict (a dict of tensors), got {type(state).__name__}")
         trunk_state = {key: value for key, value in state.items() if key.startswith(TRUNK_PREFIXES)}

@@ -24,7 +24,7 @@ def add_checkpoint_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     group.add_argument("--path", required=True, help="checkpoint file written by ofasys-train / Trainer")
     group.add_argument("--user-dir", action="append", default=[], metavar="DIR",
                        help="plugin package folder to import (repeatable); the checkpoint's recorded ones are "
-                            "imported too when they exist")
+                            "only named in a warning, never imported on its say-so")
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     group.add_argument("--batch-size", type=int, default=None, help="rows per generation batch (default: 16)")
     return parser

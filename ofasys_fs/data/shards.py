@@ -303,13 +303,17 @@ def _split_entry(manifest: dict, folder: str, split: str) -> dict:
     if split not in manifest["splits"]:
         raise ShardError(f"{folder}: no split {split!r} in {MANIFEST}; it has {sorted(manifest['splits'])}")
     entry = manifest["splits"][split]
-    rows, columns = entry.get("rows"), entry.get("columns")
-    if not isinstance(rows, int) or rows < 0 or not isinstance(columns, dict):
+    rows, columns = (entry.get("rows"), entry.get("columns")) if isinstance(entry, dict) else (None, None)
+    if type(rows) is not int or rows < 0 or not isinstance(columns, dict):
         raise ShardError(f"{path}: split {split!r} needs a row count and a 'columns' object")
     for name, spec in columns.items():
         _check_column_name(name, path)
         if not isinstance(spec, dict) or spec.get("kind") not in KINDS:
             raise ShardError(f"{path}: column {name!r} of split {split!r} has no kind among {KINDS}")
+        nulls = spec.get("null_rows", [])
+        if not isinstance(nulls, list) or not all(type(row) is int and 0 <= row < rows for row in nulls):
+            raise ShardError(f"{path}: column {name!r} of split {split!r}: null_rows must be a list of row numbers "
+                             f"in 0..{rows - 1}")
     return entry
 
 

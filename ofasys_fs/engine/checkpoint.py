@@ -5,6 +5,7 @@ import errno
 import os
 import pickle
 import tempfile
+import zipfile
 from typing import Any
 
 import torch
@@ -59,23 +60,51 @@ def save_checkpoint(state: dict[str, Any], path: str) -> None:
     atomic_write(path, lambda f: torch.save(state, f))
 
 
+def verify_archive(path: str) -> None:
+    """Check the CRC-32 of every member of a zip-format file (what torch.save writes): torch.load does not, so
+    a flipped bit in a tensor would otherwise load silently. Other formats are left to torch.load."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, RuntimeError, EOFError) as err:
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {err}") from err
+    if damaged is not None:
+        raise CheckpointError(f"{path} is corrupt: its member {damaged!r} fails the CRC-32 check (a damaged copy "
+                              f"or disk); use another copy or an earlier checkpoint")
+
+
+def unpickler_refusal(path: str, err: Exception) -> CheckpointError:
+    """The error for a file torch's weights_only unpickler refused: one naming an object that could run code,
+    or a damaged file; in both cases without torch's advice to load it unsafely."""
+    text = " ".join(str(err).split())
+    _, found, reason = text.partition("WeightsUnpickler error:")
+    reason = (reason if found else text).split(" Please ")[0].split(" Check the documentation")[0].strip()[:200]
+    if "global" in reason.lower() or "class" in reason.lower():
+        return CheckpointError(f"refusing to load {path}: it holds objects other than tensors and plain values, "
+                               f"which could run code when unpickled ({reason}); nothing in it was run")
+    return CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt, or not written by torch.save): "
+                           f"{reason}; nothing in it was run")
+
+
 def load_checkpoint(path: str, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load with `weights_only=True`: a file that would run code when unpickled is refused."""
+    """Load with `weights_only=True` (a file that would run code when unpickled is refused) after checking the
+    archive's CRCs (a damaged file is refused rather than loaded with wrong values)."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist")
+    verify_archive(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"refusing to load {path}: it holds objects other than tensors and plain values, which could "
-            f"run code when unpickled (weights_only load failed: {str(err).splitlines()[0][:200]})"
-        ) from err
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as err:
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {err}") from err
+        raise unpickler_refusal(path, err) from err
+    except Exception as err:  # weights_only runs no code from the file; garbage raises many types in torch.load
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): "
+                              f"{type(err).__name__}: {err}") from err
     if not isinstance(state, dict) or "version" not in state:
         raise CheckpointError(f"{path} is not an ofasys_fs checkpoint (no 'version' key)")
-    if state["version"] > CHECKPOINT_VERSION:
+    if type(state["version"]) is not int or state["version"] > CHECKPOINT_VERSION:
         raise CheckpointError(
-            f"{path} has checkpoint version {state['version']}; this ofasys_fs reads up to {CHECKPOINT_VERSION}"
+            f"{path} has checkpoint version {state['version']!r}; this ofasys_fs reads up to {CHECKPOINT_VERSION}"
         )
     return state

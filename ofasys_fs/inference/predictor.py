@@ -32,7 +32,7 @@ class TargetFreeEncoder:
     and a target the task could not encode (e.g. an answer outside the closed set) must not stop it."""
 
     def __init__(self, encoder: RowEncoder):
-        self.encoder = encoder
+        self.encoder, self.vocab = encoder, encoder.vocab
         self.target_columns = target_only_columns(encoder.templates)
 
     def encode(self, row: dict, ctx: SampleContext) -> Example:
