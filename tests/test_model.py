@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from ofasys_fs.contracts import AdaptorOutput
+from ofasys_fs.models import generalist
 from ofasys_fs.models.archs import ARCH_PRESETS
 from ofasys_fs.models.generalist import Encoder, GeneralistModel, count_parameters
 from ofasys_fs.models.layers import DropPath, relative_position_bucket
@@ -150,6 +151,72 @@ def test_reorder_for_beams_and_finished_rows(model):
         full, _ = model.decoder(prev, model.reorder_encoder_out(encoder_out, torch.tensor([1, 1, 1])))
     assert stepped.shape == (3, 2, VOCAB)
     assert (stepped - full[:, 4:]).abs().max() < 1e-5
+
+
+def test_position_bias_blocks_of_incremental_decoding(model, monkeypatch):
+    """Incremental decoding computes the decoder's position biases for blocks of positions at once: crossing
+    block boundaries (also with a prefix fed in one call, and at the last position) matches teacher forcing."""
+    monkeypatch.setattr(generalist, "POSITION_BLOCK", 3)
+    g = torch.Generator().manual_seed(8)
+    encoder_out = model.encoder([text_piece(random_rows(g, [5, 3]))])
+    prev = torch.randint(4, VOCAB, (2, 9), generator=g)
+    with torch.no_grad():
+        full, _ = model.decoder(prev, encoder_out)
+        state = {}
+        model.decoder(prev[:, :2], encoder_out, state)
+        stepped = decode_step_by_step(model, prev, encoder_out, state, start=3)
+    torch.testing.assert_close(stepped, full[:, 2:], atol=1e-5, rtol=0)
+    short = micro_model(max_target_positions=4)
+    with torch.no_grad():
+        encoder_out = short.encoder([text_piece(random_rows(g, [5, 3]))])
+        full, _ = short.decoder(prev[:, :4], encoder_out)
+        torch.testing.assert_close(decode_step_by_step(short, prev[:, :4], encoder_out, {}), full, atol=1e-5, rtol=0)
+        with pytest.raises(ValueError, match="exceeds its 4 positions"):
+            decode_step_by_step(short, prev[:, :5], encoder_out, {})
+
+
+def test_beams_share_their_source_rows(model):
+    """An encoder output of R rows serves R x k hypotheses (k consecutive per row): the same logits as an
+    encoder output expanded to one row per hypothesis, teacher-forced and step by step, through beam
+    reorders within rows (the per-source caches stay shared), a row leaving, and a reorder across rows."""
+    g = torch.Generator().manual_seed(7)
+    encoder_out = model.encoder([text_piece(random_rows(g, [5, 2, 4]))])
+    beam = 2
+    prev = torch.randint(4, VOCAB, (3 * beam, 7), generator=g)
+    with torch.no_grad():
+        expand = torch.arange(3).repeat_interleave(beam)
+        full, _ = model.decoder(prev, model.reorder_encoder_out(encoder_out, expand))
+        shared_full, _ = model.decoder(prev, encoder_out)
+        torch.testing.assert_close(shared_full, full, atol=1e-5, rtol=0)
+        state = {}
+        stepped = decode_step_by_step(model, prev[:, :3], encoder_out, state)
+        torch.testing.assert_close(stepped, full[:, :3], atol=1e-5, rtol=0)
+        assert state["source"]["layers.0.cross_attn"]["k"].size(0) == 3  # one cache row per source row
+        within_rows = torch.tensor([1, 1, 2, 3, 5, 4])
+        model.reorder_incremental_state(state, within_rows)
+        assert state["source"]["layers.0.cross_attn"]["k"].size(0) == 3
+        prev = torch.cat([prev[within_rows, :3], prev[:, 3:]], dim=1)
+        expected, _ = model.decoder(prev, model.reorder_encoder_out(encoder_out, expand))
+        torch.testing.assert_close(decode_step_by_step(model, prev[:, :4], encoder_out, state, start=4),
+                                   expected[:, 3:4], atol=1e-5, rtol=0)
+        rows_left = torch.tensor([4, 5, 0, 1])  # row 1 leaves, rows 2 and 0 swap places
+        model.reorder_incremental_state(state, rows_left)
+        encoder_out = model.reorder_encoder_out(encoder_out, torch.tensor([2, 0]))
+        assert state["source"]["layers.0.cross_attn"]["k"].size(0) == 2
+        prev = prev[rows_left]
+        expected, _ = model.decoder(prev, model.reorder_encoder_out(encoder_out, torch.tensor([0, 0, 1, 1])))
+        torch.testing.assert_close(decode_step_by_step(model, prev[:, :5], encoder_out, state, start=5),
+                                   expected[:, 4:5], atol=1e-5, rtol=0)
+        across_rows = torch.tensor([0, 2, 1, 3])  # groups mix sources: one cache row per hypothesis from now on
+        model.reorder_incremental_state(state, across_rows)
+        assert state["source"]["layers.0.cross_attn"]["k"].size(0) == 4
+        prev = prev[across_rows]
+        per_hypothesis = model.reorder_encoder_out(encoder_out, torch.tensor([0, 1, 0, 1]))
+        expected, _ = model.decoder(prev, per_hypothesis)
+        torch.testing.assert_close(decode_step_by_step(model, prev, per_hypothesis, state, start=6),
+                                   expected[:, 5:], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="cannot share the keys of 3 rows"):
+        model.decoder(prev[:4], model.encoder([text_piece(random_rows(g, [5, 2, 4]))]))
 
 
 def test_causal_masking(model):

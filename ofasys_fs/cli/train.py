@@ -19,10 +19,12 @@ from ..configs import TaskConfig, TrainConfig
 from ..data.rows import FILE_SUFFIXES, DataError
 from ..data.shards import is_shard_dir, read_manifest
 from ..engine.checkpoint import CheckpointError
+from ..engine.distributed import RankFailure, is_main_process
 from ..registry import TASK_REGISTRY, RegistryError
 from ..tasks.base import SPLITS, Task
 
-USER_ERRORS = (ConfigError, CheckpointError, DataError, RegistryError, FileNotFoundError, ValueError, FloatingPointError)
+USER_ERRORS = (ConfigError, CheckpointError, DataError, RegistryError, OSError, ValueError, FloatingPointError,
+               RankFailure)  # OSError: a missing file, a full disk, a permission
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,7 +145,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         cfg = resolve_config(argv)
-        print_config(cfg)
+        if is_main_process():  # under torchrun, rank 0 speaks for all
+            print_config(cfg)
         if cfg.common.print_config:
             return 0
         Trainer(cfg).fit(tasks=tasks_from_config(cfg.tasks))

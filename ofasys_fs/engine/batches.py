@@ -4,6 +4,9 @@ keys `(row_index, epoch)` into collated samples.
 
 Everything is a pure function of (seed, task, epoch) plus a per-task cursor (epoch, rows consumed),
 so a run resumed from a checkpoint draws exactly the batches the uninterrupted run would have drawn.
+With several ranks, a step of a task is world_size consecutive per-rank batches (rank r takes the r-th),
+so N ranks with batch_size B see the rows one process with batch_size N*B sees; the cursor is the same
+on every rank.
 """
 from __future__ import annotations
 
@@ -85,8 +88,11 @@ def pack_by_tokens(order: np.ndarray, lengths: np.ndarray, max_tokens: int, max_
     return batches
 
 
+Step = list[np.ndarray]  # one step of a task: the batch of each rank (fewer than world_size at an epoch's end)
+
+
 class TaskBatchPlan:
-    """One task's training batches, epoch by epoch, as row-index arrays.
+    """One task's training batches, epoch by epoch, as row-index arrays, grouped into steps of world_size.
 
     Without max_tokens: consecutive slices of `epoch_permutation`. With max_tokens: the permutation
     sorted by length (ties keep the random order), packed under the token budget, and the batches
@@ -94,24 +100,27 @@ class TaskBatchPlan:
     """
 
     def __init__(self, task: str, size: int, seed: int, batch_size: int, max_tokens: Optional[int] = None,
-                 lengths: Optional[np.ndarray] = None, multiple: int = 1, max_rows: Optional[int] = None):
+                 lengths: Optional[np.ndarray] = None, multiple: int = 1, max_rows: Optional[int] = None,
+                 world_size: int = 1):
         if max_tokens is not None and lengths is None:
             raise ValueError(f"task {task!r}: max_tokens batching needs the row lengths")
         self.task, self.size, self.seed = task, size, seed
         self.batch_size, self.max_tokens, self.lengths = batch_size, max_tokens, lengths
-        self.multiple, self.max_rows = multiple, max_rows
-        # epoch -> (batches, {first row position of a batch: its index}); two epochs, since a prefetching
+        self.multiple, self.max_rows, self.world_size = multiple, max_rows, world_size
+        # epoch -> (steps, {first row position of a step: its index}); two epochs, since a prefetching
         # DataLoader may already read the next epoch while the trainer finishes the current one
-        self.cache: dict[int, tuple[list[np.ndarray], dict[int, int]]] = {}
+        self.cache: dict[int, tuple[list[Step], dict[int, int]]] = {}
 
     def batches(self, epoch: int) -> list[np.ndarray]:
-        return self.epoch_index(epoch)[0]
+        """The epoch's batches over all ranks: one row array per step."""
+        return [np.concatenate(step) for step in self.epoch_index(epoch)[0]]
 
-    def epoch_index(self, epoch: int) -> tuple[list[np.ndarray], dict[int, int]]:
+    def epoch_index(self, epoch: int) -> tuple[list[Step], dict[int, int]]:
         if epoch not in self.cache:
             batches = self.make_batches(epoch)
-            starts = np.cumsum([0] + [len(batch) for batch in batches[:-1]])
-            self.cache[epoch] = (batches, {int(start): index for index, start in enumerate(starts)})
+            steps = [batches[i:i + self.world_size] for i in range(0, len(batches), self.world_size)]
+            starts = np.cumsum([0] + [sum(map(len, step)) for step in steps[:-1]])
+            self.cache[epoch] = (steps, {int(start): index for index, start in enumerate(starts)})
             if len(self.cache) > 2:
                 del self.cache[min(self.cache)]
         return self.cache[epoch]
@@ -125,41 +134,48 @@ class TaskBatchPlan:
         rng = np.random.Generator(np.random.PCG64(stable_hash(self.seed, self.task, "batch-order", epoch)))
         return [batches[i] for i in rng.permutation(len(batches))]
 
-    def batch_at(self, cursor: Cursor) -> np.ndarray:
-        """The batch that starts at `cursor` (which must sit on a batch boundary of its epoch)."""
-        batches, index_of_start = self.epoch_index(cursor.epoch)
+    def step_at(self, cursor: Cursor) -> Step:
+        """The step that starts at `cursor` (which must sit on a step boundary of its epoch)."""
+        steps, index_of_start = self.epoch_index(cursor.epoch)
         if cursor.consumed not in index_of_start:
             raise ValueError(
                 f"task {self.task!r}: the saved data position ({cursor.consumed} rows into epoch {cursor.epoch}) is "
-                f"not a batch boundary of this run's batching (batch_size/max_tokens or the data changed since "
-                f"the checkpoint?); resume with --reset-dataloader to start the data from the beginning"
+                f"not a step boundary of this run's batching (batch_size/max_tokens, the number of ranks or the "
+                f"data changed since the checkpoint?); resume with --reset-dataloader to start the data from the "
+                f"beginning"
             )
-        return batches[index_of_start[cursor.consumed]]
+        return steps[index_of_start[cursor.consumed]]
 
-    def advance(self, cursor: Cursor) -> np.ndarray:
-        """Return the batch at `cursor` and move the cursor past it (to the next epoch at the end)."""
-        batch = self.batch_at(cursor)
-        cursor.consumed += len(batch)
+    def advance(self, cursor: Cursor) -> Step:
+        """Return the step at `cursor` and move the cursor past it (to the next epoch at the end)."""
+        step = self.step_at(cursor)
+        cursor.consumed += sum(map(len, step))
         if cursor.consumed >= self.size:
             cursor.epoch, cursor.consumed = cursor.epoch + 1, 0
-        return batch
+        return step
 
-    def keys_from(self, cursor: Cursor) -> Iterator[list[Key]]:
-        """Endless batches of (row_index, epoch) keys starting at a copy of `cursor`."""
+    def keys_from(self, cursor: Cursor, rank: int = 0) -> Iterator[list[Key]]:
+        """Endless batches of (row_index, epoch) keys of one rank, starting at a copy of `cursor`. Where a step
+        has no batch for the rank (an epoch's end), it gets rank 0's rows as a dummy (see `is_dummy`)."""
         cursor = dataclasses.replace(cursor)
         while True:
             epoch = cursor.epoch
-            yield [(int(row), epoch) for row in self.advance(cursor)]
+            step = self.advance(cursor)
+            yield [(int(row), epoch) for row in step[rank if rank < len(step) else 0]]
+
+    def is_dummy(self, cursor: Cursor, rank: int) -> bool:
+        """Whether the step at `cursor` has no batch for `rank` (the rank then runs a dummy with weight 0)."""
+        return rank >= len(self.step_at(cursor))
 
 
 class KeyBatchSampler:
-    """DataLoader batch sampler: the plan's key batches from a starting cursor (endless)."""
+    """DataLoader batch sampler: one rank's key batches of the plan from a starting cursor (endless)."""
 
-    def __init__(self, plan: TaskBatchPlan, start: Cursor):
-        self.plan, self.start = plan, dataclasses.replace(start)
+    def __init__(self, plan: TaskBatchPlan, start: Cursor, rank: int = 0):
+        self.plan, self.start, self.rank = plan, dataclasses.replace(start), rank
 
     def __iter__(self) -> Iterator[list[Key]]:
-        return self.plan.keys_from(self.start)
+        return self.plan.keys_from(self.start, self.rank)
 
 
 def init_worker(user_dirs: list[str], worker_id: int) -> None:
@@ -178,10 +194,10 @@ def make_loader(dataset: Dataset, batch_sampler: Any, collate_fn: Callable, num_
 
 @dataclasses.dataclass
 class TaskFeed:
-    """One task's training data: its plan, the DataLoader iterator and the cursor of taken batches.
+    """One task's training data on this rank: its plan, the DataLoader iterator and the cursor of taken steps.
 
     The loader may prefetch ahead; the cursor mirrors only what the trainer has taken, so it is what
-    a checkpoint stores.
+    a checkpoint stores. A sample with `"dummy": True` holds another rank's rows and must count for nothing.
     """
 
     name: str
@@ -190,11 +206,13 @@ class TaskFeed:
     cursor: Cursor
     make_iterator: Callable[[Cursor], Iterator[dict]]
     iterator: Optional[Iterator[dict]] = None
+    rank: int = 0
 
     def next_sample(self) -> dict:
         if self.iterator is None:
             self.iterator = self.make_iterator(self.cursor)
         sample = next(self.iterator)
+        sample["dummy"] = self.plan.is_dummy(self.cursor, self.rank)
         self.plan.advance(self.cursor)
         sample["task"] = self.name
         sample["task_weight"] = self.weight
@@ -250,8 +268,10 @@ def restore_cursors(names: list[str], state: Optional[dict]) -> dict[str, Cursor
     return {name: Cursor(int(state[name]["epoch"]), int(state[name]["consumed"])) for name in names}
 
 
-def train_batches(tasks: list, encoders: dict, cfg: Any, cursors_state: Optional[dict]) -> TrainBatches:
-    """The training data of every task (TrainConfig `cfg`), from a checkpoint's cursors or from the start."""
+def train_batches(tasks: list, encoders: dict, cfg: Any, cursors_state: Optional[dict], rank: int = 0,
+                  world_size: int = 1) -> TrainBatches:
+    """The training data of every task (TrainConfig `cfg`) for one rank, from a checkpoint's cursors or from
+    the start; batch_size and max_tokens are per rank."""
     seed, dataset_cfg = cfg.common.seed, cfg.dataset
     cursors = restore_cursors([task.name for task in tasks], cursors_state)
     feeds = []
@@ -260,14 +280,14 @@ def train_batches(tasks: list, encoders: dict, cfg: Any, cursors_state: Optional
         plan = TaskBatchPlan(
             task.name, len(dataset), seed, task.batch_size or dataset_cfg.batch_size, dataset_cfg.max_tokens,
             row_lengths(dataset) if dataset_cfg.max_tokens else None, dataset_cfg.required_batch_size_multiple,
-            max_rows=task.batch_size,
+            max_rows=task.batch_size, world_size=world_size,
         )
 
         def start(cursor: Cursor, dataset=dataset, plan=plan, encoder=encoder) -> Iterator[dict]:
-            sampler = KeyBatchSampler(plan, cursor)
+            sampler = KeyBatchSampler(plan, cursor, rank)
             return iter(make_loader(dataset, sampler, encoder.collate, dataset_cfg.num_workers, seed))
 
-        feeds.append(TaskFeed(task.name, task.weight, plan, cursors[task.name], start))
+        feeds.append(TaskFeed(task.name, task.weight, plan, cursors[task.name], start, rank=rank))
     sampling = Sampling.parse(cfg.optimization.sampling, [task.name for task in tasks])
     return TrainBatches(feeds, sampling, seed, cfg.optimization.update_freq)
 

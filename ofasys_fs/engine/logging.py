@@ -58,18 +58,20 @@ class TrainLogger:
 
     Output: tqdm on a terminal (plain lines otherwise, or JSON with log_format="json") on stdout; every
     record also goes as one JSON line to `jsonl_path` and as scalars to TensorBoard when configured.
+    A `quiet` logger (ranks other than 0) keeps the meters but writes nothing anywhere.
     """
 
     def __init__(self, cfg: CommonConfig, task_names: list[str], requested_mix: list[float],
-                 reducers: dict[str, Reducer], max_update: int, jsonl_path: Optional[str], start_update: int = 0):
-        self.cfg, self.task_names, self.reducers = cfg, task_names, reducers
+                 reducers: dict[str, Reducer], max_update: int, jsonl_path: Optional[str], start_update: int = 0,
+                 quiet: bool = False):
+        self.cfg, self.task_names, self.reducers, self.quiet = cfg, task_names, reducers, quiet
         self.requested_mix = dict(zip(task_names, requested_mix))
         self.tasks = {name: TaskMeters() for name in task_names}
         self.log_format = cfg.log_format or ("tqdm" if sys.stdout.isatty() else "simple")
-        self.jsonl = open_jsonl(jsonl_path)
+        self.jsonl = open_jsonl(None if quiet else jsonl_path)
         self.writers = {}
         self.progress = None
-        if self.log_format == "tqdm":
+        if self.log_format == "tqdm" and not quiet:
             from tqdm import tqdm
 
             self.progress = tqdm(total=max_update or None, initial=start_update, unit="upd", dynamic_ncols=True,
@@ -159,7 +161,7 @@ class TrainLogger:
             self.info(plain_line(record))
 
     def write_tensorboard(self, split: str, record: dict) -> None:
-        if not self.cfg.tensorboard_logdir:
+        if not self.cfg.tensorboard_logdir or self.quiet:
             return
         if split not in self.writers:
             from torch.utils.tensorboard import SummaryWriter
@@ -176,6 +178,8 @@ class TrainLogger:
 
     def info(self, text: str) -> None:
         """One line for the user (through tqdm when a progress bar is showing)."""
+        if self.quiet:
+            return
         if self.progress is not None:
             self.progress.write(text, file=sys.stdout)
         else:

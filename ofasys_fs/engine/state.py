@@ -1,5 +1,6 @@
-"""Checkpoint contents (DESIGN §8): assemble them from the training objects, restore the objects from them,
-and manage the files in save_dir (checkpoint_last / _best / _<update>, keep_last_n).
+"""Checkpoint contents (DESIGN §8): assemble them from the training objects, restore the objects from them
+(`TrainerCheckpoints`: the Trainer's side), and manage the files in save_dir (checkpoint_last / _best /
+_<update>, keep_last_n, the temp files of interrupted writes).
 
 Every value is a tensor or a plain Python value, so checkpoints load with `torch.load(weights_only=True)`.
 """
@@ -16,26 +17,43 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..config import config_to_dict
+from ..registry import imported_user_dirs
 from ..vocab import Vocabulary
-from .checkpoint import CHECKPOINT_VERSION, CheckpointError, atomic_write, save_checkpoint
+from .checkpoint import CHECKPOINT_VERSION, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from .ema import EMA
 
 NUMBERED = re.compile(r"checkpoint_(\d+)\.pt")
+STALE_TEMP = re.compile(r"checkpoint.*\.pt\..+\.tmp")  # what atomic_write leaves when killed mid-write
 
 
 def rng_state() -> dict:
-    """The global torch RNG states (dropout, drop-path); data randomness is stateless and needs none."""
+    """This process's torch RNG states (dropout, drop-path); data randomness is stateless and needs none."""
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def checkpoint_rng(per_rank: list[dict]) -> dict:
+    """The checkpoint's `rng`: rank 0's states at the top (as a one-process run writes them) and every
+    rank's under "ranks", so that each rank of a resumed run continues its own dropout stream."""
+    return {**per_rank[0], "ranks": list(per_rank)}
+
+
+def set_rng_state(state: dict, rank: int = 0, world_size: int = 1) -> bool:
+    """Restore this rank's RNG from a checkpoint's `rng`; False when the checkpoint has none for this rank
+    (it was written by another number of ranks; the caller reseeds)."""
+    ranks = state.get("ranks")
+    if ranks is not None and len(ranks) == world_size:
+        state = ranks[rank]
+    elif world_size > 1 or (ranks is not None and len(ranks) != 1):
+        return False
     torch.set_rng_state(state["torch"])
     cuda = state.get("cuda")
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
+    return True
 
 
 def model_description(model: nn.Module, data_cfg: Any) -> dict:
@@ -48,18 +66,19 @@ def model_description(model: nn.Module, data_cfg: Any) -> dict:
     }
 
 
-def build_state(*, model: nn.Module, ema: Optional[EMA], optimizer: torch.optim.Optimizer, lr_scheduler: Any,
-                sampler: dict, vocab: Vocabulary, config: dict, tasks: list, user_dirs: list[str],
+def build_state(*, model_state: dict, ema: Optional[EMA], optimizer_state: dict, lr_scheduler: Any,
+                sampler: dict, rng: dict, vocab: Vocabulary, config: dict, tasks: list, user_dirs: list[str],
                 train_meta: dict) -> dict:
-    """The checkpoint dict with DESIGN §8's keys; `config` = plain dicts (train config + model_description)."""
+    """The checkpoint dict with DESIGN §8's keys; `config` = plain dicts (train config + model_description),
+    `model_state`/`optimizer_state` = full state dicts, `rng` = `checkpoint_rng(...)`."""
     state = {
         "version": CHECKPOINT_VERSION,
-        "model": model.state_dict(),
+        "model": model_state,
         "ema": ema.state_dict() if ema is not None else None,
-        "optimizer": optimizer.state_dict(),
+        "optimizer": optimizer_state,
         "lr_scheduler": lr_scheduler.state_dict(),
         "sampler": sampler,
-        "rng": rng_state(),
+        "rng": rng,
         "vocab": vocab.to_dict(),
         "config": config,
         "tasks": [task.to_dict() for task in tasks],
@@ -150,13 +169,18 @@ def load_finetune(state: dict, path: str, model: nn.Module, vocab: Vocabulary) -
     return FinetuneReport(path, len(weights) - len(unexpected), missing, unexpected)
 
 
-def restore_training(state: dict, path: str, *, model: nn.Module, ema: Optional[EMA],
-                     optimizer: torch.optim.Optimizer, lr_scheduler: Any, checkpoint_cfg: Any,
-                     vocab: Vocabulary) -> dict:
-    """Resume: model (strict), EMA, optimizer and scheduler unless reset; returns the train_meta to continue
-    from (num_updates 0 with --reset-optimizer, as fairseq; sampler None with --reset-dataloader)."""
+def restore_weights(state: dict, path: str, model: nn.Module, vocab: Vocabulary) -> None:
+    """Resume, first half (before the model is wrapped or sharded): the weights, strictly; the vocab must match."""
     check_vocab(state, vocab, path)
     load_model_weights(model, state["model"], path, strict=True)
+
+
+def restore_training(state: dict, path: str, *, model: nn.Module, ema: Optional[EMA],
+                     optimizer: torch.optim.Optimizer, lr_scheduler: Any, checkpoint_cfg: Any,
+                     optimizer_state: Optional[dict] = None) -> dict:
+    """Resume, second half: EMA, optimizer (`optimizer_state`: the checkpoint's, made local to this rank) and
+    scheduler unless reset; returns the train_meta to continue from (num_updates 0 with --reset-optimizer,
+    as fairseq; sampler None with --reset-dataloader)."""
     if ema is not None and state.get("ema"):
         ema.load_state_dict(state["ema"])
     elif ema is not None:
@@ -166,7 +190,7 @@ def restore_training(state: dict, path: str, *, model: nn.Module, ema: Optional[
         meta["num_updates"] = 0
     else:
         try:
-            optimizer.load_state_dict(state["optimizer"])
+            optimizer.load_state_dict(state["optimizer"] if optimizer_state is None else optimizer_state)
         except ValueError as err:
             raise CheckpointError(
                 f"{path}: the optimizer state does not fit this model's parameters ({err}); "
@@ -204,6 +228,16 @@ def write_checkpoints(state: dict, save_dir: str, names: list[str]) -> None:
             atomic_write(os.path.join(save_dir, name), lambda target: shutil.copyfileobj(source, target))
 
 
+def remove_stale_temp_files(save_dir: str) -> list[str]:
+    """Delete the temp files of checkpoint writes that were killed before their rename; returns their names."""
+    if not os.path.isdir(save_dir):
+        return []
+    stale = sorted(name for name in os.listdir(save_dir) if STALE_TEMP.fullmatch(name))
+    for name in stale:
+        os.remove(os.path.join(save_dir, name))
+    return stale
+
+
 def prune_numbered(save_dir: str, keep_last_n: int) -> None:
     """Delete all but the newest keep_last_n checkpoint_<update>.pt files (-1 keeps them all)."""
     if keep_last_n < 0:
@@ -213,3 +247,65 @@ def prune_numbered(save_dir: str, keep_last_n: int) -> None:
     )
     for _, name in numbered[:max(len(numbered) - keep_last_n, 0)]:
         os.remove(os.path.join(save_dir, name))
+
+
+class TrainerCheckpoints:
+    """The Trainer's side of checkpoints: what it restores before and after wrapping the model, and the state
+    it saves. A mixin of engine.trainer.Trainer, whose attributes (cfg, model, vocab, dist, strategy,
+    optimizer, lr_scheduler, ema, scaler, batches, logger, ...) it reads."""
+
+    def load_initial_weights(self) -> Optional[tuple[dict, str]]:
+        """Before the model is wrapped: the weights of the restore file when it exists (returns it and its
+        path, to restore the rest later), else --finetune-from-model's, else none (from scratch)."""
+        ckpt_cfg = self.cfg.checkpoint
+        path = restore_path(ckpt_cfg)
+        if path is not None:
+            state = load_checkpoint(path)
+            restore_weights(state, path, self.model, self.vocab)
+            return state, path
+        if ckpt_cfg.finetune_from_model:
+            state = load_checkpoint(ckpt_cfg.finetune_from_model)
+            self.finetune_report = load_finetune(state, ckpt_cfg.finetune_from_model, self.model, self.vocab)
+            self.say(str(self.finetune_report))
+        return None
+
+    def restore_training(self, resumed: Optional[tuple[dict, str]]) -> dict:
+        """After the optimizer exists: the rest of a resumed run's state. Returns the train_meta to continue from."""
+        if resumed is None:
+            return {}
+        state, path = resumed
+        ckpt_cfg = self.cfg.checkpoint
+        optimizer_state = None if ckpt_cfg.reset_optimizer else \
+            self.strategy.local_optimizer_state(self.optimizer, state["optimizer"])
+        meta = restore_training(
+            state, path, model=self.model, ema=self.ema, optimizer=self.optimizer, lr_scheduler=self.lr_scheduler,
+            checkpoint_cfg=ckpt_cfg, optimizer_state=optimizer_state,
+        )
+        self.say(f"resuming from {path} at update {meta.get('num_updates', 0)}")
+        return {**meta, "rng": state["rng"]}
+
+    def checkpoint(self) -> Optional[dict]:
+        """The full training state (DESIGN §8 keys) on rank 0, None on the other ranks. Gathers every rank's
+        RNG (and FSDP's shards): call it on every rank."""
+        rng = checkpoint_rng(self.dist.all_gather_object(rng_state()))
+        model_state = self.strategy.model_state(self.model)
+        optimizer_state = self.strategy.optimizer_state(self.optimizer)
+        if not self.dist.world.is_main:
+            return None
+        config = {"train": config_to_dict(self.cfg), **model_description(self.model, self.data_cfg)}
+        train_meta = {
+            "num_updates": self.num_updates,
+            "epoch": self.batches.completed_epochs + 1,
+            "best": self.best,
+            "best_checkpoint_metric": self.cfg.checkpoint.best_checkpoint_metric,
+            "validations_without_improvement": self.validations_without_improvement,
+            "best_weights": "ema" if self.ema is not None else "model",
+            "meters": self.logger.state_dict(),
+        }
+        if self.scaler is not None:
+            train_meta["grad_scaler"] = self.scaler.state_dict()
+        return build_state(
+            model_state=model_state, ema=self.ema, optimizer_state=optimizer_state, lr_scheduler=self.lr_scheduler,
+            sampler={"num_updates": self.num_updates, "tasks": self.batches.state_dict()}, rng=rng, vocab=self.vocab,
+            config=config, tasks=self.tasks, user_dirs=imported_user_dirs(), train_meta=train_meta,
+        )

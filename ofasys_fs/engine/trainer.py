@@ -1,9 +1,11 @@
-"""Trainer: the single-process training loop over many tasks (DESIGN §8).
+"""Trainer: the training loop over many tasks, in one process or many (DESIGN §8).
 
-`Trainer(**options).fit(model, tasks)` and `ofasys-train` are one code path. The loop is plain
-PyTorch: for each update, run update_freq micro-batches (one task each, as the schedule says), sum
-their losses, normalise the gradients by the update's sample size, clip, set the learning rate,
-step, update the EMA; validate and save at the configured intervals.
+`Trainer(**options).fit(model, tasks)` and `ofasys-train` (also under torchrun) are one code path. The
+loop is plain PyTorch: for each update, run update_freq micro-batches (one task each, as the schedule
+says, the same on every rank), sum their losses, normalise the gradients by the update's sample size
+summed over the ranks, clip, set the learning rate, step, update the EMA; validate and save at the
+configured intervals (only global rank 0 writes files). engine/distributed.py holds what differs
+between one process, DDP and FSDP2.
 """
 from __future__ import annotations
 
@@ -21,15 +23,14 @@ from ..config import config_to_dict, load_config
 from ..configs import TrainConfig
 from ..data.encode import RowEncoder
 from ..models.generalist import GeneralistModel
-from ..registry import (
-    CRITERION_REGISTRY, LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY, import_user_dir, imported_user_dirs,
-)
+from ..registry import CRITERION_REGISTRY, LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY, import_user_dir
 from ..tasks.base import Task
 from ..vocab import Vocabulary
 from . import optim as _builtin_optim  # noqa: F401  (registers adamw and the lr schedulers)
 from . import state as checkpoint_state
-from .batches import DataConfig, train_batches, valid_loader
-from .checkpoint import load_checkpoint
+from .batches import DataConfig, train_batches
+from .distributed import (Distributed, check_backend, is_communication_failure, make_strategy,
+                          merge_rank_outputs, rank_failure, rank_seed, world_from_env)
 from .ema import EMA
 from .logging import TrainLogger, base2_reduce
 
@@ -87,7 +88,7 @@ def row_ids(sample: dict) -> list:
     return sample["id"].tolist() if "id" in sample else []
 
 
-class Trainer:
+class Trainer(checkpoint_state.TrainerCheckpoints):
     """Trains one GeneralistModel on many tasks; `Trainer(max_update=..., lr=..., ...)` takes any flat
     option of TrainConfig (docs/config.md), or a resolved `config`."""
 
@@ -96,21 +97,35 @@ class Trainer:
             raise TypeError("Trainer: pass a TrainConfig or keyword options, not both")
         self.cfg: TrainConfig = config if config is not None else load_config(TrainConfig, **options)
         self.model: Optional[GeneralistModel] = None
+        self.dist: Optional[Distributed] = None
+        self.batches = self.logger = None
         self.num_updates = 0
         self.finetune_report = None
+        self.metric_directions: dict[str, bool] = {}  # validation metric -> higher is better
 
     # ----------------------------------------------------------------------------------- set-up
 
     def fit(self, model: Optional[GeneralistModel] = None, tasks: Optional[Sequence[Task]] = None) -> GeneralistModel:
         """Train `model` (built from the `model` config section when None) on `tasks` (from the config's
         `tasks` list when None); writes checkpoints to save_dir and returns the trained model."""
-        self.setup(model, tasks)
         try:
+            self.setup(model, tasks)
             self.train_loop()
+            self.dist.barrier()  # rank 0 may still be writing the last checkpoint
+        except RuntimeError as err:
+            world = world_from_env()
+            if world.world_size == 1 or not is_communication_failure(err):
+                raise
+            raise rank_failure(err, world, self.cfg.distributed.distributed_timeout) from err
         finally:
-            self.batches.close()
-            self.logger.close()
+            self.close()
         return self.model
+
+    def close(self) -> None:
+        """End the data loaders, the logs and the process group this trainer created."""
+        for part in (self.batches, self.logger, self.dist):
+            if part is not None:
+                part.close()
 
     def setup(self, model: Optional[GeneralistModel], tasks: Optional[Sequence[Task]]) -> None:
         cfg = self.cfg
@@ -121,12 +136,24 @@ class Trainer:
         self.device = resolve_device(cfg.common.device)
         if cfg.common.fp16 and self.device.type != "cuda":
             raise ValueError(f"fp16 needs a CUDA device (device is {self.device}); use --bf16 on CPU")
+        check_backend(cfg.distributed.ddp_backend, cfg.common.fp16, cfg.optimization.ema_decay)
+        sharded = cfg.distributed.ddp_backend == "fully_sharded"
+        self.dist = Distributed.start(self.device, cfg.distributed.distributed_timeout, needs_group=sharded)
+        self.device, world = self.dist.device, self.dist.world
+        if not cfg.checkpoint.no_save:
+            self.dist.check_shared_dir(cfg.checkpoint.save_dir)
+            if world.is_main and (stale := checkpoint_state.remove_stale_temp_files(cfg.checkpoint.save_dir)):
+                self.say(f"removed unfinished checkpoint writes of an interrupted run: {stale}")
         self.tasks = self.check_tasks(tasks)
         self.vocab = self.build_vocab()
         self.model = self.prepare_model(model)
+        torch.manual_seed(rank_seed(cfg.common.seed, world.rank))  # each rank its own dropout stream
         self.data_cfg = DataConfig.resolve(cfg.dataset, self.model.cfg)
         self.encoders = {task.name: RowEncoder.for_task(task, self.vocab, self.data_cfg) for task in self.tasks}
         self.criteria = {task.name: self.build_criterion(task) for task in self.tasks}
+        resumed = self.load_initial_weights()
+        self.strategy = make_strategy(self.dist, cfg.distributed.ddp_backend, self.find_unused_parameters())
+        self.train_model = self.strategy.wrap(self.model)
         opt = cfg.optimization
         self.optimizer = build_from_registry(OPTIMIZER_REGISTRY, opt.optimizer, {
             "lr": opt.lr, "betas": opt.adam_betas, "eps": opt.adam_eps, "weight_decay": opt.weight_decay,
@@ -134,7 +161,7 @@ class Trainer:
         self.lr_scheduler = self.build_lr_scheduler()
         self.ema = EMA(self.model, opt.ema_decay) if opt.ema_decay else None
         self.scaler = torch.amp.GradScaler("cuda") if cfg.common.fp16 else None
-        meta = self.load_initial_state()
+        meta = self.restore_training(resumed)
         self.num_updates = int(meta.get("num_updates", 0))
         self.done_at = {"validate": self.num_updates, "save": self.num_updates} if meta else {}
         same_metric = meta.get("best_checkpoint_metric") == cfg.checkpoint.best_checkpoint_metric
@@ -142,15 +169,32 @@ class Trainer:
         self.validations_without_improvement = int(meta.get("validations_without_improvement", 0))
         self.bad_steps = 0
         sampler = meta.get("sampler")
-        self.batches = train_batches(self.tasks, self.encoders, cfg, sampler["tasks"] if sampler else None)
+        self.batches = train_batches(self.tasks, self.encoders, cfg, sampler["tasks"] if sampler else None,
+                                     world.rank, world.world_size)
         self.logger = self.make_logger()
         if "meters" in meta:
             self.logger.load_state_dict(meta["meters"])
         if self.scaler is not None and "grad_scaler" in meta:
             self.scaler.load_state_dict(meta["grad_scaler"])
-        if "rng" in meta:
-            checkpoint_state.set_rng_state(meta["rng"])
+        if "rng" in meta and not checkpoint_state.set_rng_state(meta["rng"], world.rank, world.world_size):
+            torch.manual_seed(rank_seed(cfg.common.seed, world.rank, self.num_updates))
+            self.say("the checkpoint was written by another number of ranks: dropout streams are reseeded")
         self.describe_run()
+
+    def say(self, text: str) -> None:
+        """A line for the user from rank 0 (before the logger exists)."""
+        if self.dist.world.is_main:
+            print(text, flush=True)
+
+    def find_unused_parameters(self) -> bool:
+        """DDP's search for parameters without gradient (docs/distributed.md: measured cost), on when a task
+        does not feed every adaptor of the model or a CTC head exists, unless the config decides."""
+        chosen = self.cfg.distributed.find_unused_parameters
+        if chosen is not None:
+            return chosen
+        every = set(self.model.adaptor_names)
+        fed = [{name or self.model.cfg.image_adaptor for name in adaptor_names([task])} for task in self.tasks]
+        return any(names != every for names in fed) or "ctc_head" in self.model._modules
 
     def check_tasks(self, tasks: Optional[Sequence[Task]]) -> list[Task]:
         if tasks is None and self.cfg.tasks:
@@ -187,6 +231,9 @@ class Trainer:
             )
         needed = {name or model.cfg.image_adaptor for name in adaptor_names(self.tasks)}
         if not model.is_built:
+            if model.cfg.ctc_head is None:  # an untrained head would only cost memory and DDP's unused-parameter search
+                model.cfg.ctc_head = any(
+                    getattr(CRITERION_REGISTRY.get(task.criterion).cls, "uses_ctc_head", False) for task in self.tasks)
             model.build(self.vocab, needed)
         elif model.vocab_size != len(self.vocab) or not needed <= set(model.adaptor_names):
             raise ValueError(
@@ -233,29 +280,6 @@ class Trainer:
             "end_learning_rate": opt.end_learning_rate, "power": opt.power,
         })
 
-    def load_initial_state(self) -> dict:
-        """Resume from the restore file when it exists, else start from --finetune-from-model's weights,
-        else from scratch. Returns the train_meta to continue from."""
-        ckpt_cfg = self.cfg.checkpoint
-        path = checkpoint_state.restore_path(ckpt_cfg)
-        if path is not None:
-            state = load_checkpoint(path)
-            meta = checkpoint_state.restore_training(
-                state, path, model=self.model, ema=self.ema, optimizer=self.optimizer,
-                lr_scheduler=self.lr_scheduler, checkpoint_cfg=ckpt_cfg, vocab=self.vocab,
-            )
-            print(f"resuming from {path} at update {meta.get('num_updates', 0)}", flush=True)
-            return {**meta, "rng": state["rng"]}
-        if ckpt_cfg.finetune_from_model:
-            state = load_checkpoint(ckpt_cfg.finetune_from_model)
-            self.finetune_report = checkpoint_state.load_finetune(
-                state, ckpt_cfg.finetune_from_model, self.model, self.vocab
-            )
-            if self.ema is not None:
-                self.ema = EMA(self.model, self.cfg.optimization.ema_decay)
-            print(self.finetune_report, flush=True)
-        return {}
-
     def make_logger(self) -> TrainLogger:
         cfg = self.cfg
         jsonl = cfg.common.log_file
@@ -263,13 +287,14 @@ class Trainer:
             jsonl = os.path.join(cfg.checkpoint.save_dir, "train_log.jsonl")
         reducers = {name: reducer(criterion) for name, criterion in self.criteria.items()}
         return TrainLogger(cfg.common, [t.name for t in self.tasks], list(self.batches.probabilities), reducers,
-                           cfg.optimization.max_update, jsonl, start_update=self.num_updates)
+                           cfg.optimization.max_update, jsonl, start_update=self.num_updates,
+                           quiet=not self.dist.world.is_main)
 
     def describe_run(self) -> None:
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in self.model.parameters())
         self.logger.info(f"model: arch {self.model.cfg.arch}, {total:,} parameters ({trainable:,} trained), "
-                         f"adaptors {list(self.model.adaptor_names)}, device {self.device}")
+                         f"adaptors {list(self.model.adaptor_names)}, device {self.device}; {self.strategy.describe()}")
         for task, share in zip(self.tasks, self.batches.probabilities):
             splits = ", ".join(f"{split} {len(rows)}" for split, rows in task.datasets.items())
             self.logger.info(f"task {task.name}: {splits} rows; batch {task.batch_size or self.cfg.dataset.batch_size}"
@@ -323,21 +348,19 @@ class Trainer:
         """
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        sample_size, logs = 0, []
-        for samples in micro_batches:
-            for sample in samples:
-                sample = move_to(sample, self.device)
-                with self.autocast():
-                    loss, size, log = self.criteria[sample["task"]](self.model, sample)
-                if not math.isfinite(float(log.get("loss", loss.detach()))):
-                    return self.skip_update(f"a non-finite loss in task {sample['task']!r}, rows {row_ids(sample)}")
-                (self.scaler.scale(loss) if self.scaler else loss).backward()
-                sample_size += size
-                logs.append((sample["task"], log))
+        samples = [sample for step in micro_batches for sample in step]
+        outputs = []
+        for index, sample in enumerate(samples):
+            with self.strategy.gradient_sync(index == len(samples) - 1):
+                outputs.append(self.forward_backward(move_to(sample, self.device)))
+        self.strategy.finish_gradients(self.model)
+        sample_size, logs, non_finite = merge_rank_outputs(self.dist.all_gather_object(outputs))
+        if non_finite:
+            return self.skip_update(f"a non-finite loss in {non_finite}")
         lr = self.lr_scheduler.step_update(self.optimizer, self.num_updates)
         gnorm = self.normalise_and_clip(sample_size)
         if not math.isfinite(gnorm) and self.scaler is None:
-            batches = "; ".join(f"task {task!r} rows {rows}" for task, rows in self.update_rows(micro_batches))
+            batches = "; ".join(f"task {sample['task']!r} rows {row_ids(sample)}" for sample in samples)
             return self.skip_update(f"a non-finite gradient norm ({batches})")
         if self.scaler is not None:
             self.scaler.step(self.optimizer)  # skips the step itself on fp16 overflow
@@ -354,14 +377,28 @@ class Trainer:
         self.logger.add_update(self.num_updates, gnorm, 0 < clip < gnorm, lr, self.batches.completed_epochs + 1)
         return True
 
-    def normalise_and_clip(self, sample_size: int) -> float:
-        """Divide the summed gradients by the sample size, clip to clip_norm; returns the norm before clipping."""
+    def forward_backward(self, sample: dict) -> tuple[str, float, Optional[dict], Optional[list]]:
+        """One micro-batch on this rank -> (task, sample size, logging output, rows if the loss is non-finite).
+        Every rank runs the backward, even of a bad loss (a skipped update is decided on all ranks together);
+        a dummy batch (no rows for this rank at an epoch's end) counts for nothing."""
+        dummy = sample.pop("dummy", False)
+        with self.autocast():
+            loss, size, log = self.criteria[sample["task"]](self.train_model, sample)
+        finite = math.isfinite(float(log.get("loss", loss.detach())))
+        if dummy:
+            loss, size, log = loss * 0.0, 0, None
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        return sample["task"], size, log, None if finite or dummy else row_ids(sample)
+
+    def normalise_and_clip(self, sample_size: float) -> float:
+        """Divide the gradients summed over all ranks by the total sample size, clip to clip_norm; returns the
+        norm before clipping."""
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         params = [p for p in self.model.parameters() if p.grad is not None]
         grads = [p.grad for p in params]
         if grads:
-            torch._foreach_div_(grads, max(sample_size, 1))
+            torch._foreach_div_(grads, self.strategy.gradient_divisor(sample_size))
         clip = self.cfg.optimization.clip_norm
         return float(torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf))
 
@@ -377,33 +414,43 @@ class Trainer:
             )
         return False
 
-    @staticmethod
-    def update_rows(micro_batches: list[list[dict]]) -> list[tuple[str, list]]:
-        return [(sample["task"], row_ids(sample)) for samples in micro_batches for sample in samples]
-
     # ------------------------------------------------------------------------- validation
 
     @torch.no_grad()
     def validate(self) -> dict[str, dict[str, float]]:
-        """Loss of every task with a valid split: {task: {"loss", "nll_loss", "ppl", "accuracy", ...}}.
+        """Loss of every task with a valid split: {task: {"loss", "nll_loss", "ppl", "accuracy", ...}}, plus
+        for a task with a metric the generated outputs' score ({"cider": ...}; docs/inference.md).
 
-        With EMA the averaged weights are scored. Generation-based metrics (task.metric) hook in here.
+        With EMA the averaged weights are scored.
         """
-        results, was_training = {}, self.model.training
-        self.model.eval()
+        from ..inference.evaluate import merge_metrics, valid_loss  # the inference core imports this module
+
+        results = {}
         with self.ema.apply_to(self.model) if self.ema is not None else nullcontext():
             for task in self.tasks:
                 if "valid" in task.datasets:
-                    logs = [log for _, _, log in self.valid_losses(task)]
-                    results[task.name] = reducer(self.criteria[task.name])(logs)
-        self.model.train(was_training)
+                    results[task.name] = valid_loss(self.model, self.criteria[task.name], task,
+                                                    self.encoders[task.name], self.cfg, self.autocast)
+                    if task.metric:
+                        results[task.name] = merge_metrics(results[task.name], self.generation_metrics(task))
         return results
 
-    def valid_losses(self, task: Task):
-        for sample in valid_loader(task, self.encoders[task.name], self.cfg):
-            sample = move_to({**sample, "task": task.name, "task_weight": 1.0}, self.device)
-            with self.autocast():
-                yield self.criteria[task.name](self.model, sample)
+    def generation_metrics(self, task: Task) -> dict[str, float]:
+        """Decode the task's valid rows (at most max_valid_samples) and score them with its metric."""
+        from ..inference.decoding import configured_options
+        from ..inference.evaluate import evaluate
+
+        cfg = self.cfg
+        with self.autocast():
+            evaluation = evaluate(self.model, task, "valid", encoder=self.encoders[task.name],
+                                  max_samples=cfg.validation.max_valid_samples,
+                                  options=configured_options(cfg.generation),
+                                  batch_size=task.batch_size or cfg.dataset.batch_size,
+                                  num_workers=cfg.dataset.num_workers, seed=cfg.common.seed,
+                                  gather=self.dist.gather_to_main, **self.strategy.validation_shard())
+        for key in evaluation.metrics:
+            self.metric_directions[key] = self.metric_directions[f"{task.name}.{key}"] = evaluation.higher_is_better
+        return evaluation.metrics
 
     def score(self, results: dict[str, dict[str, float]]) -> float:
         """The best_checkpoint_metric: "TASK.METRIC", or a metric name averaged over the tasks (default loss)."""
@@ -423,9 +470,13 @@ class Trainer:
         return [f"{task}.{metric}" for task, stats in results.items() for metric in stats]
 
     def improved(self, value: float) -> bool:
+        """Better than the best so far: in the direction of a generation metric (its higher_is_better), else as
+        maximize_best_checkpoint_metric says."""
         if self.best is None:
             return True
-        return value > self.best if self.cfg.checkpoint.maximize_best_checkpoint_metric else value < self.best
+        ckpt = self.cfg.checkpoint
+        maximize = self.metric_directions.get(ckpt.best_checkpoint_metric, ckpt.maximize_best_checkpoint_metric)
+        return value > self.best if maximize else value < self.best
 
     # ------------------------------------------------------------------------- checkpoints
 
@@ -433,7 +484,8 @@ class Trainer:
         is_best = False
         cfg = self.cfg
         if validate and not cfg.validation.disable_validation and any("valid" in t.datasets for t in self.tasks):
-            results = self.validate()
+            # rank 0 holds the generation metrics; every rank must take the same best/patience decisions
+            results, self.metric_directions = self.dist.broadcast_object((self.validate(), self.metric_directions))
             value = self.score(results)
             is_best = self.improved(value)
             if is_best:
@@ -449,26 +501,8 @@ class Trainer:
         names = (["checkpoint_last.pt"] if save else []) + (["checkpoint_best.pt"] if is_best else [])
         if numbered:
             names.append(f"checkpoint_{self.num_updates}.pt")
-        checkpoint_state.write_checkpoints(self.checkpoint(), cfg.checkpoint.save_dir, names)
-        if numbered:
+        state = self.checkpoint()
+        if state is not None:
+            checkpoint_state.write_checkpoints(state, cfg.checkpoint.save_dir, names)
+        if numbered and self.dist.world.is_main:
             checkpoint_state.prune_numbered(cfg.checkpoint.save_dir, cfg.checkpoint.keep_last_n)
-
-    def checkpoint(self) -> dict:
-        """The full training state (DESIGN §8 keys); see engine/state.py."""
-        config = {"train": config_to_dict(self.cfg), **checkpoint_state.model_description(self.model, self.data_cfg)}
-        train_meta = {
-            "num_updates": self.num_updates,
-            "epoch": self.batches.completed_epochs + 1,
-            "best": self.best,
-            "best_checkpoint_metric": self.cfg.checkpoint.best_checkpoint_metric,
-            "validations_without_improvement": self.validations_without_improvement,
-            "best_weights": "ema" if self.ema is not None else "model",
-            "meters": self.logger.state_dict(),
-        }
-        if self.scaler is not None:
-            train_meta["grad_scaler"] = self.scaler.state_dict()
-        return checkpoint_state.build_state(
-            model=self.model, ema=self.ema, optimizer=self.optimizer, lr_scheduler=self.lr_scheduler,
-            sampler={"num_updates": self.num_updates, "tasks": self.batches.state_dict()}, vocab=self.vocab,
-            config=config, tasks=self.tasks, user_dirs=imported_user_dirs(), train_meta=train_meta,
-        )

@@ -32,9 +32,11 @@ def beam_candidates(lprobs: torch.Tensor, scores: torch.Tensor, first_beam_only:
     """
     rows, beam, vocab = lprobs.shape
     total = scores.unsqueeze(-1) + lprobs
-    copies = torch.zeros(rows, beam, 1, dtype=torch.bool, device=lprobs.device)
-    copies[:, 1:] = first_beam_only.view(rows, 1, 1)
-    total = total.masked_fill(copies, NEG_INF).view(rows, beam * vocab)
+    if bool(first_beam_only.any()):
+        copies = torch.zeros(rows, beam, 1, dtype=torch.bool, device=lprobs.device)
+        copies[:, 1:] = first_beam_only.view(rows, 1, 1)
+        total.masked_fill_(copies, NEG_INF)
+    total = total.view(rows, beam * vocab)
     top, index = total.topk(min(2 * beam, beam * vocab), dim=1)
     step = lprobs.reshape(rows, beam * vocab).gather(1, index)
     return Candidates(top, torch.div(index, vocab, rounding_mode="floor"), index % vocab, step)

@@ -11,11 +11,12 @@ import torch
 from ..contracts import Generator
 from ..registry import did_you_mean, register_generator
 from .constraints import Constraint, TrieConstraint, VocabularyConstraint
-from .ngram import banned_ngram_mask
+from .ngram import banned_ngram_pairs
 from .prefix import forced_prefixes
 from .scoring import candidate_log_probs, checked_candidates, score_candidates
-from .search import NEG_INF, Candidates, beam_candidates, sample_candidates, split_candidates
-from .special_ids import BOS, EOS, PAD, UNK
+from .search import Candidates, beam_candidates, sample_candidates, split_candidates
+from .special_ids import BOS, EOS
+from .step import StepRules, step_log_probs
 
 # Per-call options that are objects rather than config values (docs/generation.md).
 OBJECT_OPTIONS = ("allowed_tokens", "constraint_trie", "constraints", "candidates")
@@ -42,6 +43,7 @@ class SequenceGeneratorConfig:
     allow_eos: bool = True  # with constraint_range / allowed_tokens: also allow </s>
     exhaustive: bool = False  # score every given candidate instead of searching (closed sets)
     seed: Optional[int] = None  # sampling RNG seed (None: torch's global RNG)
+    fused_step: bool = False  # beam search on a GPU: the Triton step of generators/fused_step.py (off until checked)
 
     def __post_init__(self) -> None:
         checks = {  # option: (valid, what is expected)
@@ -186,15 +188,22 @@ class BeamDecoding:
         self.prefix, self.prefix_lengths = prefix.to(self.device), prefix_lengths.to(self.device)
         self.max_lens = self.max_lengths(encoder_out, prefix_lengths.to(self.device))
         self.start = int(prefix_lengths.min()) if batch else 0
-        expand = torch.arange(batch, device=self.device).repeat_interleave(self.beam)
-        self.encoder_out = model.reorder_encoder_out(encoder_out, expand)
+        self.encoder_out = encoder_out  # one row per active row: its `beam` hypotheses share it (docs/generation.md)
         first = torch.cat([torch.full((batch, 1), BOS, device=self.device), self.prefix[:, :self.start]], dim=1)
-        self.tokens = first[expand]  # [N, 1 + step]: <s>, prefix, generated
+        self.tokens = first.repeat_interleave(self.beam, dim=0)  # [N, 1 + step]: <s>, prefix, generated
         self.scores = torch.zeros(batch * self.beam, device=self.device)
         self.positional = torch.zeros(batch * self.beam, 0, device=self.device)  # log-probs from step `start` on
         self.rows = torch.arange(batch, device=self.device)  # original row of each active row
+        self.rows_of = self.rows.repeat_interleave(self.beam)  # original row of each active hypothesis
+        self.finished_count = torch.zeros(batch, dtype=torch.long, device=self.device)
+        self.same_beams = torch.arange(self.beam, device=self.device).expand(batch, self.beam)  # no reordering
         self.state: dict = {}
         self.finished: list[list[dict]] = [[] for _ in range(batch)]
+        self.fused_step = None
+        if cfg.fused_step and not cfg.sampling:
+            from . import fused_step  # imports Triton: only when asked for
+
+            self.fused_step = fused_step if fused_step.available(self.device) else None
         self.generator = None
         if cfg.sampling and cfg.seed is not None:
             self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
@@ -227,53 +236,43 @@ class BeamDecoding:
     def advance(self, step: int) -> None:
         """Choose the token at output position `step` (after <s>) for every active hypothesis."""
         logits, _ = self.model.decoder(self.tokens, self.encoder_out, self.state)
-        logits = logits[:, -1].float() / self.cfg.temperature
-        rows_of = self.rows.repeat_interleave(self.beam)
-        generated = step - self.prefix_lengths[rows_of]  # free tokens so far; negative inside the prefix
-        constrained = torch.ones_like(logits, dtype=torch.bool)
-        self.apply_constraints(constrained, generated)
-        constrained[generated >= self.max_lens[rows_of], EOS] = True  # </s> is forced at the maximum length
-        # Normalise over the constraint's tokens, as training's constraint-aware loss does (criteria/): a token
-        # that was the only one allowed there was never trained against the rest of the vocabulary.
-        dead_end = ~constrained.any(dim=1, keepdim=True)  # no token allowed: restrict() masks the whole row
-        lprobs = torch.log_softmax(logits.masked_fill(~constrained & ~dead_end, NEG_INF), dim=-1)
-        lprobs = self.restrict(lprobs, step, generated, constrained)
-        rows, beam, vocab = self.rows.numel(), self.beam, lprobs.size(-1)
-        lprobs = lprobs.view(rows, beam, vocab)
+        logits = logits[:, -1].float()
+        if self.cfg.temperature != 1.0:
+            logits = logits / self.cfg.temperature
+        rules = self.rules(step, logits.size(-1))
+        rows, beam = self.rows.numel(), self.beam
         scores = self.scores.view(rows, beam)
-        if self.cfg.sampling:
-            candidates = sample_candidates(lprobs, scores, self.cfg.sampling_topk, self.cfg.sampling_topp,
-                                           self.generator)
+        first_beam_only = step <= self.prefix_lengths[self.rows]
+        if self.fused_step is not None:
+            candidates = self.fused_step.fused_beam_candidates(logits, rules, scores, first_beam_only)
         else:
-            candidates = beam_candidates(lprobs, scores, step <= self.prefix_lengths[self.rows])
+            lprobs = step_log_probs(logits, rules).view(rows, beam, -1)
+            if self.cfg.sampling:
+                candidates = sample_candidates(lprobs, scores, self.cfg.sampling_topk, self.cfg.sampling_topp,
+                                               self.generator)
+            else:
+                candidates = beam_candidates(lprobs, scores, first_beam_only)
         finishing, survivors = split_candidates(candidates, beam, EOS)
         self.finish(step, candidates, finishing)
         self.keep(survivors)
 
-    def restrict(self, lprobs: torch.Tensor, step: int, generated: torch.Tensor,
-                 constrained: torch.Tensor) -> torch.Tensor:
-        """Log-probs with -inf where a token may not come next; a forced prefix token gets log-prob 0."""
-        rows_of = self.rows.repeat_interleave(self.beam)
-        forced = generated < 0
-        allowed = constrained.clone()
-        allowed[:, [BOS, PAD]] = False
-        soft_ban = torch.zeros_like(allowed)
-        soft_ban[:, EOS] = generated < self.cfg.min_len
-        if self.cfg.no_repeat_ngram_size:
-            soft_ban |= banned_ngram_mask(self.tokens[:, 1:], self.cfg.no_repeat_ngram_size, lprobs.size(-1))
-        relaxed = allowed & ~soft_ban  # min_len and n-gram blocking give way where they would leave no token
-        allowed = torch.where(relaxed.any(dim=1, keepdim=True), relaxed, allowed)
+    def rules(self, step: int, vocab_size: int) -> StepRules:
+        """The hard and soft rules of every active hypothesis at output position `step`."""
+        rows_of = self.rows_of
+        generated = step - self.prefix_lengths[rows_of]  # free tokens so far; negative inside the prefix
         at_max = generated >= self.max_lens[rows_of]
-        allowed[at_max] = False
-        allowed[at_max, EOS] = True
-        lprobs = lprobs.clone()
-        lprobs[:, UNK] -= self.cfg.unkpen
-        lprobs = lprobs.masked_fill(~allowed, NEG_INF)
-        if forced.any():
-            prefix_tokens = self.prefix[rows_of[forced], step]
-            lprobs[forced] = NEG_INF
-            lprobs[forced.nonzero().squeeze(1), prefix_tokens] = 0.0
-        return lprobs
+        constrained = None
+        if self.constraints:
+            constrained = torch.ones(generated.numel(), vocab_size, dtype=torch.bool, device=self.device)
+            self.apply_constraints(constrained, generated)
+            constrained[at_max, EOS] = True  # </s> is forced at the maximum length
+        banned = (generated.new_zeros(0), generated.new_zeros(0))
+        if self.cfg.no_repeat_ngram_size:
+            banned = banned_ngram_pairs(self.tokens[:, 1:], self.cfg.no_repeat_ngram_size)
+        forced = generated < 0
+        forced_tokens = self.prefix[rows_of[forced], step] if forced.any() else generated.new_zeros(0)
+        return StepRules(constrained, at_max, generated < self.cfg.min_len, banned, forced, forced_tokens,
+                         self.cfg.unkpen)
 
     def apply_constraints(self, allowed: torch.Tensor, generated: torch.Tensor) -> None:
         """AND every constraint's mask into `allowed` for the live hypotheses past their prefix."""
@@ -293,6 +292,7 @@ class BeamDecoding:
             return
         hyps = row * self.beam + candidates.beams[row, column]
         originals = self.rows[row]
+        self.finished_count.index_add_(0, originals, torch.ones_like(originals))
         fields = (originals, self.prefix_lengths[originals], self.tokens[hyps, 1:], self.positional[hyps],
                   candidates.lprobs[row, column], candidates.scores[row, column])
         for original, prefix_length, sequence, positional, eos_lprob, total in zip(*(f.tolist() for f in fields)):
@@ -304,15 +304,16 @@ class BeamDecoding:
 
     def keep(self, survivors: Candidates) -> None:
         """Advance to the survivors and drop rows that are done (`beam` finished, or no live hypothesis)."""
-        full = torch.tensor([len(self.finished[int(row)]) >= self.beam for row in self.rows.tolist()],
-                            device=self.device)
-        active = ~full & torch.isfinite(survivors.scores).any(dim=1)
+        active = (self.finished_count[self.rows] < self.beam) & torch.isfinite(survivors.scores).any(dim=1)
         rows = self.rows.numel()
         source = (torch.arange(rows, device=self.device).unsqueeze(1) * self.beam + survivors.beams)[active].view(-1)
         self.tokens = torch.cat([self.tokens[source], survivors.tokens[active].view(-1, 1)], dim=1)
         self.scores = survivors.scores[active].view(-1)
         self.positional = torch.cat([self.positional[source], survivors.lprobs[active].view(-1, 1)], dim=1)
-        self.model.reorder_incremental_state(self.state, source)
-        if not bool(active.all()):
-            self.encoder_out = self.model.reorder_encoder_out(self.encoder_out, source)
-        self.rows = self.rows[active]
+        all_active = bool(active.all())
+        if not (all_active and bool((survivors.beams == self.same_beams[:rows]).all())):
+            self.model.reorder_incremental_state(self.state, source)
+        if not all_active:
+            self.encoder_out = self.model.reorder_encoder_out(self.encoder_out, active.nonzero().squeeze(1))
+            self.rows = self.rows[active]
+            self.rows_of = self.rows.repeat_interleave(self.beam)

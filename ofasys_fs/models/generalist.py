@@ -6,13 +6,13 @@ import itertools
 from typing import Iterable, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import adaptors as _builtin_adaptors  # noqa: F401  (registers the built-in adaptors)
 from ..contracts import Adaptor, AdaptorOutput, Model
 from ..registry import build_adaptor, register_model
 from .archs import ModelConfig, config_with_overrides, resolve_config
+from .cpu_linear import Linear, linear
 from .ctc_head import CTCHead, ctc_phone_range
 from .layers import (
     DecoderLayer,
@@ -27,6 +27,9 @@ from .layers import (
     run_layer,
 )
 
+SOURCE_STATE = "source"  # incremental-state key of the per-source caches (one row per encoder row)
+POSITION_STATE = "positions"  # incremental-state key of the decoder's position biases (shared by all rows)
+POSITION_BLOCK = 32  # decoder positions whose biases incremental decoding computes at once
 PAD_ID = 1  # the vocabulary's <pad> (docs/internals.md) when build() gets a bare size
 NOT_BUILT = (
     "GeneralistModel has no weights yet: call model.build(vocab, adaptor_names) (the Trainer does this once it "
@@ -74,8 +77,8 @@ class Encoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.adaptors = nn.ModuleDict(adaptors)
-        self.pos_q = nn.Linear(cfg.embed_dim, cfg.embed_dim)
-        self.pos_k = nn.Linear(cfg.embed_dim, cfg.embed_dim)
+        self.pos_q = Linear(cfg.embed_dim, cfg.embed_dim)
+        self.pos_k = Linear(cfg.embed_dim, cfg.embed_dim)
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(
             EncoderLayer(cfg, rate) for rate in drop_path_rates(cfg.drop_path_rate, cfg.encoder_layers)
@@ -149,8 +152,8 @@ class Decoder(nn.Module):
             cfg.max_target_positions, dim, cfg.decoder_layers, cfg.attention_heads,
             cfg.text_rel_buckets, cfg.text_rel_max_distance, owner="decoder (max_target_positions)",
         )
-        self.self_pos_q, self.self_pos_k = nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.cross_pos_q, self.cross_pos_k = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.self_pos_q, self.self_pos_k = Linear(dim, dim), Linear(dim, dim)
+        self.cross_pos_q, self.cross_pos_k = Linear(dim, dim), Linear(dim, dim)
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(
             DecoderLayer(cfg, rate) for rate in drop_path_rates(cfg.drop_path_rate, cfg.decoder_layers)
@@ -174,45 +177,73 @@ class Decoder(nn.Module):
                 incremental_state: Optional[dict] = None) -> tuple[torch.Tensor, dict]:
         """Decoder input [B, T] -> (logits [B, T, V] or [B, 1, V] when incremental, {"hidden": ...})."""
         length = prev_output_tokens.size(1)
-        all_positions = self.positions.positions(length, prev_output_tokens.device)
         start = self.cached_steps(incremental_state, length)
-        query_positions = all_positions[start:]
         x = self.dropout(self.tokens(prev_output_tokens[:, start:]))
         dtype = activation_dtype(x)
-        position_vectors = self.positions.embeddings(all_positions)[None]
-        query_vectors = position_vectors[:, start:]
-        self_bias = decoupled_position_bias(
-            self.self_pos_q(query_vectors), self.self_pos_k(position_vectors), self.cfg.attention_heads
-        ).to(dtype) + causal_bias(length, dtype, x.device)[start:]
-        relative = self.positions.relative_bias(query_positions, all_positions).to(dtype)
-        cross_bias = self.cross_bias(query_vectors, encoder_out, incremental_state, dtype)
+        if incremental_state is None:
+            self_bias, cross_queries = self.position_biases(0, length, dtype, x.device)
+        else:
+            self_bias, cross_queries = self.cached_position_biases(incremental_state, start, length, dtype, x.device)
+        source_state = incremental_state.setdefault(SOURCE_STATE, {}) if incremental_state is not None else None
+        cross_bias = self.cross_bias(cross_queries, encoder_out, source_state, dtype)
         checkpointing = (self.cfg.checkpoint_activations and self.training and torch.is_grad_enabled()
                          and incremental_state is None)
         for index, layer in enumerate(self.layers):
-            caches = self.layer_caches(incremental_state, index)
-            x = run_layer(layer, checkpointing, x, self_bias + relative[index], encoder_out.x, cross_bias, *caches)
+            caches = self.layer_caches(incremental_state, source_state, index)
+            x = run_layer(layer, checkpointing, x, self_bias[index], encoder_out.x, cross_bias, *caches)
         x = self.layer_norm(x)
         if incremental_state is not None:
             x = x[:, -1:]
-        return F.linear(x, self.tokens.embed_tokens.weight), {"hidden": x}
+        return linear(x, self.tokens.embed_tokens.weight), {"hidden": x}
+
+    def position_biases(self, start: int, end: int, dtype: torch.dtype,
+                        device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """For queries at positions start..end-1 over keys 0..end-1: the self-attention bias of every layer
+        (decoupled absolute + relative + causal) [layers, 1, H, Tq, Tk], and the projected query position
+        vectors of the cross-attention bias [1, Tq, D]."""
+        positions = self.positions.positions(end, device)
+        vectors = self.positions.embeddings(positions)[None]
+        queries = vectors[:, start:]
+        absolute = decoupled_position_bias(self.self_pos_q(queries), self.self_pos_k(vectors), self.cfg.attention_heads)
+        absolute = absolute.to(dtype) + causal_bias(end, dtype, device)[start:]
+        relative = self.positions.relative_bias(positions[start:], positions).to(dtype)
+        return relative + absolute, self.cross_pos_q(queries)
+
+    def cached_position_biases(self, incremental_state: dict, start: int, length: int, dtype: torch.dtype,
+                               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """position_biases for queries start..length-1, sliced from a block computed for the next
+        POSITION_BLOCK positions at once (the same for every hypothesis)."""
+        block = incremental_state.get(POSITION_STATE)
+        if block is None or length > block["end"]:
+            self.positions.positions(length, device)  # the error for a too long sequence
+            end = min(max(length, start + POSITION_BLOCK), self.cfg.max_target_positions)
+            self_bias, cross_queries = self.position_biases(start, end, dtype, device)
+            block = incremental_state[POSITION_STATE] = {"start": start, "end": end, "self": self_bias,
+                                                         "cross": cross_queries}
+        rows = slice(start - block["start"], length - block["start"])
+        return block["self"][:, :, :, rows, :length], block["cross"][:, rows]
 
     def cross_bias(self, query_vectors: torch.Tensor, encoder_out: EncoderOut,
-                   incremental_state: Optional[dict], dtype: torch.dtype) -> torch.Tensor:
-        """Decoupled position bias between decoder and encoder positions, plus the source padding."""
-        keys = incremental_state.get("cross_pos_k") if incremental_state is not None else None
-        if keys is None:
+                   source_state: Optional[dict], dtype: torch.dtype) -> torch.Tensor:
+        """Decoupled position bias between decoder positions (projected query vectors [1, Tq, D]) and encoder
+        positions, plus the source padding: [R, H, Tq, S], one row per encoder row (a source's beams share it)."""
+        if source_state is not None and "cross_pos_k" in source_state:
+            keys, padding = source_state["cross_pos_k"], source_state["padding"]
+        else:
             keys = self.cross_pos_k(encoder_out.position_embeddings)
-            if incremental_state is not None:
-                incremental_state["cross_pos_k"] = keys
-        bias = decoupled_position_bias(self.cross_pos_q(query_vectors), keys, self.cfg.attention_heads)
-        return bias.to(dtype) + padding_bias(encoder_out.padding_mask, dtype)
+            padding = padding_bias(encoder_out.padding_mask, dtype)
+            if source_state is not None:
+                source_state.update(cross_pos_k=keys, padding=padding)
+        bias = decoupled_position_bias(query_vectors, keys, self.cfg.attention_heads)
+        return bias.to(dtype) + padding
 
     @staticmethod
-    def layer_caches(incremental_state: Optional[dict], layer: int) -> tuple[Optional[dict], Optional[dict]]:
+    def layer_caches(incremental_state: Optional[dict], source_state: Optional[dict],
+                     layer: int) -> tuple[Optional[dict], Optional[dict]]:
         if incremental_state is None:
             return None, None
         return (incremental_state.setdefault(f"layers.{layer}.self_attn", {}),
-                incremental_state.setdefault(f"layers.{layer}.cross_attn", {}))
+                source_state.setdefault(f"layers.{layer}.cross_attn", {}))
 
 
 @register_model("generalist", dataclass=ModelConfig)
@@ -306,13 +337,47 @@ class GeneralistModel(Model):
 
     @staticmethod
     def reorder_incremental_state(incremental_state: dict, new_order: torch.Tensor) -> None:
-        """Reorder every cached tensor of the decoder state in place to rows `new_order`."""
+        """Reorder the decoder state in place to hypotheses `new_order` (indices of the current ones).
+
+        The per-source part (cross-attention K/V, encoder position keys, padding) keeps one row per
+        source while each group of new hypotheses extends the hypotheses of one source, as beam search
+        does; only the sources are then reordered (not at all when they stay in place).
+        """
+        if "layers.0.self_attn" not in incremental_state:
+            return
+        hypotheses = incremental_state["layers.0.self_attn"]["k"].size(0)
+        source_state = incremental_state[SOURCE_STATE]
+        source_order = new_source_order(new_order, hypotheses, source_state["cross_pos_k"].size(0))
+        if source_order is not None:
+            index_state(source_state, source_order)
         for key, value in incremental_state.items():
-            if isinstance(value, dict):
-                for name in value:
-                    value[name] = value[name].index_select(0, new_order)
-            else:
-                incremental_state[key] = value.index_select(0, new_order)
+            if key not in (SOURCE_STATE, POSITION_STATE):
+                index_state(value, new_order)
+
+
+def new_source_order(new_order: torch.Tensor, hypotheses: int, sources: int) -> Optional[torch.Tensor]:
+    """Rows of the per-source state for hypotheses `new_order`: one per group of new hypotheses when every
+    group comes from one source, else one per hypothesis; None when the sources stay as they are."""
+    groups = hypotheses // sources
+    source = torch.div(new_order, groups, rounding_mode="floor")
+    if groups == 1 or new_order.numel() % groups:
+        return source
+    per_group = source.view(-1, groups)
+    if not bool((per_group == per_group[:, :1]).all()):
+        return source
+    order = per_group[:, 0]
+    if order.numel() == sources and bool((order == torch.arange(sources, device=order.device)).all()):
+        return None
+    return order
+
+
+def index_state(state: dict, order: torch.Tensor) -> None:
+    """index_select(0, order) on every tensor of a nested dict, in place."""
+    for key, value in state.items():
+        if isinstance(value, dict):
+            index_state(value, order)
+        else:
+            state[key] = value.index_select(0, order)
 
 
 def count_parameters(arch: str, *, vocab_size: int, adaptor_names: Iterable[Optional[str]] = ("text",)) -> int:

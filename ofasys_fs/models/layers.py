@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .cpu_linear import Linear
+
 if TYPE_CHECKING:
     from .archs import ModelConfig
 
@@ -152,10 +154,10 @@ class Attention(nn.Module):
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim={embed_dim} must be divisible by attention_heads={num_heads}")
         self.num_heads, self.dropout = num_heads, dropout
-        self.q_proj = nn.Linear(embed_dim, embed_dim)
-        self.k_proj = nn.Linear(embed_dim, embed_dim)
-        self.v_proj = nn.Linear(embed_dim, embed_dim)
-        self.out_proj = nn.Linear(embed_dim, embed_dim)
+        self.q_proj = Linear(embed_dim, embed_dim)
+        self.k_proj = Linear(embed_dim, embed_dim)
+        self.v_proj = Linear(embed_dim, embed_dim)
+        self.out_proj = Linear(embed_dim, embed_dim)
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, dim = x.shape
@@ -176,13 +178,37 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor, memory: Optional[torch.Tensor] = None,
                 cache: Optional[dict] = None) -> torch.Tensor:
-        """x [B, Tq, D]; bias broadcastable to [B, H, Tq, Tk]; memory [B, S, D] for cross-attention."""
+        """x [B, Tq, D]; bias broadcastable to [B, H, Tq, Tk]; memory [B, S, D] for cross-attention.
+
+        Cross-attention memory (and its cache) may also hold one row per group of B / R consecutive rows
+        of x (the beams of one source); `bias` then has 1, R or B rows.
+        """
         q = self.split_heads(self.q_proj(x))
         k, v = self.keys_values(x, memory, cache)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias.to(q.dtype), dropout_p=self.dropout if self.training else 0.0
-        )
+        out = grouped_attention(q, k, v, bias.to(q.dtype), self.dropout if self.training else 0.0)
         return self.out_proj(out.transpose(1, 2).flatten(2))
+
+
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
+                      dropout: float) -> torch.Tensor:
+    """scaled_dot_product_attention where k/v [R, H, S, d] serve groups of N / R consecutive query rows of
+    q [N, H, T, d]: each group's queries are stacked along time, so K/V are stored and read once per row."""
+    rows, count = k.size(0), q.size(0)
+    if rows == count:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+    if count % rows:
+        raise ValueError(f"attention: {count} query rows cannot share the keys of {rows} rows "
+                         f"(expected a multiple of {rows})")
+    groups, (_, heads, length, dim) = count // rows, q.shape
+    q = q.view(rows, groups, heads, length, dim).transpose(1, 2).reshape(rows, heads, groups * length, dim)
+    bias = bias.expand(*bias.shape[:2], length, k.size(2))
+    if bias.size(0) == count:
+        bias = bias.view(rows, groups, *bias.shape[1:]).transpose(1, 2)
+    else:
+        bias = bias.unsqueeze(2).expand(bias.size(0), bias.size(1), groups, *bias.shape[2:])
+    bias = bias.reshape(bias.size(0), bias.size(1), groups * length, bias.size(-1))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+    return out.view(rows, heads, groups, length, dim).transpose(1, 2).reshape(count, heads, length, dim)
 
 
 class FeedForward(nn.Module):
@@ -190,8 +216,8 @@ class FeedForward(nn.Module):
 
     def __init__(self, embed_dim: int, ffn_dim: int, activation_dropout: float):
         super().__init__()
-        self.fc1 = nn.Linear(embed_dim, ffn_dim)
-        self.fc2 = nn.Linear(ffn_dim, embed_dim)
+        self.fc1 = Linear(embed_dim, ffn_dim)
+        self.fc2 = Linear(ffn_dim, embed_dim)
         self.activation_dropout = nn.Dropout(activation_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

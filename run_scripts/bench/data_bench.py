@@ -1,15 +1,20 @@
-"""Rows/s of reading + preprocessing image-caption rows from raw files versus from ofasys-preprocess shards.
+"""Rows/s of reading + preprocessing image-caption rows from raw files and from ofasys-preprocess shards, against
+the rows/s that a training step of the tiny model consumes.
 
 Builds N PNG files and a jsonl referencing them in a temporary folder, shards them with ofasys-preprocess,
-then times RowSource + RowEncoder over both in the same run (best of `--repeats` alternating passes, one
-thread) and prints `RATIO shard_vs_raw=<x>` last.
-Usage: python run_scripts/bench/data_bench.py [--rows 1000] [--image-side 128]  (with ofasys_fs installed)
+then times RowSource + RowEncoder over both (one thread, as in a DataLoader worker) and a training step
+(forward, label-smoothed CE, backward, AdamW; torch's default thread count) on batches collated from the
+shard rows, in alternating rounds (median [min..max]). Prints
+`RATIO shard_vs_raw=<x> shard_vs_train_step=<y>` last: y >= 1 means one worker reading shards keeps up
+with training.
+Usage: python -m run_scripts.bench.data_bench [--rows 1000] [--image-side 128] [--arch tiny] [--batch-size 16]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 
@@ -19,9 +24,13 @@ from PIL import Image
 
 from ofasys_fs.cli.preprocess import main as preprocess_main
 from ofasys_fs.contracts import SampleContext
+from ofasys_fs.criteria.label_smoothed_ce import LabelSmoothedCE
 from ofasys_fs.data.encode import RowEncoder
 from ofasys_fs.data.rows import RowSource, as_row_source
+from ofasys_fs.models.generalist import GeneralistModel
 from ofasys_fs.vocab import Vocabulary
+
+from .ab_runs import machine_load, median_spread, paired_ratios, ratio_line
 
 INSTRUCTION = "[IMAGE:img] what does the image describe? -> [TEXT:cap]"
 
@@ -43,18 +52,43 @@ def rows_per_second(source: RowSource, encoder: RowEncoder) -> float:
     """Throughput of reading and encoding every row once (images decoded and resized, text tokenised)."""
     start = time.perf_counter()
     for index in range(len(source)):
-        context = SampleContext(split="train", task="bench", row_index=index, base_dir=source.base_dir)
-        encoder.encode(source[index], context)
+        encoder.encode(source[index], row_context(source, index))
     return len(source) / (time.perf_counter() - start)
 
 
-def main() -> None:
+def row_context(source: RowSource, index: int) -> SampleContext:
+    return SampleContext(split="train", task="bench", row_index=index, base_dir=source.base_dir)
+
+
+class TrainingStep:
+    """Forward, label-smoothed CE, backward and AdamW of a fresh model on one batch collated from `source`."""
+
+    def __init__(self, arch: str, source: RowSource, encoder: RowEncoder, batch_size: int):
+        self.sample = encoder.collate([encoder.encode(source[i], row_context(source, i)) for i in range(batch_size)])
+        self.model = GeneralistModel(arch=arch).build(encoder.vocab, ("text", None)).train()
+        self.criterion = LabelSmoothedCE()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        self.batch_size = batch_size
+
+    def rows_per_second(self, steps: int = 2) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, _, _ = self.criterion(self.model, self.sample)
+            loss.backward()
+            self.optimizer.step()
+        return self.batch_size * steps / (time.perf_counter() - start)
+
+
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--image-side", type=int, default=128, help="pixels per side of the generated PNGs")
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    torch.set_num_threads(1)  # as in a DataLoader worker; also steadier timings on a shared machine
+    parser.add_argument("--arch", default="tiny", help="model of the training step")
+    parser.add_argument("--batch-size", type=int, default=16, help="rows per training step")
+    args = parser.parse_args(argv)
+    training_threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as folder:
         raw_path = build_raw_data(folder, args.rows, args.image_side)
         shard_dir = os.path.join(folder, "shards")
@@ -64,13 +98,25 @@ def main() -> None:
         print(f"preprocess (validating every row): {args.rows / (time.perf_counter() - start):.1f} rows/s")
         encoder = RowEncoder("bench", [INSTRUCTION], Vocabulary.default())
         sources = {"raw": as_row_source(raw_path), "shard": as_row_source(shard_dir)}
-        speed = dict.fromkeys(sources, 0.0)
-        for _ in range(args.repeats):  # alternating passes, best of each: machine noise hits both alike
+        training = TrainingStep(args.arch, sources["shard"], encoder, args.batch_size)
+        training.rows_per_second(steps=1)  # warm-up
+        speed: dict[str, list[float]] = {name: [] for name in (*sources, "train")}
+        for _ in range(args.repeats):  # alternating rounds: machine noise hits all alike
+            torch.set_num_threads(1)  # as in a DataLoader worker; also steadier timings on a shared machine
             for name, source in sources.items():
-                speed[name] = max(speed[name], rows_per_second(source, encoder))
-        for name, value in speed.items():
-            print(f"read+preprocess from {name:>5}: {value:8.1f} rows/s")
-        print(f"RATIO shard_vs_raw={speed['shard'] / speed['raw']:.3f}")
+                speed[name].append(rows_per_second(source, encoder))
+            torch.set_num_threads(training_threads)
+            speed["train"].append(training.rows_per_second())
+            print("  round: " + ", ".join(f"{name} {values[-1]:.1f} rows/s" for name, values in speed.items())
+                  + f" ({machine_load()})", flush=True)
+        for name in sources:
+            print(f"read+preprocess from {name:>5} (1 thread): {median_spread(speed[name])} rows/s")
+        print(f"training step ({args.arch}, batch {args.batch_size}, {training_threads} threads) consumes "
+              f"{median_spread(speed['train'])} rows/s; {machine_load()}")
+        shard_vs_raw = paired_ratios(speed["shard"], speed["raw"])
+        shard_vs_train = paired_ratios(speed["shard"], speed["train"])
+        print(ratio_line({"shard_vs_raw": statistics.median(shard_vs_raw),
+                          "shard_vs_train_step": statistics.median(shard_vs_train)}))
 
 
 if __name__ == "__main__":
