@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt setup.cfg setup.py | sha256sum | cut -c1-16)
 
-.PHONY: test demo install
+.PHONY: test demo demo-smoke install bench
 
 $(STAMP): requirements.txt setup.cfg setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,5 +17,18 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=25 tests
 
+# The main job: data, preprocessing, training, evaluation and pictures in demo_out/ (run_scripts/demo/README.md).
 demo: $(STAMP)
-	$(PY) run_scripts/demo/run_demo.py
+	$(PY) -m run_scripts.demo.run_demo --out demo_out
+
+# The same steps on a few rows for about 60 updates; `make test` runs it too (tests/test_demo_smoke.py).
+demo-smoke: $(STAMP)
+	$(PY) -m run_scripts.demo.run_demo --smoke --out demo_out/smoke
+
+# Speed against Hugging Face BART of the same size, and data throughput (run_scripts/bench/RESULTS.md).
+# Installs setup.cfg's `bench` extra (transformers); each script ends with one `RATIO name=value ...` line.
+bench: $(STAMP)
+	$(PY) -m pip install -q "$$($(PY) -c 'import configparser; c = configparser.ConfigParser(); c.read("setup.cfg"); print(c["options.extras_require"]["bench"].strip())')"
+	$(PY) -m run_scripts.bench.train_bench
+	$(PY) -m run_scripts.bench.generate_bench
+	$(PY) -m run_scripts.bench.data_bench

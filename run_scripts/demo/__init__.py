@@ -1,0 +1,1 @@
+"""The demo of the README: one generalist trained on small real data sets of six modalities (`make demo`)."""

@@ -1,0 +1,157 @@
+"""Three tasks from scikit-learn's real handwritten digits (UCI, 8x8 pixels, 16 grey levels, bundled with the
+package): which digit an image shows; where a named digit is on a canvas of 1-3 digits in a 2 x 2 grid
+(grounding -> BOX); which way a digit moves in a short clip (VIDEO). The digits are real; the canvas layouts
+and the motion are synthetic.
+
+Canvases and clips have a dim colour ramp as background (red grows to the right, green downwards). The
+image_patch adaptor gives positions to attention as biases only (docs/model.md), so a patch embedding itself
+does not say where the patch is; the ramp lets it see that, as coordinate channels do in CoordConv.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image, ImageChops
+from sklearn.datasets import load_digits
+
+from .data_common import SPLITS, SplitSizes, rng_for, write_split
+
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+POOL_SHARES = {"train": 0.6, "valid": 0.1, "test": 0.3}  # of the 1,797 digits; the splits never share a digit
+CLASSIFY_SIDE = 32
+CANVAS_SIDE = 48  # the model's image size: no resizing
+CANVAS_CELLS = 2  # per side: digits sit in the cells of a 2 x 2 grid, so that they never overlap
+CANVAS_DIGIT_SIDES = (18, 24)  # side of a digit on the canvas, drawn uniformly in this range
+VIDEO_SIDE = 48
+VIDEO_DIGIT_SIDES = (16, 20)
+VIDEO_FRAMES = 8
+VIDEO_STEP = 3  # pixels per frame
+RAMP_LEVELS = (30, 170)  # background channel value at the first and the last pixel
+DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+
+
+def digit_pools(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """split -> (uint8 images [N, 8, 8], labels [N]): a fixed disjoint split of the 1,797 digits."""
+    digits = load_digits()
+    images = np.round(digits.images / 16 * 255).astype(np.uint8)
+    order = rng_for(seed, "digit_pools").permutation(len(images))
+    pools, start = {}, 0
+    for split in SPLITS:
+        end = len(images) if split == SPLITS[-1] else start + int(POOL_SHARES[split] * len(images))
+        pools[split] = images[order[start:end]], digits.target[order[start:end]]
+        start = end
+    return pools
+
+
+def render(digit: np.ndarray, side: int) -> Image.Image:
+    return Image.fromarray(digit, mode="L").resize((side, side), Image.BILINEAR)
+
+
+def coordinate_ramp(side: int) -> Image.Image:
+    """An RGB background whose red channel grows left to right and green top to bottom."""
+    ramp = np.linspace(*RAMP_LEVELS, side).round().astype(np.uint8)
+    pixels = np.zeros((side, side, 3), dtype=np.uint8)
+    pixels[..., 0], pixels[..., 1], pixels[..., 2] = ramp[None, :], ramp[:, None], RAMP_LEVELS[0]
+    return Image.fromarray(pixels, mode="RGB")
+
+
+def on_ramp(digits: Image.Image) -> Image.Image:
+    """Bright digit strokes (a greyscale layer) over the coordinate ramp."""
+    return ImageChops.lighter(coordinate_ramp(digits.width), digits.convert("RGB"))
+
+
+def build_digit_classify(folder: Path, sizes: SplitSizes, seed: int) -> None:
+    """img (a digit, upscaled to 32 px) -> its name."""
+    pools = digit_pools(seed)
+    for split in SPLITS:
+        images, labels = pools[split]
+        count = sizes.of(split)
+        picks = rng_for(seed, "classify", split).choice(len(images), count, replace=count > len(images))
+        rows = []
+        for i, index in enumerate(picks):
+            name = f"media/{split}_{i:05d}.png"
+            save(render(images[index], CLASSIFY_SIDE), folder / name)
+            rows.append({"img": name, "label": DIGIT_NAMES[labels[index]]})
+        write_split(folder, split, rows)
+
+
+def make_canvas(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, list]:
+    """A 48 px canvas of 2 x 2 cells, 1-3 of them holding a different digit at a random size and offset inside
+    the cell, over the coordinate ramp -> (image, [(name, box), ...])."""
+    canvas = Image.new("L", (CANVAS_SIDE, CANVAS_SIDE))
+    cell = CANVAS_SIDE // CANVAS_CELLS
+    placed: list[tuple[str, list[int]]] = []
+    cells = rng.choice(CANVAS_CELLS**2, size=int(rng.integers(1, 4)), replace=False)
+    used: set[int] = set()
+    for position in cells:
+        index = int(rng.integers(len(images)))
+        while labels[index] in used:
+            index = int(rng.integers(len(images)))
+        side = int(rng.integers(CANVAS_DIGIT_SIDES[0], CANVAS_DIGIT_SIDES[1] + 1))
+        row, column = divmod(int(position), CANVAS_CELLS)
+        x, y = (cell_index * cell + int(rng.integers(0, cell - side + 1)) for cell_index in (column, row))
+        canvas.paste(render(images[index], side), (x, y))
+        used.add(labels[index])
+        placed.append((DIGIT_NAMES[labels[index]], [x, y, x + side, y + side]))
+    return on_ramp(canvas), placed
+
+
+def build_digit_grounding(folder: Path, sizes: SplitSizes, seed: int) -> None:
+    """img + the name of one of its digits, picked at random (cap) -> that digit's box (patch_boxes)."""
+    pools = digit_pools(seed)
+    for split in SPLITS:
+        rng = rng_for(seed, "grounding", split)
+        rows = []
+        for i in range(sizes.of(split)):
+            canvas, placed = make_canvas(*pools[split], rng)
+            name = f"media/{split}_{i:05d}.png"
+            save(canvas, folder / name)
+            digit, box = placed[int(rng.integers(len(placed)))]
+            rows.append({"img": name, "cap": digit, "patch_boxes": box})
+        write_split(folder, split, rows)
+
+
+def build_digit_motion(folder: Path, sizes: SplitSizes, seed: int) -> None:
+    """video (8 frames of one digit sliding 3 px per frame) -> left / right / up / down."""
+    pools = digit_pools(seed)
+    travel = VIDEO_STEP * (VIDEO_FRAMES - 1)
+    for split in SPLITS:
+        images, _ = pools[split]
+        rng = rng_for(seed, "motion", split)
+        rows = []
+        for i in range(sizes.of(split)):
+            direction = list(DIRECTIONS)[int(rng.integers(len(DIRECTIONS)))]
+            dx, dy = DIRECTIONS[direction]
+            side = int(rng.integers(VIDEO_DIGIT_SIDES[0], VIDEO_DIGIT_SIDES[1] + 1))
+            low = [travel if d < 0 else 0 for d in (dx, dy)]
+            high = [VIDEO_SIDE - side - (travel if d > 0 else 0) for d in (dx, dy)]
+            x, y = (int(rng.integers(lo, hi + 1)) for lo, hi in zip(low, high))
+            digit = render(images[int(rng.integers(len(images)))], side)
+            frames = []
+            for step in range(VIDEO_FRAMES):
+                frame = Image.new("L", (VIDEO_SIDE, VIDEO_SIDE))
+                frame.paste(digit, (x + dx * VIDEO_STEP * step, y + dy * VIDEO_STEP * step))
+                frames.append(np.asarray(on_ramp(frame)))
+            name = f"media/{split}_{i:05d}.mp4"
+            write_mp4(frames, folder / name)
+            rows.append({"video": name, "direction": direction})
+        write_split(folder, split, rows)
+
+
+def write_mp4(frames: list[np.ndarray], path: Path, fps: int = 8) -> None:
+    """RGB frames -> an H.264 MP4 file (PyAV)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"crf": "10", "preset": "veryfast"})
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for pixels in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def save(image: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)

@@ -1,0 +1,91 @@
+"""The demo's tasks: instruction, metric, data builder, split sizes and trivial baseline of each.
+
+All of them are trained into ONE model; together their inputs cover IMAGE, TEXT, BOX, AUDIO, STRUCT and VIDEO.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ofasys_fs.tasks.base import Task
+
+from .data_common import SplitSizes
+from .data_digits import build_digit_classify, build_digit_grounding, build_digit_motion
+from .data_iris import build_iris
+from .data_reuters import build_reuters_topic
+from .data_speech import build_spoken_digits
+from .data_vqa import build_easy_vqa
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoTask:
+    """One task of the demo and how to build, score and beat-check it."""
+
+    name: str
+    instruction: str
+    metric: str  # a registered metric; its first value is the table's number
+    inputs: str  # for the table: which modalities go in and what comes out
+    source: str  # for the README: where the data comes from, and what is real or synthetic
+    sizes: SplitSizes  # rows of the full demo
+    build: Callable[[Path, SplitSizes, int, Path], None]  # (folder, sizes, seed, cache_dir)
+    baseline: str  # "majority": the most frequent training target; "mean_box": the mean training box
+    share: float = 1.0  # relative share of the training batches (harder tasks get more)
+
+
+def ignoring_cache(builder: Callable[[Path, SplitSizes, int], None]) -> Callable[[Path, SplitSizes, int, Path], None]:
+    return lambda folder, sizes, seed, cache_dir: builder(folder, sizes, seed)
+
+
+TASKS = (
+    DemoTask(name="digits", instruction="[IMAGE:img] what digit is this? -> [TEXT:label,closed_set]",
+             metric="accuracy", inputs="IMAGE -> TEXT", source="scikit-learn digits (real 8x8 scans)",
+             sizes=SplitSizes(1000, 64, 300), build=ignoring_cache(build_digit_classify), baseline="majority",
+             share=0.7),
+    DemoTask(name="digit_grounding",
+             instruction='[IMAGE:img] which region does the text " [TEXT:cap] " describe? -> [BOX:patch_boxes]',
+             metric="acc_iou", inputs="IMAGE + TEXT -> BOX",
+             source="real digits placed on a synthetic 48 px 2 x 2 canvas", sizes=SplitSizes(1500, 64, 300),
+             build=ignoring_cache(build_digit_grounding), baseline="mean_box", share=2.5),
+    DemoTask(name="easy_vqa", instruction="[IMAGE:img] [TEXT:question] -> [TEXT:answer,closed_set]",
+             metric="accuracy", inputs="IMAGE + TEXT -> TEXT",
+             source="easy-VQA (synthetic shapes, generated questions)",
+             sizes=SplitSizes(2000, 64, 300), build=ignoring_cache(build_easy_vqa), baseline="majority", share=2),
+    DemoTask(name="spoken_digits", instruction="[AUDIO:wav] which number is spoken? -> [TEXT:label,closed_set]",
+             metric="accuracy", inputs="AUDIO -> TEXT",
+             source="digit names spoken by eSpeak NG (synthetic speech; test voices unseen in training)",
+             sizes=SplitSizes(800, 64, 300), build=ignoring_cache(build_spoken_digits), baseline="majority", share=0.5),
+    DemoTask(name="reuters_topic",
+             instruction='what is the topic of the news " [TEXT:text,uncased] "? -> [TEXT:topic,closed_set]',
+             metric="accuracy", inputs="TEXT -> TEXT", source="Reuters-21578 paragraphs from r-cran-tm (real newswire)",
+             sizes=SplitSizes(1000, 64, 300), build=build_reuters_topic, baseline="majority", share=0.6),
+    DemoTask(name="iris_species",
+             instruction='table: " [STRUCT:flower] " which iris species is this? -> [TEXT:species,closed_set]',
+             metric="accuracy", inputs="STRUCT -> TEXT", source="Fisher's iris measurements from scikit-learn (real)",
+             sizes=SplitSizes(100, 15, 35), build=ignoring_cache(build_iris), baseline="majority", share=0.3),
+    DemoTask(name="digit_motion",
+             instruction="[VIDEO:video,num_frames=4] which way does the digit move? -> [TEXT:direction,closed_set]",
+             metric="accuracy", inputs="VIDEO -> TEXT",
+             source="a real digit sliding across 8 frames (synthetic motion)",
+             sizes=SplitSizes(800, 64, 300), build=ignoring_cache(build_digit_motion), baseline="majority", share=1),
+)
+
+
+def target_column(task: DemoTask) -> str:
+    """The column the metric reads references from (the instruction's target)."""
+    return Task(name=task.name, instruction=task.instruction).references
+
+
+def baseline_predictions(task: DemoTask, train_rows: list[dict], test_rows: list[dict]) -> tuple[str, list]:
+    """(what the baseline is, one prediction per test row), from the training rows only."""
+    column = target_column(task)
+    if task.baseline == "majority":
+        answer, _ = collections.Counter(str(row[column]) for row in train_rows).most_common(1)[0]
+        return f"majority answer {answer!r}", [answer] * len(test_rows)
+    if task.baseline == "mean_box":
+        box = np.mean([row[column] for row in train_rows], axis=0).round(1).tolist()
+        return f"mean training box {box}", [box] * len(test_rows)
+    raise ValueError(f"task {task.name!r}: unknown baseline {task.baseline!r}; expected majority or mean_box")

@@ -1,0 +1,122 @@
+"""The demo's pictures, drawn with PIL (no plotting dependency): training curves per task from
+train_log.jsonl, and grounding predictions (predicted and true boxes) drawn on their test images."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+from PIL import Image, ImageDraw, ImageFont
+
+PANEL = (360, 240)  # width, height of one curve panel
+MARGIN = dict(left=44, right=10, top=24, bottom=30)
+COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44))  # series in legend order
+TRUE_BOX, PREDICTED_BOX = (40, 200, 60), (230, 40, 40)
+ZOOM = 4  # grounding canvases are 48 px: drawn 4x larger
+
+
+def font(size: int = 11) -> ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def read_curves(log_path: Path, metrics: dict[str, str]) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """task -> {"train loss", "valid loss", "valid METRIC": [(update, value), ...]} from the trainer's JSON
+    lines (`metrics`: task -> the name of its metric in the valid records)."""
+    curves: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    with open(log_path, encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            for task, stats in record.get("tasks", {}).items():
+                series = curves.setdefault(task, {})
+                names = {"loss": f"{record['split']} loss"}
+                if record["split"] == "valid" and task in metrics:
+                    names[metrics[task]] = f"valid {metrics[task]}"
+                for key, name in names.items():
+                    if isinstance(stats.get(key), (int, float)) and math.isfinite(stats[key]):
+                        series.setdefault(name, []).append((record["update"], stats[key]))
+    return curves
+
+
+def curve_panel(title: str, series: dict[str, list[tuple[int, float]]], max_y: Optional[float] = None) -> Image.Image:
+    """One line chart of `series` against updates, with a legend; the y axis runs from 0 to max_y (default:
+    a bit above the largest value)."""
+    image = Image.new("RGB", PANEL, "white")
+    draw = ImageDraw.Draw(image)
+    points = [point for values in series.values() for point in values]
+    left, top = MARGIN["left"], MARGIN["top"]
+    right, bottom = PANEL[0] - MARGIN["right"], PANEL[1] - MARGIN["bottom"]
+    draw.text((left, 4), title, fill="black", font=font(13))
+    draw.rectangle([left, top, right, bottom], outline=(120, 120, 120))
+    if not points:
+        draw.text((left + 8, top + 8), "no log records", fill="black", font=font())
+        return image
+    max_x = max(x for x, _ in points) or 1
+    max_y = max_y or max(y for _, y in points) * 1.05 or 1.0
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return left + (right - left) * x / max_x, bottom - (bottom - top) * y / max_y
+
+    for fraction in (0.0, 0.5, 1.0):
+        _, y = at(0, max_y * fraction)
+        draw.line([left - 3, y, left, y], fill="black")
+        draw.text((4, y - 6), f"{max_y * fraction:.2f}", fill="black", font=font(10))
+    draw.text((left, bottom + 4), "0", fill="black", font=font(10))
+    draw.text((right - 60, bottom + 4), f"{max_x} updates", fill="black", font=font(10))
+    for row, (name, values) in enumerate(series.items()):
+        colour = COLOURS[row % len(COLOURS)]
+        if len(values) > 1:
+            draw.line([at(x, y) for x, y in values], fill=colour, width=2)
+        cx, cy = at(*values[-1])
+        draw.ellipse([cx - 2, cy - 2, cx + 2, cy + 2], fill=colour)
+        draw.line([right - 110, top + 10 + 14 * row, right - 92, top + 10 + 14 * row], fill=colour, width=2)
+        draw.text((right - 88, top + 4 + 14 * row), name, fill="black", font=font(10))
+    return image
+
+
+def draw_curves(log_path: Path, metrics: dict[str, str], folder: Path) -> list[Path]:
+    """curves/<task>.png per task (loss; valid metric) and curves.png with every task; returns the paths."""
+    curves = read_curves(log_path, metrics)
+    folder.mkdir(parents=True, exist_ok=True)
+    sheets, paths = [], []
+    for task, metric in metrics.items():
+        series = curves.get(task, {})
+        losses = {name: values for name, values in series.items() if name.endswith(" loss")}
+        scores = {name: values for name, values in series.items() if not name.endswith(" loss")}
+        sheet = grid([curve_panel(f"{task}: loss (bits/token)", losses),
+                      curve_panel(f"{task}: valid {metric}", scores, max_y=1.0)], columns=2)
+        paths.append(folder / f"{task}.png")
+        sheet.save(paths[-1], optimize=True)
+        sheets.append(sheet)
+    paths.append(folder.parent / "curves.png")
+    grid(sheets, columns=2).save(paths[-1], optimize=True)
+    return paths
+
+
+def grid(images: Sequence[Image.Image], columns: int) -> Image.Image:
+    width, height = images[0].size
+    rows = math.ceil(len(images) / columns)
+    sheet = Image.new("RGB", (width * min(columns, len(images)), height * rows), "white")
+    for index, image in enumerate(images):
+        sheet.paste(image, ((index % columns) * width, (index // columns) * height))
+    return sheet
+
+
+def draw_grounding(examples: Sequence[dict], path: Path, columns: int = 6) -> Path:
+    """Each example {"image": path, "text", "true", "predicted", "iou"}: the image zoomed, the true box in
+    green, the predicted box in red, the query and the IoU below."""
+    tiles = []
+    for example in examples:
+        image = Image.open(example["image"]).convert("RGB")
+        image = image.resize((image.width * ZOOM, image.height * ZOOM), Image.NEAREST)
+        tile = Image.new("RGB", (image.width + 8, image.height + 34), "white")
+        tile.paste(image, (4, 4))
+        draw = ImageDraw.Draw(tile)
+        for box, colour in ((example["true"], TRUE_BOX), (example["predicted"], PREDICTED_BOX)):
+            draw.rectangle([4 + v * ZOOM for v in box], outline=colour, width=2)
+        draw.text((4, image.height + 6), f'"{example["text"]}"  IoU {example["iou"]:.2f}', fill="black", font=font())
+        draw.text((4, image.height + 19), "green: true  red: predicted", fill=(90, 90, 90), font=font(9))
+        tiles.append(tile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid(tiles, columns).save(path, optimize=True)
+    return path
