@@ -21,15 +21,6 @@ from ofasys_fs.vocab import Vocabulary
 DIM = 64  # micro
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Micro tensors gain nothing from intra-op threads, which only contend with other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def vocab() -> Vocabulary:
     return Vocabulary.default()

@@ -22,15 +22,6 @@ TEXT = range(4, 30)  # this test's layout: text ids, then 10 "bins"
 BINS = range(30, 40)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Micro tensors gain nothing from intra-op threads, which only contend with other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Biased(torch.nn.Module):
     """A model whose logits get a fixed bias (to make </s> or some tokens likely), optionally without cache."""
 

@@ -15,15 +15,6 @@ PAD = 1
 IMAGE_PATCHES = 16  # micro: 32 px images, 8 px patches
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Micro tensors gain nothing from intra-op threads, which only contend with other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def micro_model(seed: int = 0, **overrides) -> GeneralistModel:
     torch.manual_seed(seed)
     overrides.setdefault("dropout", 0.0)
