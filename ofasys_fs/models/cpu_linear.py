@@ -2,8 +2,9 @@
 
 PyTorch's CPU matmul goes to MKL, which takes a slow (AVX2) path on AMD CPUs; oneDNN picks its kernels
 from the CPU's instruction set and ran the model's matmuls about 2x faster there (run_scripts/bench/
-RESULTS.md). Results are fp32 matmuls like MKL's, up to summation order. Everything else (other devices
-and dtypes, CPU autocast, torch.compile) uses F.linear. Set OFASYS_FS_CPU_LINEAR=aten to turn it off.
+RESULTS.md). Results are fp32 matmuls like MKL's, up to summation order. Calls without gradients skip the
+autograd wrapper and keep the largest weights in oneDNN's layout. Everything else (other devices and
+dtypes, CPU autocast, torch.compile) uses F.linear. Set OFASYS_FS_CPU_LINEAR=aten to turn it off.
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ class OneDNNLinear(torch.autograd.Function):
 def inference_weight(weight: torch.Tensor) -> torch.Tensor:
     """A large weight in oneDNN's blocked layout, kept until the weight changes, for calls without gradients:
     oneDNN otherwise re-lays it out at every call (0.7 ms for the tiny arch's output projection)."""
-    if weight.numel() < PACK_MIN_ELEMENTS:
+    if weight.numel() < PACK_MIN_ELEMENTS or weight.is_inference():  # inference tensors have no version counter
         return weight
     key = (weight._version, weight.data_ptr())
     cached = PACKED.get(id(weight))

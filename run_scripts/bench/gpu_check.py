@@ -16,6 +16,7 @@ Usage (repository root, CUDA machine with torch, triton, pytest; transformers fo
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import subprocess
 import sys
@@ -153,12 +154,9 @@ def main(argv=None) -> None:
         tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/test_fused_step.py"])
         if tests.returncode:
             raise SystemExit("gpu_check: the fused step does not match the reference; no benchmarks")
-    try:
-        import transformers  # noqa: F401
-        with_bart = True
-    except ImportError:
+    with_bart = importlib.util.find_spec("transformers") is not None
+    if not with_bart:
         print("transformers is not installed: no BART figures")
-        with_bart = False
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 for both models, as on CPU
     vocab = vocab_size()
     ratios = step_benchmark(vocab, args.rounds)
