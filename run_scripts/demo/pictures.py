@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 PANEL = (360, 240)  # width, height of one curve panel
 MARGIN = dict(left=44, right=10, top=24, bottom=30)
 COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44))  # series in legend order
-TRUE_BOX, PREDICTED_BOX = (40, 200, 60), (230, 40, 40)
+TRUE_BOX, PREDICTED_BOX = (0, 210, 255), (255, 0, 255)  # cyan, magenta: visible on the colour ramp
 ZOOM = 4  # grounding canvases are 48 px: drawn 4x larger
 
 
@@ -104,7 +104,7 @@ def grid(images: Sequence[Image.Image], columns: int) -> Image.Image:
 
 def draw_grounding(examples: Sequence[dict], path: Path, columns: int = 6) -> Path:
     """Each example {"image": path, "text", "true", "predicted", "iou"}: the image zoomed, the true box in
-    green, the predicted box in red, the query and the IoU below."""
+    cyan, the predicted box in magenta, the query and the IoU below."""
     tiles = []
     for example in examples:
         image = Image.open(example["image"]).convert("RGB")
@@ -115,7 +115,7 @@ def draw_grounding(examples: Sequence[dict], path: Path, columns: int = 6) -> Pa
         for box, colour in ((example["true"], TRUE_BOX), (example["predicted"], PREDICTED_BOX)):
             draw.rectangle([4 + v * ZOOM for v in box], outline=colour, width=2)
         draw.text((4, image.height + 6), f'"{example["text"]}"  IoU {example["iou"]:.2f}', fill="black", font=font())
-        draw.text((4, image.height + 19), "green: true  red: predicted", fill=(90, 90, 90), font=font(9))
+        draw.text((4, image.height + 19), "cyan: true  magenta: predicted", fill=(90, 90, 90), font=font(9))
         tiles.append(tile)
     path.parent.mkdir(parents=True, exist_ok=True)
     grid(tiles, columns).save(path, optimize=True)
