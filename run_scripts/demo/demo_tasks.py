@@ -61,7 +61,7 @@ TASKS = (
     DemoTask(name="reuters_topic",
              instruction='what is the topic of the news " [TEXT:text,uncased] "? -> [TEXT:topic,closed_set]',
              metric="accuracy", inputs="TEXT -> TEXT", source="Reuters-21578 paragraphs from r-cran-tm (real newswire)",
-             sizes=SplitSizes(1000, 64, 300), build=build_reuters_topic, baseline="majority", share=0.6),
+             sizes=SplitSizes(1000, 64, 300), build=build_reuters_topic, baseline="majority", share=1.5),
     DemoTask(name="iris_species",
              instruction='table: " [STRUCT:flower] " which iris species is this? -> [TEXT:species,closed_set]',
              metric="accuracy", inputs="STRUCT -> TEXT", source="Fisher's iris measurements from scikit-learn (real)",

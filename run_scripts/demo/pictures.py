@@ -113,7 +113,9 @@ def draw_grounding(examples: Sequence[dict], path: Path, columns: int = 6) -> Pa
         tile.paste(image, (4, 4))
         draw = ImageDraw.Draw(tile)
         for box, colour in ((example["true"], TRUE_BOX), (example["predicted"], PREDICTED_BOX)):
-            draw.rectangle([4 + v * ZOOM for v in box], outline=colour, width=2)
+            x0, x1 = sorted((box[0], box[2]))  # an untrained model may put x1 before x0
+            y0, y1 = sorted((box[1], box[3]))
+            draw.rectangle([4 + v * ZOOM for v in (x0, y0, x1, y1)], outline=colour, width=2)
         draw.text((4, image.height + 6), f'"{example["text"]}"  IoU {example["iou"]:.2f}', fill="black", font=font())
         draw.text((4, image.height + 19), "cyan: true  magenta: predicted", fill=(90, 90, 90), font=font(9))
         tiles.append(tile)
