@@ -1,6 +1,7 @@
 """RowSource: one indexable view (`len`, `[i] -> dict`) over every form a task's data can take."""
 from __future__ import annotations
 
+import abc
 import csv
 import json
 import os
@@ -15,18 +16,20 @@ class DataError(ValueError):
     """Bad data: the message names the file or source, the row and what was expected."""
 
 
-class RowSource:
+class RowSource(abc.ABC):
     """Random access to rows as dicts; `base_dir` is where relative media paths resolve."""
 
     base_dir: Optional[str] = None
     description: str = "rows"
     tokenizer_hash: Optional[str] = None  # shards: the tokenizer their rows were validated with
 
+    @abc.abstractmethod
     def __len__(self) -> int:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def __getitem__(self, index: int) -> dict:
-        raise NotImplementedError
+        ...
 
     def where(self, index: int) -> str:
         """Human-readable location of a row, for error messages."""
