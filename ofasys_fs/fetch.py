@@ -166,24 +166,25 @@ class _HTTPSConnection(_ReadTimeoutMixin, http.client.HTTPSConnection):
     pass
 
 
-class _HTTPHandler(urllib.request.HTTPHandler):
+class _DeadlineHandlerMixin:
+    """A urllib handler whose connections read with the per-read timeout and the total deadline."""
+
     def __init__(self, read_timeout: float, deadline: float):
         super().__init__()
         self.read_timeout, self.deadline = read_timeout, deadline
 
+    def _connection_factory(self, connection_class: type) -> functools.partial:
+        return functools.partial(connection_class, read_timeout=self.read_timeout, deadline=self.deadline)
+
+
+class _HTTPHandler(_DeadlineHandlerMixin, urllib.request.HTTPHandler):
     def http_open(self, req):
-        connection = functools.partial(_HTTPConnection, read_timeout=self.read_timeout, deadline=self.deadline)
-        return self.do_open(connection, req)
+        return self.do_open(self._connection_factory(_HTTPConnection), req)
 
 
-class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, read_timeout: float, deadline: float):
-        super().__init__()
-        self.read_timeout, self.deadline = read_timeout, deadline
-
+class _HTTPSHandler(_DeadlineHandlerMixin, urllib.request.HTTPSHandler):
     def https_open(self, req):
-        connection = functools.partial(_HTTPSConnection, read_timeout=self.read_timeout, deadline=self.deadline)
-        return self.do_open(connection, req, context=self._context)
+        return self.do_open(self._connection_factory(_HTTPSConnection), req, context=self._context)
 
 
 class _CountingRedirectHandler(urllib.request.HTTPRedirectHandler):

@@ -5,9 +5,10 @@ not shared is refused; SIGKILL in the middle of training and during a checkpoint
 again, ends where an uninterrupted run ends. The helpers, no_c10d's all-reduce and FSDP2 with one rank run
 in-process.
 
-Ranks are observed through a --user-dir plugin written here (plugins are the real extension mechanism; the
-trainer has no test hooks): its criterion appends a digest of the parameters it trains to a file per rank,
-and it can slow down steps or hang halfway through a checkpoint write, so that a test can kill the run there.
+Ranks are observed through the --user-dir plugin of the reliability tests (plugins are the real extension
+mechanism; the trainer has no test hooks): its criterion appends a digest of the parameters it trains to a file
+per rank, and it can slow down steps or pause halfway through a checkpoint write, so that a test can kill the
+run there.
 """
 import dataclasses
 import json
@@ -45,53 +46,7 @@ KILL_RUN = ("max_update=12", "save_interval_updates=3", "dropout=0.1")  # the re
 # gradient normaliser hardly does, AdamW and clipping undo scale: assert_same_log compares the gradient norm)
 GLOBAL_BATCH_TOLERANCE = dict(rtol=1e-5, atol=1e-7)
 
-PROBE_PLUGIN = '''"""Test probe: parameter digests per rank, slow steps, a checkpoint write that hangs halfway."""
-import hashlib
-import io
-import os
-import time
-
-import torch
-
-from ofasys_fs import register_criterion
-from ofasys_fs.criteria.label_smoothed_ce import LabelSmoothedCE, LabelSmoothedCEConfig
-
-
-@register_criterion("parameter_digest_ce", dataclass=LabelSmoothedCEConfig)
-class ParameterDigestCE(LabelSmoothedCE):
-    """label_smoothed_ce that first appends a digest of the model's parameters to $PROBE_DIGESTS/rank<RANK>.txt
-    and sleeps $PROBE_STEP_SECONDS."""
-
-    def forward(self, model, sample):
-        folder = os.environ.get("PROBE_DIGESTS")
-        if folder:
-            digest = hashlib.sha256()
-            for parameter in model.parameters():
-                digest.update(parameter.detach().cpu().numpy().tobytes())
-            with open(os.path.join(folder, "rank" + os.environ.get("RANK", "0") + ".txt"), "a") as handle:
-                handle.write(digest.hexdigest() + "\\n")
-        time.sleep(float(os.environ.get("PROBE_STEP_SECONDS", 0)))
-        return super().forward(model, sample)
-
-
-def hanging_save(obj, file, *args, **kwargs):
-    """Into a file on disk: write half, create $PROBE_SLOW_SAVE_MARKER, then hang (the test kills the run).
-    Saves into memory (pickling a tensor for a collective calls torch.save too) pass through."""
-    if not isinstance(file, io.BufferedWriter):
-        return real_save(obj, file, *args, **kwargs)
-    buffer = io.BytesIO()
-    real_save(obj, buffer, *args, **kwargs)
-    data = buffer.getvalue()
-    file.write(data[:len(data) // 2])
-    file.flush()
-    open(os.environ["PROBE_SLOW_SAVE_MARKER"], "w").close()
-    time.sleep(120)
-    file.write(data[len(data) // 2:])
-
-
-if os.environ.get("PROBE_SLOW_SAVE_MARKER"):
-    real_save, torch.save = torch.save, hanging_save
-'''
+PROBE_PLUGIN = REPO / "tests" / "reliability" / "reliability_probe"  # probe_ce: digests, slow steps and saves
 
 
 @dataclasses.dataclass
@@ -123,14 +78,11 @@ def files(tmp_path_factory) -> RunFiles:
             name = list(COLOURS)[i % 3]
             Image.new("RGB", (32, 32), COLOURS[name]).save(root / f"colour_{i}.png")
             handle.write(json.dumps({"img": f"colour_{i}.png", "label": name}) + "\n")
-    plugin = root / "ofasys_fs_ddp_probe"
-    plugin.mkdir()
-    (plugin / "__init__.py").write_text(PROBE_PLUGIN)
     # adam_eps 1e-6: attention key biases get (mathematically zero) rounding-noise gradients, which Adam with
     # eps 1e-8 would blow up to full-size steps and make any two summation orders disagree
     config = root / "config.yaml"
     config.write_text(f"""
-common: {{seed: 3, device: cpu, log_interval: 1, user_dir: [{plugin}]}}
+common: {{seed: 3, device: cpu, log_interval: 1, user_dir: [{PROBE_PLUGIN}]}}
 dataset: {{batch_size: 4}}
 optimization: {{max_update: 5, lr: 1.0e-3, adam_eps: 1.0e-6, update_freq: 2, sampling: round_robin}}
 model: {{arch: micro, dropout: 0.0}}
@@ -138,9 +90,9 @@ checkpoint: {{save_interval_updates: 1000}}
 vocab: {{tokenizer: {root}/tokenizer.json, num_bins: 16, num_codes: 0}}
 tasks:
   - {{name: colour, instruction: "[IMAGE:img] what is the colour? -> [TEXT:label]", data: {root}/colour.jsonl,
-      options: {{criterion: parameter_digest_ce}}}}
+      options: {{criterion: probe_ce}}}}
   - {{name: copy, instruction: "copy [TEXT:src] -> [TEXT:tgt]", data: {root}/copy.jsonl,
-      options: {{criterion: parameter_digest_ce}}}}
+      options: {{criterion: probe_ce}}}}
 """)
     return RunFiles(root, config)
 
@@ -353,9 +305,10 @@ def test_sigkill_mid_training_and_mid_checkpoint_then_resume_equals_the_uninterr
     resumed_at = load_checkpoint(str(save_dir / "checkpoint_last.pt"))["train_meta"]["num_updates"]
     assert resumed_at < 12, f"killed after {delay:.2f} s, too late"
 
-    marker = tmp_path / "writing"
-    second = ranks(files, (save_dir,) * 2, *KILL_RUN, PROBE_SLOW_SAVE_MARKER=str(marker))
-    second.wait_for(marker)
+    saves = tmp_path / "saves"
+    saves.mkdir()
+    second = ranks(files, (save_dir,) * 2, *KILL_RUN, PROBE_SLOW_SAVE=str(saves), PROBE_SLOW_SAVE_SECONDS="120")
+    second.wait_for(saves / "save_1")
     second.kill()
     assert list(save_dir.glob("checkpoint_last.pt.*.tmp")), "the kill did not interrupt a checkpoint write"
     assert_all_checkpoints_load(save_dir)

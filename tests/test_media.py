@@ -17,6 +17,8 @@ from PIL import Image
 
 from ofasys_fs.media import FetchLimits, MediaError, load_audio, load_image, load_video
 
+from media_files import FRAMES, SQUARE, STEP, moving_square_video
+
 # ---------------------------------------------------------------------------------------------
 # Real-format fixtures
 
@@ -32,25 +34,6 @@ def _two_colour_pixels(width=32, height=24) -> np.ndarray:
 def _image_bytes(fmt: str) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(_two_colour_pixels()).save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-SQUARE, FRAMES, STEP = 8, 16, 3
-
-
-def _video_bytes(container_format: str = "mp4") -> bytes:
-    """FRAMES H.264 frames, 64x48, a white SQUARE moving STEP pixels right per frame."""
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format=container_format) as container:
-        stream = container.add_stream("libx264", rate=8)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for t in range(FRAMES):
-            pixels = np.zeros((48, 64, 3), np.uint8)
-            pixels[20 : 20 + SQUARE, STEP * t : STEP * t + SQUARE] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
     return buffer.getvalue()
 
 
@@ -81,7 +64,7 @@ def png_path(tmp_path):
 
 @pytest.fixture(scope="module")
 def mp4_bytes():
-    return _video_bytes("mp4")
+    return moving_square_video("mp4")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,7 +269,7 @@ def test_mp4_frames_are_sampled_uniformly_in_order(tmp_path, mp4_bytes):
 
 
 def test_video_without_a_declared_frame_count_is_counted(tmp_path, mp4_bytes):
-    mkv = _video_bytes("matroska")
+    mkv = moving_square_video("matroska")
     with av.open(io.BytesIO(mkv)) as container:
         assert container.streams.video[0].frames == 0  # so the counting path is the one under test
     assert torch.equal(load_video(mkv, num_frames=4), load_video(mp4_bytes, num_frames=4))

@@ -1,11 +1,9 @@
 """The image, audio and video preprocessors on real-format files, and the not-yet-available output ones."""
 from __future__ import annotations
 
-import io
 import math
 from types import SimpleNamespace
 
-import av
 import numpy as np
 import pytest
 import soundfile
@@ -20,6 +18,8 @@ from ofasys_fs.preprocess.audio import kaldi_fbank
 from ofasys_fs.preprocess.common import cfg_get
 from ofasys_fs.preprocess.image import ImageGeometry, PixelSettings
 from ofasys_fs.registry import build_preprocessor
+
+from media_files import moving_square_video
 
 RATE = 16000
 
@@ -239,25 +239,11 @@ def test_too_short_and_corrupt_audio_name_the_file(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- video
 
-FRAMES, SQUARE, STEP = 16, 8, 3
-
-
 @pytest.fixture(scope="module")
 def mp4_path(tmp_path_factory):
-    """An H.264 MP4 of FRAMES 64x48 frames: a white square moving STEP pixels right per frame."""
+    """media_files' moving-square clip as an MP4 file."""
     path = tmp_path_factory.mktemp("video") / "moving.mp4"
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=8)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for t in range(FRAMES):
-            pixels = np.zeros((48, 64, 3), np.uint8)
-            pixels[20 : 20 + SQUARE, STEP * t : STEP * t + SQUARE] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    path.write_bytes(buffer.getvalue())
+    path.write_bytes(moving_square_video("mp4"))
     return path
 
 

@@ -57,6 +57,17 @@ def dtype_code(dtype: Any) -> int:
     return DTYPE_TO_CODE[dtype]
 
 
+def checked_position(index: int, length: int, item: str) -> int:
+    """`index` as a position in 0..length-1, a negative one counting from the end; else an IndexError that names
+    the `item` ("<file>: item")."""
+    position = int(index)
+    if position < 0:
+        position += length
+    if not 0 <= position < length:
+        raise IndexError(f"{item} {index} out of range (0..{length - 1})")
+    return position
+
+
 def fsync_dir(path: PathLike) -> None:
     """Make renames inside folder `path` durable."""
     fd = os.open(os.fspath(path), os.O_RDONLY)
@@ -187,12 +198,7 @@ class IndexedDataset:
         return self._open()[0]
 
     def _check_index(self, index: int) -> int:
-        position = int(index)
-        if position < 0:
-            position += self._length
-        if not 0 <= position < self._length:
-            raise IndexError(f"{self.prefix}: item {index} out of range (0..{self._length - 1})")
-        return position
+        return checked_position(index, self._length, f"{self.prefix}: item")
 
     def _open(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._arrays is None:

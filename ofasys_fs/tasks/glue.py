@@ -7,6 +7,7 @@ Hugging Face's `glue` datasets give integer labels; they are mapped to each task
 from __future__ import annotations
 
 import numbers
+import re
 from typing import Any, Optional
 
 from ..registry import register_task
@@ -36,12 +37,17 @@ class GlueTask(Task):
         return {**row, "label": self.label_words[label]}
 
 
+def echoed(prompt: str) -> str:
+    """OFA's GLUE instruction: the decoder repeats `prompt` (its text slots without loss), then the label word."""
+    echo = re.sub(r"\[TEXT:(\w+)\]", r"[TEXT:\1,no_loss]", prompt)
+    return f"{prompt} -> {echo} [TEXT:label,closed_set]"
+
+
 @register_task("cola")
 class CoLA(GlueTask):
     """Is the sentence grammatical? 0 = no, 1 = yes; Matthews correlation."""
 
-    default_instruction = ('is the text " [TEXT:sentence] " grammatically correct? -> is the text '
-                           '" [TEXT:sentence,no_loss] " grammatically correct? [TEXT:label,closed_set]')
+    default_instruction = echoed('is the text " [TEXT:sentence] " grammatically correct?')
     default_metric = "mcc"
     label_words = ("no", "yes")
 
@@ -50,8 +56,7 @@ class CoLA(GlueTask):
 class SST2(GlueTask):
     """Sentiment of a sentence: 0 = negative, 1 = positive."""
 
-    default_instruction = ('is the sentiment of text " [TEXT:sentence] " positive or negative? -> is the sentiment of '
-                           'text " [TEXT:sentence,no_loss] " positive or negative? [TEXT:label,closed_set]')
+    default_instruction = echoed('is the sentiment of text " [TEXT:sentence] " positive or negative?')
     label_words = ("negative", "positive")
 
 
@@ -59,9 +64,8 @@ class SST2(GlueTask):
 class MRPC(GlueTask):
     """Are two sentences paraphrases? 0 = no, 1 = yes."""
 
-    default_instruction = ('does text1 " [TEXT:sentence1] " and text2 " [TEXT:sentence2] " have the same semantics? -> '
-                           'does text1 " [TEXT:sentence1,no_loss] " and text2 " [TEXT:sentence2,no_loss] " have the '
-                           'same semantics? [TEXT:label,closed_set]')
+    default_instruction = echoed('does text1 " [TEXT:sentence1] " and text2 " [TEXT:sentence2] " have the same '
+                                 'semantics?')
     label_words = ("no", "yes")
 
 
@@ -69,9 +73,7 @@ class MRPC(GlueTask):
 class QQP(GlueTask):
     """Are two questions duplicates? 0 = no, 1 = yes."""
 
-    default_instruction = ('is question " [TEXT:question1] " and question " [TEXT:question2] " equivalent? -> '
-                           'is question " [TEXT:question1,no_loss] " and question " [TEXT:question2,no_loss] " '
-                           'equivalent? [TEXT:label,closed_set]')
+    default_instruction = echoed('is question " [TEXT:question1] " and question " [TEXT:question2] " equivalent?')
     label_words = ("no", "yes")
 
 
@@ -79,9 +81,7 @@ class QQP(GlueTask):
 class MNLI(GlueTask):
     """Premise -> hypothesis: 0 = entailment (yes), 1 = neutral (maybe), 2 = contradiction (no)."""
 
-    default_instruction = ('can text1 " [TEXT:premise] " imply text2 " [TEXT:hypothesis] "? -> can text1 '
-                           '" [TEXT:premise,no_loss] " imply text2 " [TEXT:hypothesis,no_loss] "? '
-                           '[TEXT:label,closed_set]')
+    default_instruction = echoed('can text1 " [TEXT:premise] " imply text2 " [TEXT:hypothesis] "?')
     label_words = ("yes", "maybe", "no")
 
 
@@ -89,9 +89,7 @@ class MNLI(GlueTask):
 class QNLI(GlueTask):
     """Does the sentence answer the question? 0 = entailment (yes), 1 = not (no)."""
 
-    default_instruction = ('does " [TEXT:sentence] " contain the answer to question " [TEXT:question] "? -> does '
-                           '" [TEXT:sentence,no_loss] " contain the answer to question " [TEXT:question,no_loss] "? '
-                           '[TEXT:label,closed_set]')
+    default_instruction = echoed('does " [TEXT:sentence] " contain the answer to question " [TEXT:question] "?')
     label_words = ("yes", "no")
 
 
@@ -99,7 +97,5 @@ class QNLI(GlueTask):
 class RTE(GlueTask):
     """Does sentence1 entail sentence2? 0 = entailment (yes), 1 = not (no)."""
 
-    default_instruction = ('can text1 " [TEXT:sentence1] " imply text2 " [TEXT:sentence2] "? -> can text1 '
-                           '" [TEXT:sentence1,no_loss] " imply text2 " [TEXT:sentence2,no_loss] "? '
-                           '[TEXT:label,closed_set]')
+    default_instruction = echoed('can text1 " [TEXT:sentence1] " imply text2 " [TEXT:sentence2] "?')
     label_words = ("yes", "no")

@@ -15,15 +15,15 @@ Usage: python -m run_scripts.bench.generate_bench [--archs tiny base] [--rounds 
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import torch
 
 from ofasys_fs.generators.sequence import SequenceGenerator
 
-from .ab_runs import CLOCKS, Contender, default_clock, interleave, machine_load, median_spread, paired_ratios, ratio_line
-from .twins import EOS, PAD, TokenBatch, build_bart, build_ours, vocab_size
+from .ab_runs import Contender, interleave, machine_load, median_spread
+from .twins import EOS, PAD, TokenBatch, build_bart, build_ours
+from .versus_bart import ours_over_bart, run_command
 
 ROWS, SOURCE_TOKENS, DECODER_STEPS = 16, 32, 20
 MODES = {"beam": {"beam": 5, "no_repeat_ngram_size": 3}, "greedy": {"beam": 1, "no_repeat_ngram_size": 0}}
@@ -95,26 +95,14 @@ def bench_arch(arch: str, vocab: int, rounds: int, threads: int, clock: str) -> 
         for clock_name, seconds in timings.items():
             speeds = ", ".join(f"{name} {median_spread([ROWS / s for s in values])}" for name, values in seconds.items())
             print(f"-- {clock_name} time: sentences/s {speeds}; ours/bart per round "
-                  f"{median_spread(paired_ratios(seconds['bart'], seconds['ours']))}")
+                  f"{median_spread(ours_over_bart(seconds))}")
         print(machine_load())
-        ratios[f"{mode}_{arch}"] = statistics.median(paired_ratios(timings[clock]["bart"], timings[clock]["ours"]))
+        ratios[f"{mode}_{arch}"] = statistics.median(ours_over_bart(timings[clock]))
     return ratios
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archs", nargs="+", default=["tiny", "base"], choices=sorted(CALLS_PER_ROUND))
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="intra-op threads of every worker (1: steadiest on a shared machine)")
-    parser.add_argument("--clock", choices=CLOCKS, help="clock of the ratios (default: cpu with 1 thread, else wall)")
-    args = parser.parse_args(argv)
-    clock = args.clock or default_clock(args.threads)
-    vocab = vocab_size()
-    ratios = {}
-    for arch in args.archs:
-        ratios.update(bench_arch(arch, vocab, args.rounds, args.threads, clock))
-    print(ratio_line(ratios))
+    run_command(__doc__.splitlines()[0], CALLS_PER_ROUND, bench_arch, argv)
 
 
 if __name__ == "__main__":

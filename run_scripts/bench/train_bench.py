@@ -22,7 +22,6 @@ Ends with `RATIO train_tokens_per_s_<arch>=ours/bart ... mfu_<arch>=... peak_rss
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import torch
@@ -30,8 +29,9 @@ import torch.nn.functional as F
 
 from ofasys_fs.models.cpu_linear import ONEDNN, onednn_matmul
 
-from .ab_runs import CLOCKS, Contender, default_clock, interleave, machine_load, median_spread, paired_ratios, ratio_line
-from .twins import PAD, TokenBatch, arch_config, build_bart, build_ours, vocab_size
+from .ab_runs import Contender, interleave, machine_load, median_spread
+from .twins import PAD, TokenBatch, arch_config, build_bart, build_ours
+from .versus_bart import ours_over_bart, run_command
 
 # Per arch: rows, source tokens, target tokens, timed steps per round. Small enough for a 2-core CPU.
 SHAPES = {"micro": (16, 64, 32, 4), "tiny": (16, 64, 32, 3), "medium": (8, 64, 32, 2), "base": (8, 64, 32, 1)}
@@ -123,33 +123,21 @@ def bench_arch(arch: str, vocab: int, rounds: int, threads: int, clock: str) -> 
         for kernel, values in rates.items():
             print(f"matmul {MATMUL_SIDE}^3 fp32 by {kernel}: {median_spread([v / 1e9 for v in values])} GFLOP/s")
         print(f"peak (the faster per round): {median_spread([p / 1e9 for p in peak])} GFLOP/s")
-        print(f"ours/bart tokens/s per round: {median_spread(paired_ratios(seconds['bart'], seconds['ours']))}")
+        print(f"ours/bart tokens/s per round: {median_spread(ours_over_bart(seconds))}")
     for contender in (ours, bart):
         print(f"{contender.name:>5}: {contender.describe['parameters']:,} parameters, peak RSS "
               f"{contender.peak_rss_mb:.0f} MiB (+{contender.peak_rss_mb - contender.rss_after_imports_mb:.0f} "
               f"over the imports)")
     print(f"model FLOPs per step {step_flops / 1e9:.2f} G; {machine_load()}")
     growth = (ours.peak_rss_mb - ours.rss_after_imports_mb) / (bart.peak_rss_mb - bart.rss_after_imports_mb)
-    speed_ratio = paired_ratios(timings[clock]["bart"], timings[clock]["ours"])
+    speed_ratio = ours_over_bart(timings[clock])
     return {f"train_tokens_per_s_{arch}": statistics.median(speed_ratio),
             f"mfu_{arch}": statistics.median(mfu[clock, "ours"]), f"mfu_bart_{arch}": statistics.median(mfu[clock, "bart"]),
             f"peak_rss_{arch}": ours.peak_rss_mb / bart.peak_rss_mb, f"rss_growth_{arch}": growth}
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archs", nargs="+", default=["tiny", "base"], choices=sorted(SHAPES))
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="intra-op threads of every worker (1: steadiest on a shared machine)")
-    parser.add_argument("--clock", choices=CLOCKS, help="clock of the ratios (default: cpu with 1 thread, else wall)")
-    args = parser.parse_args(argv)
-    clock = args.clock or default_clock(args.threads)
-    vocab = vocab_size()
-    ratios = {}
-    for arch in args.archs:
-        ratios.update(bench_arch(arch, vocab, args.rounds, args.threads, clock))
-    print(ratio_line(ratios))
+    run_command(__doc__.splitlines()[0], SHAPES, bench_arch, argv)
 
 
 if __name__ == "__main__":
