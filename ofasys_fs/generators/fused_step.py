@@ -5,8 +5,8 @@ It computes exactly what `beam_candidates(step_log_probs(logits, rules).view(R, 
 computes (the PyTorch reference path), up to float rounding and the order of equal candidates. Two kernels:
 `row_statistics` (one program per hypothesis: the log-normaliser over the constraint's tokens, and whether
 the soft rules leave that hypothesis a token) and `block_candidates` (one program per hypothesis and vocabulary
-block: the block's best 2k extensions); torch.topk then picks the 2k best of a row's blocks. Off by default
-(`SequenceGeneratorConfig.fused_step`) until a GPU run of run_scripts/bench/gpu_check.py matched the reference;
+block: the block's best 2k extensions); torch.topk then picks the 2k best of a row's blocks. On by default
+(`SequenceGeneratorConfig.fused_step`) since run_scripts/bench/gpu_check.py matched the reference on a GPU;
 on CPU tensors or without Triton the reference path runs.
 """
 from __future__ import annotations
@@ -36,6 +36,8 @@ def available(device: torch.device) -> bool:
 
 
 if triton is not None:
+    # Kernels may read only constexpr globals (the interpreter allows any; compiled Triton does not).
+    BOS_ID, EOS_ID, PAD_ID, UNK_ID = (tl.constexpr(token) for token in (BOS, EOS, PAD, UNK))
 
     @triton.jit
     def row_statistics(logits, constrained, soft_ban, log_normaliser, use_relaxed, vocab: tl.constexpr,
@@ -66,7 +68,7 @@ if triton is not None:
             new_all = tl.maximum(all_max, tl.max(x, axis=0))
             all_sum = all_sum * tl.exp(all_max - new_all) + tl.sum(tl.where(valid, tl.exp(x - new_all), 0.0), axis=0)
             all_max = new_all
-            hard = keep & (offsets != BOS) & (offsets != PAD)
+            hard = keep & (offsets != BOS_ID) & (offsets != PAD_ID)
             allowed_count += tl.sum(hard.to(tl.int32), axis=0)
             if HAS_SOFT:
                 banned = tl.load(soft_ban + row * vocab + offsets, mask=valid, other=0) != 0
@@ -94,15 +96,15 @@ if triton is not None:
             allowed = tl.load(constrained + row * vocab + offsets, mask=valid, other=0) != 0
         else:
             allowed = valid
-        allowed = allowed & (offsets != BOS) & (offsets != PAD)
+        allowed = allowed & (offsets != BOS_ID) & (offsets != PAD_ID)
         if HAS_SOFT:
             banned = tl.load(soft_ban + row * vocab + offsets, mask=valid, other=0) != 0
             relax = tl.load(use_relaxed + row) != 0
             allowed = allowed & ~(banned & relax)
         lprob = x - tl.load(log_normaliser + row)
-        lprob = tl.where(offsets == UNK, lprob - unkpen, lprob)
+        lprob = tl.where(offsets == UNK_ID, lprob - unkpen, lprob)
         if tl.load(at_max + row) != 0:
-            allowed = valid & (offsets == EOS)
+            allowed = valid & (offsets == EOS_ID)
             lprob = x - tl.load(log_normaliser + row)
         forced = tl.load(forced_token + row)
         if forced >= 0:

@@ -28,18 +28,20 @@ def beam_candidates(lprobs: torch.Tensor, scores: torch.Tensor, first_beam_only:
 
     2k candidates always hold k that are not </s> (each beam adds at most one </s>). Rows whose beams
     are still identical copies (before and at the end of the forced prefix) only extend beam 0, so
-    that the k survivors differ.
+    that the k survivors differ. Only a hypothesis's own 2k best tokens can be among its row's 2k best,
+    so those are picked first: the [R, k, V] sums are never materialised.
     """
     rows, beam, vocab = lprobs.shape
-    total = scores.unsqueeze(-1) + lprobs
     if bool(first_beam_only.any()):
-        copies = torch.zeros(rows, beam, 1, dtype=torch.bool, device=lprobs.device)
-        copies[:, 1:] = first_beam_only.view(rows, 1, 1)
-        total.masked_fill_(copies, NEG_INF)
-    total = total.view(rows, beam * vocab)
-    top, index = total.topk(min(2 * beam, beam * vocab), dim=1)
-    step = lprobs.reshape(rows, beam * vocab).gather(1, index)
-    return Candidates(top, torch.div(index, vocab, rounding_mode="floor"), index % vocab, step)
+        scores = scores.clone()
+        scores[:, 1:] = scores[:, 1:].masked_fill(first_beam_only.view(rows, 1), NEG_INF)
+    own, own_tokens = lprobs.topk(min(2 * beam, vocab), dim=2)  # [R, k, c]
+    per_beam = own.size(2)
+    total = (own + scores.unsqueeze(-1)).view(rows, beam * per_beam)
+    top, index = total.topk(min(2 * beam, beam * per_beam), dim=1)
+    tokens = own_tokens.view(rows, -1).gather(1, index)
+    step = own.view(rows, -1).gather(1, index)
+    return Candidates(top, torch.div(index, per_beam, rounding_mode="floor"), tokens, step)
 
 
 def top_k_top_p(lprobs: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

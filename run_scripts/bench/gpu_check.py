@@ -36,14 +36,22 @@ from .generate_bench import DECODER_STEPS, MODES, ROWS, SOURCE_TOKENS
 from .twins import EOS, PAD, TokenBatch, build_bart, build_ours, vocab_size
 
 
-def cuda_seconds(function, repeats: int) -> list[float]:
-    """Seconds of each of `repeats` calls, synchronised with the GPU."""
+DEVICE = torch.device("cuda")  # --device cpu: a dry run of this script under TRITON_INTERPRET=1
+
+
+def synchronize() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def device_seconds(function, repeats: int) -> list[float]:
+    """Seconds of each of `repeats` calls, synchronised with the device."""
     times = []
     for _ in range(repeats):
-        torch.cuda.synchronize()
+        synchronize()
         start = time.perf_counter()
         function()
-        torch.cuda.synchronize()
+        synchronize()
         times.append(time.perf_counter() - start)
     return times
 
@@ -55,20 +63,20 @@ def interleaved(functions: dict, rounds: int, calls: int) -> dict[str, list[floa
     results = {name: [] for name in functions}
     for _ in range(rounds):
         for name, function in functions.items():
-            results[name].append(statistics.mean(cuda_seconds(function, calls)))
+            results[name].append(statistics.mean(device_seconds(function, calls)))
     return results
 
 
 def step_benchmark(vocab: int, rounds: int) -> dict[str, float]:
     rows, beam = ROWS, 5
     count = rows * beam
-    logits = torch.randn(count, vocab, device="cuda") * 3
-    tokens = torch.randint(4, 200, (count, 12), device="cuda")
-    rules = StepRules(None, torch.zeros(count, dtype=torch.bool, device="cuda"),
-                      torch.ones(count, dtype=torch.bool, device="cuda"), banned_ngram_pairs(tokens, 3),
-                      torch.zeros(count, dtype=torch.bool, device="cuda"), torch.zeros(0, dtype=torch.long, device="cuda"))
-    scores = torch.randn(rows, beam, device="cuda")
-    first = torch.zeros(rows, dtype=torch.bool, device="cuda")
+    logits = torch.randn(count, vocab, device=DEVICE) * 3
+    tokens = torch.randint(4, 200, (count, 12), device=DEVICE)
+    rules = StepRules(None, torch.zeros(count, dtype=torch.bool, device=DEVICE),
+                      torch.ones(count, dtype=torch.bool, device=DEVICE), banned_ngram_pairs(tokens, 3),
+                      torch.zeros(count, dtype=torch.bool, device=DEVICE), torch.zeros(0, dtype=torch.long, device=DEVICE))
+    scores = torch.randn(rows, beam, device=DEVICE)
+    first = torch.zeros(rows, dtype=torch.bool, device=DEVICE)
     seconds = interleaved({
         "reference": lambda: beam_candidates(step_log_probs(logits, rules).view(rows, beam, vocab), scores, first),
         "fused": lambda: fused_step.fused_beam_candidates(logits, rules, scores, first),
@@ -79,14 +87,14 @@ def step_benchmark(vocab: int, rounds: int) -> dict[str, float]:
 
 
 def generation_benchmark(arch: str, vocab: int, rounds: int, with_bart: bool) -> dict[str, float]:
-    ours = build_ours(arch, vocab).cuda().eval()
+    ours = build_ours(arch, vocab).to(DEVICE).eval()
     batch = TokenBatch.random(ROWS, SOURCE_TOKENS, 2, vocab)
     sample = batch.ours_sample()
-    sample["net_input"]["encoder"][0] = {key: value.cuda() if isinstance(value, torch.Tensor) else value
+    sample["net_input"]["encoder"][0] = {key: value.to(DEVICE) if isinstance(value, torch.Tensor) else value
                                          for key, value in sample["net_input"]["encoder"][0].items()}
     generator = SequenceGenerator()
-    bart = build_bart(arch, vocab).cuda().eval() if with_bart else None
-    inputs = {key: value.cuda() for key, value in batch.bart_inputs().items()}
+    bart = build_bart(arch, vocab).to(DEVICE).eval() if with_bart else None
+    inputs = {key: value.to(DEVICE) for key, value in batch.bart_inputs().items()}
     ratios = {}
     for mode, options in MODES.items():
         ours_options = dict(options, min_len=DECODER_STEPS - 1, max_len_b=DECODER_STEPS - 1)
@@ -111,12 +119,12 @@ def generation_benchmark(arch: str, vocab: int, rounds: int, with_bart: bool) ->
             functions["bart"] = bart_generate
         seconds = interleaved(functions, rounds, 1)
         line = ", ".join(f"{name} {median_spread([ROWS / s for s in values])}" for name, values in seconds.items())
-        print(f"{arch} {mode} on GPU, sentences/s: {line}")
+        print(f"{arch} {mode} on {DEVICE.type}, sentences/s: {line}")
         ratios[f"{mode}_fused_vs_reference_{arch}"] = statistics.median(
             a / b for a, b in zip(seconds["ours"], seconds["ours_fused"]))
         if bart is not None:
-            ratios[f"{mode}_{arch}_gpu"] = statistics.median(a / b for a, b in zip(seconds["bart"], seconds["ours"]))
-            ratios[f"{mode}_fused_{arch}_gpu"] = statistics.median(
+            ratios[f"{mode}_{arch}_{DEVICE.type}"] = statistics.median(a / b for a, b in zip(seconds["bart"], seconds["ours"]))
+            ratios[f"{mode}_fused_{arch}_{DEVICE.type}"] = statistics.median(
                 a / b for a, b in zip(seconds["bart"], seconds["ours_fused"]))
     return ratios
 
@@ -125,19 +133,19 @@ def training_benchmark(arch: str, vocab: int, rounds: int) -> dict[str, float]:
     shape = train_bench.SHAPES[arch]
     rows, _, target, _ = shape
     batch = TokenBatch.random(*shape[:3], vocab)
-    ours = build_ours(arch, vocab).cuda()
+    ours = build_ours(arch, vocab).to(DEVICE)
     sample = batch.ours_sample()
-    sample["net_input"]["encoder"][0]["tokens"] = batch.source.cuda()
-    sample["net_input"]["encoder"][0]["padding_mask"] = batch.source.eq(PAD).cuda()
-    sample["net_input"]["prev_output_tokens"] = batch.prev_output_tokens.cuda()
-    bart = build_bart(arch, vocab).cuda()
-    inputs = {key: value.cuda() for key, value in batch.bart_inputs().items()}
-    steps = {"ours": train_bench.TrainSteps(ours, lambda: ours(sample)[0], batch.target.cuda()),
-             "bart": train_bench.TrainSteps(bart, lambda: bart(**inputs).logits, batch.target.cuda())}
+    sample["net_input"]["encoder"][0]["tokens"] = batch.source.to(DEVICE)
+    sample["net_input"]["encoder"][0]["padding_mask"] = batch.source.eq(PAD).to(DEVICE)
+    sample["net_input"]["prev_output_tokens"] = batch.prev_output_tokens.to(DEVICE)
+    bart = build_bart(arch, vocab).to(DEVICE)
+    inputs = {key: value.to(DEVICE) for key, value in batch.bart_inputs().items()}
+    steps = {"ours": train_bench.TrainSteps(ours, lambda: ours(sample)[0], batch.target.to(DEVICE)),
+             "bart": train_bench.TrainSteps(bart, lambda: bart(**inputs).logits, batch.target.to(DEVICE))}
     seconds = interleaved({name: step.step for name, step in steps.items()}, rounds, 5)
     line = ", ".join(f"{name} {median_spread([rows * target / s for s in values])}" for name, values in seconds.items())
-    print(f"{arch} training on GPU (batch {rows}, fp32), target tokens/s: {line}")
-    return {f"train_tokens_per_s_{arch}_gpu": statistics.median(a / b for a, b in zip(seconds["bart"], seconds["ours"]))}
+    print(f"{arch} training on {DEVICE.type} (batch {rows}, fp32), target tokens/s: {line}")
+    return {f"train_tokens_per_s_{arch}_{DEVICE.type}": statistics.median(a / b for a, b in zip(seconds["bart"], seconds["ours"]))}
 
 
 def main(argv=None) -> None:
@@ -145,11 +153,14 @@ def main(argv=None) -> None:
     parser.add_argument("--archs", nargs="+", default=["tiny", "base"])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-tests", action="store_true", help="skip the equality tests (benchmarks only)")
+    parser.add_argument("--device", default="cuda", help="cpu with TRITON_INTERPRET=1: a dry run of the script")
     args = parser.parse_args(argv)
-    if not fused_step.available(torch.device("cuda")) or not torch.cuda.is_available():
-        raise SystemExit("gpu_check: needs a CUDA device and Triton")
-    print(f"device: {torch.cuda.get_device_name()}; torch {torch.__version__}; triton {fused_step.triton.__version__}",
-          flush=True)
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    if not fused_step.available(DEVICE) or (DEVICE.type == "cuda" and not torch.cuda.is_available()):
+        raise SystemExit("gpu_check: needs a CUDA device and Triton (or --device cpu with TRITON_INTERPRET=1)")
+    name = torch.cuda.get_device_name() if DEVICE.type == "cuda" else "cpu (dry run)"
+    print(f"device: {name}; torch {torch.__version__}; triton {fused_step.triton.__version__}", flush=True)
     if not args.skip_tests:
         tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/test_fused_step.py"])
         if tests.returncode:
