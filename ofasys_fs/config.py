@@ -12,7 +12,7 @@ import functools
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 
 import yaml
@@ -47,6 +47,26 @@ class _ConfigYamlDumper(yaml.SafeDumper):
 _EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$")
 for _resolver_class in (_ConfigYamlLoader, _ConfigYamlDumper):
     _resolver_class.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789"))
+
+
+def _mapping_without_repeated_keys(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    """A YAML mapping; a key written twice is an error (YAML would silently keep the last value). Keys brought
+    in by a `<<` merge may be overridden, as YAML intends."""
+    seen: set = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, Hashable):
+            continue  # construct_mapping reports it
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice in one mapping; "
+                                                    f"keep one", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_ConfigYamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeated_keys)
 
 
 def _load_yaml(stream: Any) -> Any:
@@ -289,6 +309,8 @@ def _read_yaml(path: str) -> Any:
         raise ConfigError(f"config file {path} does not exist") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
 
 
 def _build(cls: type, data: Mapping, where: str = "") -> Any:

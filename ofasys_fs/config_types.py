@@ -3,6 +3,7 @@
 Lenient where users mean one thing ("3e-4" for a float, "(0.9, 0.98)" for a pair, "yes" for a bool),
 strict otherwise: anything else raises TypeMismatch, which config.py turns into a ConfigError.
 """
+import math
 import types
 from collections.abc import Mapping
 from typing import Any, Literal, Union, get_args, get_origin
@@ -105,6 +106,8 @@ def _coerce_number(value: Any, tp: type) -> Any:
                 raise TypeMismatch() from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeMismatch()
+    if not math.isfinite(value):
+        raise TypeMismatch(" NaN and infinity are not option values.")
     if tp is int:
         if isinstance(value, float) and not value.is_integer():
             raise TypeMismatch()

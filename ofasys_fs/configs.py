@@ -4,6 +4,7 @@ Every leaf option name is unique across sections, so it doubles as a flat key (`
 fairseq-style flag (`--lr 3e-4`); config.py turns these dataclasses into flags, YAML and docs.
 """
 import dataclasses
+import math
 import re
 from typing import Any, Literal, Optional, Union
 
@@ -51,6 +52,12 @@ def fraction(value) -> None:
     """Check that a probability-like number (when given) lies in [0, 1)."""
     if value is not None and not 0 <= value < 1:
         raise ValueError("must be in [0, 1)")
+
+
+def check_seed(value: int) -> None:
+    """Check a seed that every random generator takes (torch's takes at most 64 bits)."""
+    if not 0 <= value < 2**63:
+        raise ValueError("must be in [0, 2**63)")
 
 
 def check_device(value: str) -> None:
@@ -108,8 +115,8 @@ def _parse_task_weights(text: str, param: str, task_names) -> dict[str, float]:
             weights[name] = float(number)
         except ValueError:
             raise ValueError(f'sampling "{text}": task "{name}" needs a number as weight, got "{number}"') from None
-        if weights[name] < 0:
-            raise ValueError(f'sampling "{text}": the weight of task "{name}" must be >= 0')
+        if not 0 <= weights[name] < math.inf:
+            raise ValueError(f'sampling "{text}": the weight of task "{name}" must be >= 0 and finite')
     if not any(weights.values()):
         raise ValueError(f'sampling "{text}": at least one task weight must be > 0')
     if task_names is not None:
@@ -129,7 +136,8 @@ def _parse_task_weights(text: str, param: str, task_names) -> dict[str, float]:
 class CommonConfig:
     """Seed, device, precision, logging and plugins."""
 
-    seed: int = option(1, "random seed; data randomness is a pure function of (seed, task, epoch, row)")
+    seed: int = option(1, "random seed; data randomness is a pure function of (seed, task, epoch, row)",
+                       check=check_seed)
     device: str = option("auto", "auto (CUDA when available), cpu, cuda, cuda:N or mps", check=check_device)
     bf16: bool = option(False, "autocast to bfloat16 (CPU and GPU)")
     fp16: bool = option(False, "autocast to float16 with a gradient scaler (GPU only)")
@@ -267,6 +275,7 @@ class GenerationConfig:
     constraint_range: Optional[str] = option(
         None, 'restrict outputs to vocabulary ids "START,END"', check=check_constraint_range
     )
+    fused_step: bool = option(True, "beam search on a CUDA device: the fused Triton step (--no-fused-step: PyTorch's)")
 
 
 @dataclasses.dataclass

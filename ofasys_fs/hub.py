@@ -20,7 +20,8 @@ from . import load_builtins
 from .data.encode import RowEncoder
 from .engine.checkpoint import CheckpointError, load_checkpoint
 from .engine.state import inference_weights
-from .engine.trainer import adaptor_names, resolve_device
+from .engine.devices import resolve_device
+from .engine.trainer import adaptor_names
 from .inference.outputs import Output
 from .inference.predictor import Predictor
 from .instruction import Instruction
@@ -50,6 +51,7 @@ class OFASys:
         """Load a checkpoint written by the Trainer (weights_only). `user_dir`: plugin folder(s) to import
         (the checkpoint's recorded ones are only named in a warning, never imported); `device`: default cuda when
         available; `use_ema`: None = the weights the run validated with, True/False = EMA / raw weights."""
+        target = resolve_device("auto" if device is None else device)
         state = load_checkpoint(str(path))
         load_builtins()
         import_plugins(state.get("user_dirs") or [], [user_dir] if isinstance(user_dir, str) else list(user_dir or []))
@@ -58,10 +60,13 @@ class OFASys:
         if missing:
             raise CheckpointError(f"{path} lacks the model description {missing} in its config; it was not written "
                                   f"by the ofasys_fs Trainer")
-        vocab = Vocabulary.from_dict(state["vocab"])
-        model = rebuild_model(description, select_weights(state, use_ema, path), path)
-        model.to(resolve_device("auto") if device is None else torch.device(device))
-        tasks = [rebuild_task(stored) for stored in state.get("tasks") or []]
+        model = rebuild_model(description, select_weights(state, use_ema, path), path)  # names missing plugins
+        try:
+            vocab = Vocabulary.from_dict(state["vocab"])
+            tasks = [rebuild_task(stored) for stored in state["tasks"]]
+        except (ValueError, KeyError, TypeError) as err:  # a vocabulary or task entry edited by hand
+            raise CheckpointError(f"{path}: its stored vocabulary or tasks cannot be rebuilt: {err}") from err
+        model.to(target)
         return cls(model, vocab, tasks, description["data"], description.get("train"), str(path))
 
     # ---- tasks and predictors ----------------------------------------------------------------

@@ -236,12 +236,18 @@ class Instruction:
 
 def parse_templates(templates: Union[str, Sequence[str]]) -> list:
     """Parse several templates of one task (a list, or one string joined by '|||'); they must share a signature."""
+    if not isinstance(templates, (str, list, tuple)):
+        raise ValueError(f"an instruction is a string, or a list of template strings; got "
+                         f"{type(templates).__name__} {templates!r:.80}")
     texts = templates.split(TEMPLATE_SEPARATOR) if isinstance(templates, str) else list(templates)
     if not texts:
         raise ValueError("a task needs at least one instruction template, got none")
     parsed = []
     for text in texts:
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):
+            raise ValueError(f"instruction template {len(parsed)} is {type(text).__name__} {text!r:.80}; expected "
+                             f"a string")
+        if not text.strip():
             raise ValueError(f"instruction template {len(parsed)} of {templates!r} is empty")
         parsed.append(Instruction.parse(text.strip()))
     for other in parsed[1:]:
@@ -313,6 +319,10 @@ class _Parser:
         return InstructionError(self.src, column, reason)
 
     def parse(self) -> Instruction:
+        surrogate = next((i for i, c in enumerate(self.src) if "\ud800" <= c <= "\udfff"), None)
+        if surrogate is not None:
+            raise self.error(surrogate, f"{self.src[surrogate]!r} is a lone surrogate, not Unicode text (an "
+                                        f"undecodable byte?); expected valid Unicode")
         tokens = self.tokenize()
         arrows = [i for i, t in enumerate(tokens) if t.kind == "arrow"]
         if not arrows:

@@ -39,6 +39,7 @@ _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
 _MIN_BASE64_CHARS = 64  # shorter strings are far more likely mistyped paths than encoded media
 _PREVIEW_CHARS = 60
 _CHANNEL_COUNTS = (1, 3, 4)
+MIN_SAMPLE_RATE = 1000  # Hz; below it audio is a corrupt header, not a recording
 
 _SOURCE_FORMS = "a path, http(s) URL, bytes, base64 string, data: URI or {'bytes', 'path'} dict"
 _IMAGE_FORMS = f"{_SOURCE_FORMS}, a PIL image, or an [H, W], [H, W, C] or [C, H, W] array"
@@ -378,7 +379,7 @@ def _audio_channels(
     encoded = encoded_source(value, base_dir, limits, "audio", _AUDIO_FORMS)
     with _decoding(encoded.source, _AUDIO_FILES), encoded.opened() as file:
         samples, rate = soundfile.read(file, dtype="float32", always_2d=True)
-    return torch.from_numpy(np.ascontiguousarray(samples.T)), int(rate), encoded.source
+    return torch.from_numpy(np.ascontiguousarray(samples.T)), _sample_rate(rate, encoded.source), encoded.source
 
 
 def _audio_array(array: Any, rate: Any, form: str) -> tuple[torch.Tensor, int, str]:
@@ -405,6 +406,9 @@ def _sample_rate(rate: Any, source: str) -> int:
     integral = isinstance(rate, numbers.Integral) or (isinstance(rate, float) and rate.is_integer())
     if isinstance(rate, bool) or not integral or rate <= 0:
         raise MediaError(f"{source}: sampling rate must be a positive integer, got {rate!r}", source=source)
+    if rate < MIN_SAMPLE_RATE:  # resampling multiplies the samples by target/rate: a tiny file could fill memory
+        raise MediaError(f"{source}: sampling rate {int(rate)} Hz is below {MIN_SAMPLE_RATE} Hz; expected a "
+                         f"recording's rate (8000 Hz and up is usual)", source=source)
     return int(rate)
 
 

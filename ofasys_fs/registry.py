@@ -8,6 +8,7 @@ import importlib.util
 import os
 import pkgutil
 import sys
+import traceback
 from typing import Any, Callable, Optional
 
 from . import contracts
@@ -234,11 +235,23 @@ def import_user_dir(path: str) -> str:
         sys.modules[module_name] = module
         try:
             spec.loader.exec_module(module)
+        except Exception as err:  # the plugin's own error: named with its place, without our traceback
+            del sys.modules[module_name]
+            raise RegistryError(f"--user-dir {path!r}: importing the plugin failed{_place_in(err, abspath)}: "
+                                f"{type(err).__name__}: {err}") from err
         except BaseException:
             del sys.modules[module_name]
             raise
     _USER_DIRS[abspath] = module_name
     return module_name
+
+
+def _place_in(err: Exception, folder: str) -> str:
+    """" at FILE, line N": the innermost place inside `folder` where `err` was raised (or its syntax error)."""
+    places = [(frame.filename, frame.lineno) for frame in traceback.extract_tb(err.__traceback__)]
+    places += [(err.filename, err.lineno)] if isinstance(err, SyntaxError) and err.filename else []
+    inside = [(name, line) for name, line in places if os.path.abspath(name).startswith(folder + os.sep)]
+    return f" at {inside[-1][0]}, line {inside[-1][1]}" if inside else ""
 
 
 def imported_user_dirs() -> list[str]:

@@ -95,12 +95,26 @@ class _TextIdMap:
     text_of_token: tuple[int, ...]  # index: tokenizer id; <unk> where the token has no text slot
 
     def encode(self, text: str) -> list[int]:
-        ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+        try:
+            ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+        except TypeError:  # what the tokenizer says about a str that is not Unicode text
+            check_unicode(text)
+            raise
         return [self.text_of_token[i] for i in ids]
 
     def decode(self, text_ids: Sequence[int]) -> str:
         token_ids = [self.token_of_text[i - _NUM_SPECIALS] for i in text_ids]
         return self.tokenizer.decode(token_ids, skip_special_tokens=False)
+
+
+def check_unicode(text: str) -> None:
+    """ValueError naming the first lone surrogate in `text` (a broken \\u escape, or bytes decoded with
+    surrogateescape): such a str is not Unicode text and has no UTF-8 bytes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"the text {text.strip()[:60]!r} holds the lone surrogate {text[err.start]!r}, which is not "
+                         f"Unicode text; expected valid Unicode") from None
 
 
 def _natural_text_order(tokenizer: Tokenizer) -> tuple[int, ...]:
@@ -204,7 +218,11 @@ class Vocabulary:
         path = Path(tokenizer_json_path)
         if not path.is_file():
             raise FileNotFoundError(f"tokenizer JSON not found: {path}")
-        return cls(VocabConfig.from_dict(config), path.read_text(encoding="utf-8"))
+        vocab_config = VocabConfig.from_dict(config)
+        try:
+            return cls(vocab_config, path.read_text(encoding="utf-8"))
+        except ValueError as err:  # not UTF-8, not a tokenizer
+            raise ValueError(f"tokenizer {path}: {err}") from None
 
     @classmethod
     def from_gpt2(

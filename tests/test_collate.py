@@ -187,7 +187,10 @@ def test_closed_set_positions_follow_the_answer_trie(vocab):
     assert masks[0, 2].nonzero().flatten().tolist() == [vocab.eos]
     assert masks[1, 1].nonzero().flatten().tolist() == [vocab.eos] and masks[1, 2].all()  # row 1's padding
     with pytest.raises(EncodeError, match=r"'green' of the closed_set slot .* not one of the task's 3 answers"):
-        encoder.encode({"q": "q", "a": "green"}, ctx())
+        encoder.encode({"q": "q", "a": "green"}, ctx("train"))
+    with pytest.warns(UserWarning, match=r"'green' .* not one of the task's 3 answers .* count as misses"):
+        outside = encoder.encode({"q": "q", "a": "green"}, ctx("valid"))  # a benchmark answer never trained on
+    assert outside.constraints == [] and outside.decoder_tokens is not None
     with pytest.raises(ValueError, match="closed_set slot .* needs the task's answers"):
         RowEncoder("t", "[TEXT:q] -> [TEXT:a,closed_set]", vocab)
 

@@ -1,5 +1,6 @@
 """Sequence generator: beam search against brute force and greedy, caching, constraints, prefixes, lengths."""
 import itertools
+import math
 import re
 
 import pytest
@@ -469,6 +470,11 @@ def test_options_are_checked_and_falsy_values_honoured():
         generator.resolve({"sampling_topp": 1.5})
     with pytest.raises(ValueError, match="candidates"):
         generator.generate(make_model(), make_sample([[5]]), exhaustive=True)
+    for option, value, expected in [("beam", 2.5, "an integer"), ("min_len", True, "an integer"),
+                                    ("lenpen", math.nan, "a finite number"), ("temperature", math.inf, "a finite number"),
+                                    ("sampling", "yes", "true or false")]:
+        with pytest.raises(ValueError, match=f"generation option {option}=.*: expected {expected}"):
+            generator.resolve({option: value})
 
 
 def test_bfloat16_model_decodes_with_finite_float_scores():

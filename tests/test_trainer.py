@@ -218,6 +218,41 @@ def test_non_finite_losses_skip_the_update_and_too_many_in_a_row_stop(tokenizer,
         Trainer(**options(tokenizer, tmp_path, no_save=True)).fit(tasks=[task])
 
 
+@register_criterion("test_overflow_on_poisoned_rows")
+class OverflowOnPoisonedRows(LabelSmoothedCE):
+    """Label-smoothed CE whose gradients are infinite for batches holding a poisoned row (its logged loss stays
+    finite): what overflowing fp16 gradients look like to the GradScaler."""
+
+    def forward(self, model, sample):
+        loss, size, log = super().forward(model, sample)
+        return (loss * math.inf if any(row.get("poison") for row in sample["rows"]) else loss), size, log
+
+
+class ScaledTrainer(Trainer):
+    """fp16 is CUDA-only; a CPU GradScaler exercises the same overflow path on fp32 gradients."""
+
+    def setup(self, model, tasks) -> None:
+        super().setup(model, tasks)
+        self.scaler = torch.amp.GradScaler("cpu")
+
+
+def test_an_fp16_overflow_skips_that_update_lowers_the_scale_and_is_not_counted(tokenizer, tmp_path, capsys):
+    rows = copy_rows(8)
+    rows[2]["poison"] = True
+    task = Task(name="copy", instruction=COPY, criterion="test_overflow_on_poisoned_rows").add_dataset(rows, "train")
+    trainer = ScaledTrainer(**options(tokenizer, tmp_path, batch_size=1, max_update=8, no_save=True))
+    model = trainer.fit(tasks=[task])
+    output = capsys.readouterr().out
+    assert trainer.num_updates == 8 and trainer.scaler.get_scale() == 32768.0
+    assert output.count("skipped: fp16 gradient overflow, loss scale 65536 -> 32768") == 1, output
+    assert "non-finite" not in output
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    poisoned = [{**row, "poison": True} for row in rows]
+    task = Task(name="copy", instruction=COPY, criterion="test_overflow_on_poisoned_rows").add_dataset(poisoned, "train")
+    with pytest.raises(FloatingPointError, match=r"the fp16 loss scale fell to 6.10352e-05 \(below 0.0001\)"):
+        ScaledTrainer(**options(tokenizer, tmp_path, no_save=True)).fit(tasks=[task])
+
+
 # ---- checkpoints ---------------------------------------------------------------------------------
 
 

@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 from ofasys_fs import registry
-from ofasys_fs.registry import import_user_dir, imported_user_dirs, reimport_user_dirs
+from ofasys_fs.registry import RegistryError, import_user_dir, imported_user_dirs, reimport_user_dirs
 
 PLUGIN = textwrap.dedent('''
     from ofasys_fs import contracts, register_metric
@@ -53,7 +53,7 @@ def test_a_broken_plugin_can_be_fixed_and_reimported(tmp_path):
     folder = tmp_path / "plugin_broken"
     folder.mkdir()
     (folder / "__init__.py").write_text("raise RuntimeError('boom')\n")
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(RegistryError, match=r"plugin failed at .*__init__.py, line 1: RuntimeError: boom"):
         import_user_dir(str(folder))
     (folder / "__init__.py").write_text(PLUGIN.format(name="plugin_broken"))
     assert import_user_dir(str(folder)) == "plugin_broken"

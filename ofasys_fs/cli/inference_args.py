@@ -13,6 +13,7 @@ from ..configs import GenerationConfig
 from ..data.rows import DataError
 from ..engine.checkpoint import CheckpointError
 from ..registry import RegistryError
+from .arg_types import positive_int
 
 USER_ERRORS = (ConfigError, CheckpointError, DataError, RegistryError, FileNotFoundError, ImportError, KeyError,
                TypeError, ValueError)
@@ -26,7 +27,7 @@ def add_checkpoint_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                        help="plugin package folder to import (repeatable); the checkpoint's recorded ones are "
                             "only named in a warning, never imported on its say-so")
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
-    group.add_argument("--batch-size", type=int, default=None, help="rows per generation batch (default: 16)")
+    group.add_argument("--batch-size", type=positive_int, default=None, help="rows per generation batch (default: 16)")
     return parser
 
 

@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Optional, Sequence, TextIO
 
+from ..data.rows import parse_json_row
 from .inference_args import (
     USER_ERRORS, add_checkpoint_args, add_generation_args, given_generation_options, load_model, run,
 )
@@ -38,9 +39,7 @@ def serve(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            if not isinstance(row, dict):
-                raise ValueError(f"expected a JSON object (one row), got {type(row).__name__}")
+            row = parse_json_row(line)
             reply = predictor.predict([row], options=options)[0].to_dict()
         except USER_ERRORS as err:  # a bad JSON line is a ValueError too
             failures += 1

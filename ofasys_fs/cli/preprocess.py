@@ -26,9 +26,9 @@ from ..fetch import is_http_url
 from ..instruction import Instruction, InstructionError
 from ..media import MediaError, encoded_source
 from ..registry import import_user_dir
-from ..tasks.base import Task
 from ..tokenizer import train_tokenizer
 from ..vocab import Vocabulary, VocabConfig
+from .arg_types import positive_int
 
 PROG = "ofasys-preprocess"
 EXIT_BAD_INPUT = 2
@@ -232,26 +232,12 @@ class RowPreparer:
 
     def encoder(self) -> RowEncoder:
         """The instruction's RowEncoder, built on first use; call it once early so instruction errors surface
-        before any row is read."""
+        before any row is read. Closed-set answers are not checked: the task's answer set is only known when
+        training (its answers, or its training targets), and a test split may have no targets at all."""
         if self._encoder is None:
-            instruction = Instruction.parse(self.instruction)
-            closed = any(slot.attrs.get("closed_set") for slot in instruction.decoder)
-            self._encoder = RowEncoder(PROG, [instruction], self.vocab, None,
-                                       answers=self._row_targets(instruction) if closed else None)
+            self._encoder = RowEncoder(PROG, [Instruction.parse(self.instruction)], self.vocab, None,
+                                       check_closed_set=False)
         return self._encoder
-
-    def _row_targets(self, instruction: Instruction) -> list[str]:
-        """The distinct targets of the readable rows: what a closed_set slot is checked against here (the task's
-        own answer set is only known when training)."""
-        column = Task(name="preprocess", instruction=instruction.text).target_column()
-        answers: dict[str, None] = {}
-        for index in range(len(self.source)):
-            with contextlib.suppress(ValueError, OSError):  # unreadable rows are reported when they are prepared
-                value = self.source[index].get(column)
-                for answer in value if isinstance(value, list) else [value]:
-                    if answer is not None:
-                        answers.setdefault(str(answer), None)
-        return list(answers)
 
     def _validate(self, row: dict, index: int) -> None:
         context = SampleContext(split=bind_split(self.split), task=PROG, row_index=index, base_dir=self.source.base_dir)
@@ -343,7 +329,7 @@ def choose_vocabulary(args: argparse.Namespace, source: RowSource, samples: list
     saved = os.path.join(args.destdir, TOKENIZER_FILE)
     if os.path.isfile(saved) and is_shard_dir(args.destdir):
         return Vocabulary.from_tokenizer_file(saved), None  # the tokenizer trained for another split
-    return (Vocabulary.default() if args.instruction else None), None
+    return (Vocabulary.default() if args.instruction is not None else None), None
 
 
 def check_tokenizer_agrees(destdir: str, vocab: Optional[Vocabulary]) -> None:
@@ -424,7 +410,7 @@ def preprocess(args: argparse.Namespace) -> dict:
     """The whole run; raises PreprocessError (or a ValueError from the data) on bad input."""
     for user_dir in args.user_dir:
         import_user_dir(user_dir)
-    instruction = Instruction.parse(args.instruction) if args.instruction else None
+    instruction = Instruction.parse(args.instruction) if args.instruction is not None else None
     source, input_media = open_input(args.input, args.split)
     samples = sample_rows(source)
     media_columns = choose_media_columns(args.media_columns, instruction, samples, source.base_dir) | input_media
@@ -446,17 +432,6 @@ def comma_list(text: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError(f"expected comma-separated column names, got {text!r}")
     return names
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -110,8 +110,15 @@ def read_answers(answers, where: str) -> Optional[list[str]]:
         return answers
     if not os.path.isfile(answers):
         raise ConfigError(f"{where}: answers file {answers} does not exist (give a list or a file, one answer per line)")
-    with open(answers, encoding="utf-8") as handle:
-        return [line.strip() for line in handle if line.strip()]
+    try:
+        with open(answers, encoding="utf-8") as handle:
+            listed = [line.strip() for line in handle if line.strip()]
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{where}: answers file {answers} is not UTF-8 text ({err.reason} at byte "
+                          f"{err.start})") from None
+    if not listed:
+        raise ConfigError(f"{where}: answers file {answers} lists no answers (expected one per line)")
+    return listed
 
 
 def data_sources(tc: TaskConfig, where: str) -> dict[str, str]:

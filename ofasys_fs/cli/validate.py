@@ -19,6 +19,7 @@ from ..engine.logging import format_value
 from ..engine.trainer import build_from_registry
 from ..inference.evaluate import evaluate, merge_metrics, valid_loss
 from ..registry import CRITERION_REGISTRY
+from .arg_types import positive_int
 from .inference_args import add_checkpoint_args, add_generation_args, given_generation_options, load_model, run
 
 PROG = "ofasys-validate"
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--data", required=True, help="a data file, a folder holding <valid-subset>.jsonl/..., or a "
                                                     "shard folder")
     what.add_argument("--valid-subset", default="valid", help="the split to read from a folder (default: valid)")
-    what.add_argument("--max-valid-samples", type=int, default=None, help="validate on the first N rows only")
+    what.add_argument("--max-valid-samples", type=positive_int, default=None, help="validate on the first N rows only")
     what.add_argument("--scoring", help="metric to score with (default: the task's metric)")
     add_checkpoint_args(parser)
     add_generation_args(parser)

@@ -8,6 +8,7 @@ prefix at inference. See docs/internals.md, "Rows -> examples -> batches".
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union
 
@@ -73,13 +74,15 @@ class _DecoderPiece:
 class RowEncoder:
     """Turns rows of one task into Examples and batches of Examples into samples; one per task and vocabulary.
 
-    `answers` (the task's closed answer set) is needed when a decoder slot has `closed_set`. `data_cfg`
-    is None, a dict or an object with optional max_source_positions, max_target_positions (default
-    1024) and truncate_long (default False); it is passed on to the preprocessors.
+    `answers` (the task's closed answer set) is needed when a decoder slot has `closed_set`, unless
+    `check_closed_set` is False (ofasys-preprocess, which cannot know the set): such slots are then encoded
+    as plain text, without answer check or constraints. `data_cfg` is None, a dict or an object with
+    optional max_source_positions, max_target_positions (default 1024) and truncate_long (default False); it
+    is passed on to the preprocessors.
     """
 
     def __init__(self, task_name: str, templates: Union[str, Instruction, Sequence], vocab: Any,
-                 data_cfg: Any = None, answers: Optional[Sequence[str]] = None):
+                 data_cfg: Any = None, answers: Optional[Sequence[str]] = None, check_closed_set: bool = True):
         self.task_name, self.vocab, self.data_cfg = task_name, vocab, data_cfg
         self.templates = _as_templates(templates)
         self.max_source_positions = int(cfg_get(data_cfg, "max_source_positions", DEFAULT_MAX_POSITIONS))
@@ -94,7 +97,8 @@ class RowEncoder:
                     self.preprocessors[slot] = self._build_preprocessor(slot)
         self.answers = list(answers) if answers is not None else None
         self.tries = {slot: self._build_trie(template, slot) for template in self.templates
-                      for slot in template.decoder if slot.attrs.get("closed_set")}
+                      for slot in template.decoder if slot.attrs.get("closed_set") and check_closed_set}
+        self.outside_answers_reported = False  # a valid/test target outside the answers is reported once
 
     @classmethod
     def for_task(cls, task: Any, vocab: Any, data_cfg: Any = None) -> "RowEncoder":
@@ -304,11 +308,18 @@ class RowEncoder:
         if trie is None:
             return []
         sequence = piece.tokens + ([self.vocab.eos] if last and not piece.slot.in_repeat else [])
-        if sequence not in trie:
-            raise EncodeError(f"the target {self.vocab.decode(piece.tokens)!r} of the closed_set slot {piece.slot} is "
+        if sequence in trie:
+            return [(start + i, trie.allowed(sequence[:i])) for i in range(len(sequence))]
+        outside = EncodeError(f"the target {self.vocab.decode(piece.tokens)!r} of the closed_set slot {piece.slot} is "
                               f"not one of the task's {len(self.answers)} answers", ctx.task, ctx.row_index,
                               piece.column)
-        return [(start + i, trie.allowed(sequence[:i])) for i in range(len(sequence))]
+        if ctx.is_train:
+            raise outside
+        if not self.outside_answers_reported:  # a benchmark's answers need not all occur in training
+            self.outside_answers_reported = True
+            warnings.warn(f"{outside} (split {ctx.split!r}); such rows keep an unconstrained loss and count as "
+                          f"misses in the metric (reported once per task)", stacklevel=2)
+        return []
 
     # ---- examples -> batch -------------------------------------------------------------------
 

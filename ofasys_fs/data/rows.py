@@ -5,6 +5,7 @@ import abc
 import csv
 import json
 import os
+import sys
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -87,6 +88,11 @@ class LineFileRows(RowSource):
             if not len(self.offsets):
                 raise DataError(f"{path}: empty file; a .tsv needs a header line naming the columns")
             self.header = self._read_line(0).split("\t")
+            repeated = sorted({name for name in self.header if self.header.count(name) > 1})
+            if repeated:
+                raise DataError(f"{path}, line {int(self.line_numbers[0])}: the header names the column(s) {repeated} "
+                                f"more than once; each column needs its own name (one would silently replace the "
+                                f"other)")
             self.offsets, self.line_numbers = self.offsets[1:], self.line_numbers[1:]
         if not len(self.offsets):
             raise DataError(f"{path}: the file has no rows")
@@ -109,9 +115,10 @@ class LineFileRows(RowSource):
             f.seek(int(self.offsets[index]))
             raw = f.readline()
         try:
-            return raw.decode("utf-8").rstrip("\r\n")
+            text = raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError as err:
             raise DataError(f"{self.where(index)}: not valid UTF-8 text ({err.reason} at byte {err.start})") from None
+        return text.removeprefix("\ufeff") if self.offsets[index] == 0 else text  # a byte order mark starts the file
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -129,12 +136,34 @@ class LineFileRows(RowSource):
                 )
             return dict(zip(self.header, fields))
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{self.where(index)}: not valid JSON ({err.msg} at column {err.colno})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{self.where(index)}: expected a JSON object of columns, got {type(row).__name__}")
-        return row
+            return parse_json_row(line)
+        except ValueError as err:
+            raise DataError(f"{self.where(index)}: {err}") from None
+
+
+def parse_json_row(text: str) -> dict:
+    """One row written as a JSON object of columns; ValueError saying why `text` is not one (invalid or too
+    deeply nested JSON, a key given twice, another JSON value)."""
+    try:
+        row = json.loads(text, object_pairs_hook=_without_repeated_keys)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not valid JSON ({err.msg} at column {err.colno})") from None
+    except RecursionError:
+        raise ValueError(f"not readable JSON: nested more than {sys.getrecursionlimit()} levels deep") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"expected a JSON object of columns, got {type(row).__name__}")
+    return row
+
+
+def _without_repeated_keys(pairs: list) -> dict:
+    """json's object hook: a key given twice would silently keep only its last value, so it is an error."""
+    row = dict(pairs)
+    if len(row) != len(pairs):
+        seen: set = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"the key {repeated!r} appears twice in one JSON object; keep one (the last would silently "
+                         f"replace the first)")
+    return row
 
 
 class ParquetRows(RowSource):

@@ -17,7 +17,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .indexed import IndexedDataset, IndexedWriter, PathLike, ShardError, fsync_dir
+from .indexed import IndexedDataset, IndexedWriter, PathLike, ShardError, checked_position, fsync_dir
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -85,6 +85,8 @@ class ShardWriter:
         if not isinstance(split, str) or not _SPLIT_NAME.fullmatch(split):
             raise ShardError(f"split name {split!r} must be letters, digits, '_' or '-' (it prefixes file names)")
         self.destdir, self.split = os.fspath(destdir), split
+        if os.path.exists(self.destdir) and not os.path.isdir(self.destdir):
+            raise ShardError(f"{self.destdir} is a file; expected a shard folder (or a path where one can be made)")
         os.makedirs(self.destdir, exist_ok=True)
         if is_shard_dir(self.destdir):
             read_manifest(self.destdir)  # fail now, not after hours of writing, on an unreadable manifest
@@ -244,11 +246,7 @@ class ShardDataset:
         return self._length
 
     def __getitem__(self, index: int) -> dict:
-        position = int(index)
-        if position < 0:
-            position += self._length
-        if not 0 <= position < self._length:
-            raise IndexError(f"{self.folder} (split {self.split}): row {index} out of range (0..{self._length - 1})")
+        position = checked_position(index, self._length, f"{self.folder} (split {self.split}): row")
         return {name: self._decode(name, position) for name in self.columns}
 
     def __iter__(self) -> Iterator[dict]:
@@ -264,8 +262,9 @@ class ShardDataset:
                 return raw.decode("utf-8")
             if kind == "json":
                 return json.loads(raw)
-        except ValueError as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-            raise ShardError(f"{self._data[name].prefix}.bin: row {position} is not valid {kind} ({err})") from None
+        except (ValueError, RecursionError) as err:  # UnicodeDecodeError, JSONDecodeError; nesting past the limit
+            raise ShardError(f"{self._data[name].prefix}.bin: row {position} is not valid {kind} "
+                             f"({err or type(err).__name__})") from None
         return raw
 
 

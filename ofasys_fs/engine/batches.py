@@ -121,8 +121,8 @@ class TaskBatchPlan:
             steps = [batches[i:i + self.world_size] for i in range(0, len(batches), self.world_size)]
             starts = np.cumsum([0] + [sum(map(len, step)) for step in steps[:-1]])
             self.cache[epoch] = (steps, {int(start): index for index, start in enumerate(starts)})
-            if len(self.cache) > 2:
-                del self.cache[min(self.cache)]
+            if len(self.cache) > 2:  # the oldest other epoch: with a tiny data set the loader runs epochs ahead
+                del self.cache[min(cached for cached in self.cache if cached != epoch)]
         return self.cache[epoch]
 
     def make_batches(self, epoch: int) -> list[np.ndarray]:
@@ -185,11 +185,46 @@ def init_worker(user_dirs: list[str], worker_id: int) -> None:
 
 def make_loader(dataset: Dataset, batch_sampler: Any, collate_fn: Callable, num_workers: int, seed: int) -> DataLoader:
     """A DataLoader over key batches; its own generator keeps the global torch RNG (dropout) untouched."""
-    return DataLoader(
+    return (WorkerErrorsAsRaised if num_workers else DataLoader)(
         dataset, batch_sampler=batch_sampler, collate_fn=collate_fn, num_workers=num_workers,
         worker_init_fn=functools.partial(init_worker, imported_user_dirs()) if num_workers else None,
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+class WorkerErrorsAsRaised(DataLoader):
+    """A DataLoader with workers whose errors read as they were raised (a bad row's one-line DataError): torch
+    re-raises a worker's exception with "Caught ... in DataLoader worker process N" and the worker's whole
+    traceback as its message."""
+
+    def __iter__(self) -> Iterator:
+        iterator = super().__iter__()
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except Exception as err:
+                raised = as_raised_in_worker(err)
+                if raised is err:
+                    raise
+                del iterator  # and its frames in err's traceback: its workers end now, not at some later gc
+                raise raised from err.with_traceback(None)  # torch's message holds the worker's traceback
+            yield batch
+
+
+def as_raised_in_worker(err: Exception) -> Exception:
+    """The exception a DataLoader worker raised, rebuilt from torch's re-raise; `err` itself when it is none."""
+    kind = type(err)
+    text = str(err.args[0]) if err.args else ""
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    start = text.rfind(f"\n{name}: ")
+    if not text.startswith(f"Caught {kind.__name__} in DataLoader worker process") or start < 0:
+        return err
+    try:
+        return kind(text[start + len(name) + 3:].rstrip("\n"))
+    except Exception:  # an exception class that takes other arguments: keep torch's
+        return err
 
 
 @dataclasses.dataclass

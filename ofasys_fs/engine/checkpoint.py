@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from .checkpoint_layout import layout_problem
+
 CHECKPOINT_VERSION = 1
 REQUIRED_KEYS = ("version", "model", "vocab", "config", "tasks")
 
@@ -91,8 +93,14 @@ def unpickler_refusal(path: str, err: Exception) -> CheckpointError:
 def load_checkpoint(path: str, map_location: Any = "cpu") -> dict[str, Any]:
     """Load with `weights_only=True` (a file that would run code when unpickled is refused) after checking the
     archive's CRCs (a damaged file is refused rather than loaded with wrong values)."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint {path} is a folder; expected a checkpoint file such as "
+                              f"{os.path.join(path, 'checkpoint_last.pt')}")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): truncated or corrupt (a write that never "
+                              f"finished?)")
     verify_archive(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
@@ -107,4 +115,7 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> dict[str, Any]:
         raise CheckpointError(
             f"{path} has checkpoint version {state['version']!r}; this ofasys_fs reads up to {CHECKPOINT_VERSION}"
         )
+    problem = layout_problem(state)
+    if problem is not None:
+        raise CheckpointError(f"{path} {problem}")
     return state

@@ -214,9 +214,10 @@ def restore_path(checkpoint_cfg: Any) -> Optional[str]:
     path = name if os.path.dirname(name) else os.path.join(checkpoint_cfg.save_dir, name)
     if os.path.isfile(path):
         return path
-    if name == "checkpoint_last.pt":
+    if name == "checkpoint_last.pt" and not os.path.exists(path):
         return None
-    raise CheckpointError(f"--restore-file {name}: {path} does not exist")
+    raise CheckpointError(f"--restore-file {name}: {path} " + ("is a folder; expected a checkpoint file"
+                                                                if os.path.isdir(path) else "does not exist"))
 
 
 def write_checkpoints(state: dict, save_dir: str, names: list[str]) -> None:

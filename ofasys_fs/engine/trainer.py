@@ -29,30 +29,14 @@ from ..vocab import Vocabulary
 from . import optim as _builtin_optim  # noqa: F401  (registers adamw and the lr schedulers)
 from . import state as checkpoint_state
 from .batches import DataConfig, train_batches
+from .devices import move_to, resolve_device
 from .distributed import (Distributed, check_backend, is_communication_failure, make_strategy,
                           merge_rank_outputs, rank_failure, rank_seed, world_from_env)
 from .ema import EMA
 from .logging import TrainLogger, base2_reduce
 
 MAX_CONSECUTIVE_BAD_STEPS = 5  # non-finite losses in a row before training stops
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def move_to(value: Any, device: torch.device) -> Any:
-    """Tensors of a (nested) sample moved to the device; other values kept."""
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
-    if isinstance(value, dict):
-        return {key: move_to(item, device) for key, item in value.items()}
-    if isinstance(value, list):
-        return [move_to(item, device) for item in value]
-    return value
+MIN_LOSS_SCALE = 1e-4  # fp16: fairseq's --min-loss-scale default
 
 
 def config_fields(registry: Any, name: str) -> set:
@@ -141,6 +125,8 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
         self.dist = Distributed.start(self.device, cfg.distributed.distributed_timeout, needs_group=sharded)
         self.device, world = self.dist.device, self.dist.world
         if not cfg.checkpoint.no_save:
+            if os.path.exists(cfg.checkpoint.save_dir) and not os.path.isdir(cfg.checkpoint.save_dir):
+                raise ValueError(f"save_dir {cfg.checkpoint.save_dir} is a file; expected a folder for the checkpoints")
             self.dist.check_shared_dir(cfg.checkpoint.save_dir)
             if world.is_main and (stale := checkpoint_state.remove_stale_temp_files(cfg.checkpoint.save_dir)):
                 self.say(f"removed unfinished checkpoint writes of an interrupted run: {stale}")
@@ -201,8 +187,16 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
             from ..cli.train import tasks_from_config
 
             tasks = tasks_from_config(self.cfg.tasks)
+        if isinstance(tasks, Task) or not isinstance(tasks, (list, tuple, type(None))):
+            raise TypeError(f"Trainer.fit(tasks=...) expects a list of Task objects, got {type(tasks).__name__}; "
+                            f"write tasks=[task]")
         if not tasks:
             raise ValueError("Trainer.fit needs tasks: fit(tasks=[Task(...), ...]) or a `tasks` list in the config")
+        strangers = [f"tasks[{i}] is {type(task).__name__} {task!r:.40}" for i, task in enumerate(tasks)
+                     if not isinstance(task, Task)]
+        if strangers:
+            raise TypeError(f"Trainer.fit: {strangers[0]}; expected a Task (Task(instruction=...) or a built-in "
+                            f"task class)")
         names = [task.name for task in tasks]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -341,7 +335,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
         return torch.autocast(self.device.type, dtype=torch.bfloat16 if common.bf16 else torch.float16)
 
     def train_step(self, micro_batches: list[list[dict]]) -> bool:
-        """One update over update_freq micro-batches; returns False when skipped for a non-finite loss.
+        """One update over update_freq micro-batches; returns False when skipped (a non-finite loss, an fp16 overflow).
 
         Losses are summed and the gradients divided by the update's total sample size (fairseq), so
         update_freq=2 with batches of 4 equals one batch of 8.
@@ -363,8 +357,11 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
             batches = "; ".join(f"task {sample['task']!r} rows {row_ids(sample)}" for sample in samples)
             return self.skip_update(f"a non-finite gradient norm ({batches})")
         if self.scaler is not None:
+            scale = self.scaler.get_scale()
             self.scaler.step(self.optimizer)  # skips the step itself on fp16 overflow
             self.scaler.update()
+            if self.scaler.get_scale() < scale:
+                return self.fp16_overflow(scale)
         else:
             self.optimizer.step()
         if self.ema is not None:
@@ -401,6 +398,19 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
             torch._foreach_div_(grads, self.strategy.gradient_divisor(sample_size))
         clip = self.cfg.optimization.clip_norm
         return float(torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf))
+
+    def fp16_overflow(self, scale: float) -> bool:
+        """The scaler skipped an update whose fp16 gradients overflowed and lowered the loss scale; as in fairseq,
+        that update is not counted (the batch is retried at the lower scale). Stops when the scale collapses."""
+        lowered = self.scaler.get_scale()
+        self.logger.info(f"update {self.num_updates + 1} skipped: fp16 gradient overflow, loss scale {scale:g} -> "
+                         f"{lowered:g}")
+        if lowered < MIN_LOSS_SCALE:
+            raise FloatingPointError(
+                f"the fp16 loss scale fell to {lowered:g} (below {MIN_LOSS_SCALE:g}): the gradients overflow even "
+                f"unscaled; lower the learning rate, or train in bf16 or fp32"
+            )
+        return False
 
     def skip_update(self, what: str) -> bool:
         """Drop this update's gradients after a non-finite loss or gradient; stop after too many in a row."""

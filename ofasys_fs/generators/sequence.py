@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
+import numbers
 import re
 from typing import Optional, Union
 
@@ -43,9 +45,10 @@ class SequenceGeneratorConfig:
     allow_eos: bool = True  # with constraint_range / allowed_tokens: also allow </s>
     exhaustive: bool = False  # score every given candidate instead of searching (closed sets)
     seed: Optional[int] = None  # sampling RNG seed (None: torch's global RNG)
-    fused_step: bool = False  # beam search on a GPU: the Triton step of generators/fused_step.py (off until checked)
+    fused_step: bool = True  # beam search on a CUDA device: the Triton step of generators/fused_step.py
 
     def __post_init__(self) -> None:
+        self.check_types()
         checks = {  # option: (valid, what is expected)
             "beam": (self.beam >= 1, ">= 1"),
             "nbest": (1 <= self.nbest <= self.beam, f"between 1 and beam ({self.beam})"),
@@ -62,6 +65,18 @@ class SequenceGeneratorConfig:
                 raise ValueError(f"generation option {name}={getattr(self, name)!r}: expected {expected}")
         if self.constraint_range is not None:
             self.constraint_range = parse_range(self.constraint_range)
+
+    def check_types(self) -> None:
+        """Integers where an int is declared, finite numbers where a float is, booleans where a bool is: the
+        Python API gets the same clear errors as the command line (beam=2.5 or lenpen=nan would fail deep inside)."""
+        expected = {"int": (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool), "an integer"),
+                    "float": (lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v),
+                              "a finite number"),
+                    "bool": (lambda v: isinstance(v, bool), "true or false")}
+        for field in dataclasses.fields(self):
+            kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+            if kind in expected and not expected[kind][0](value := getattr(self, field.name)):
+                raise ValueError(f"generation option {field.name}={value!r}: expected {expected[kind][1]}")
 
 
 def parse_range(value: Union[str, tuple, list]) -> tuple[int, int]:

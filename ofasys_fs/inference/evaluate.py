@@ -14,7 +14,8 @@ import torch
 
 from ..data.encode import RowEncoder
 from ..engine.batches import valid_loader
-from ..engine.trainer import move_to, reducer
+from ..engine.devices import move_to
+from ..engine.trainer import reducer
 from ..instruction import _MISSING, _lookup
 from ..registry import build_metric
 from .outputs import Output

@@ -17,7 +17,7 @@ from ..data.dataset import TaskDataset
 from ..data.encode import Example, RowEncoder
 from ..data.rows import RowSource, as_row_source
 from ..engine.batches import make_loader
-from ..engine.trainer import move_to
+from ..engine.devices import move_to
 from ..generators.sequence import eval_mode
 from .decoding import DecodingPlan
 from .layout import DecoderLayout, TokenReader, has_loss

@@ -1,6 +1,8 @@
 """Task: a named instruction (or several templates) with its data, metric, criterion and decoding defaults."""
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from typing import Any, Optional, Union
 
@@ -43,12 +45,16 @@ class Task(BaseTask):
                              f"describe? -> [TEXT:cap]', or the name of a built-in task")
         self.templates: list[Instruction] = parse_templates(instruction)
         self.name = name or getattr(type(self), "registered_name", None) or default_task_name(self.templates[0])
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", self.name):
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", self.name):
             raise ValueError(f"task name {self.name!r}: use letters, digits, '_' and '-' (it names log keys and files)")
-        if not weight > 0:
-            raise ValueError(f"task {self.name!r}: weight must be positive, got {weight}")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"task {self.name!r}: batch_size must be at least 1, got {batch_size}")
+        if not isinstance(weight, numbers.Real) or isinstance(weight, bool) or not 0 < weight < math.inf:
+            raise ValueError(f"task {self.name!r}: weight must be a positive number, got {weight!r}")
+        if batch_size is not None and (not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool)
+                                       or batch_size < 1):
+            raise ValueError(f"task {self.name!r}: batch_size must be an integer of at least 1, got {batch_size!r}")
+        if answers is not None and not isinstance(answers, (list, tuple)):
+            raise ValueError(f"task {self.name!r}: answers must be a list of the closed set's answers, got "
+                             f"{type(answers).__name__} {answers!r:.80}")
         self.metric = metric or self.default_metric
         self.references = references or self.default_references or self.target_column()
         self.answers = list(answers) if answers is not None else None

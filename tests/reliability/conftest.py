@@ -77,10 +77,9 @@ def reference(micro, tmp_path_factory) -> Path:
     return save_dir / "checkpoint_last.pt"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Micro models gain nothing from intra-op threads on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+@pytest.fixture
+def bench(micro, reference, tmp_path, capsys):
+    """A fresh Bench for one bad input (the bad-input corpus); it decodes with the reference checkpoint."""
+    from .bad_input_bench import Bench  # it imports this module's constants
+
+    return Bench(tmp_path, micro, reference, capsys)

@@ -101,6 +101,17 @@ def saved(value):
     return change
 
 
+def edited(edit):
+    """The reference checkpoint's dict with `edit(state)` applied in place: safe to unpickle, wrong inside."""
+    def change(data):
+        import io
+
+        state = torch.load(io.BytesIO(data), weights_only=True)
+        edit(state)
+        return saved(state)(data)
+    return change
+
+
 DAMAGED = {
     "empty file": (lambda data: b"", "truncated or corrupt"),
     "random bytes": (lambda data: random.Random(0).randbytes(4096), "truncated or corrupt"),
@@ -111,6 +122,15 @@ DAMAGED = {
                                   + data[len(data) // 2 + 1:], "fails the CRC-32 check"),
     "not a dict": (saved([torch.zeros(3)]), "not an ofasys_fs checkpoint"),
     "a newer format": (saved({"version": 99, "model": {}}), "has checkpoint version 99"),
+    "no vocabulary": (edited(lambda state: state.pop("vocab")), "has no 'vocab'"),
+    "tasks not a list": (edited(lambda state: state.update(tasks="copy")),
+                         "unusable 'tasks' .of type str.; expected a list of dicts"),
+    "NaN weights": (edited(lambda state: next(iter(state["model"].values())).fill_(float("nan"))),
+                    "has NaN or infinite weights .model 'embed_tokens.weight'."),
+    "optimizer without param_groups": (edited(lambda state: state["optimizer"].pop("param_groups")),
+                                       "unusable 'optimizer'"),
+    "RNG state of another type": (edited(lambda state: state["rng"].update(torch=[1, 2])), "unusable 'rng'"),
+    "model config not a dict": (edited(lambda state: state["config"].update(model=5)), "unusable 'config'"),
 }
 
 
