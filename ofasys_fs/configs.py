@@ -254,6 +254,9 @@ class ModelConfig:
     audio_max_positions: Optional[int] = option(
         None, "most audio positions after 4x subsampling (750 = 30 s)", check=at_least(1)
     )
+    entangle_position_embedding: bool = option(
+        False, "add the position vectors to the token/patch embeddings too, not only to the attention biases (OFA)"
+    )
 
 
 @dataclasses.dataclass

@@ -118,6 +118,42 @@ def test_incremental_decoding_equals_teacher_forcing(model):
         model.decoder(prev, encoder_out, state)
 
 
+def first_layer_inputs(model: GeneralistModel, sample: dict) -> dict:
+    """What the first encoder and decoder layers receive (forward pre-hooks)."""
+    seen = {}
+
+    def keep(name: str):
+        def hook(_, args) -> None:
+            seen[name] = args[0]
+        return hook
+
+    hooks = [part.layers[0].register_forward_pre_hook(keep(name))
+             for name, part in (("encoder", model.encoder), ("decoder", model.decoder))]
+    with torch.no_grad():
+        model(sample)
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+def test_entangled_positions_are_added_to_the_embeddings_and_decode_incrementally():
+    uniform = sample_of([image_piece(torch.ones(1, 3, 32, 32))], torch.full((1, 4), 7))
+    plain, entangled = micro_model(), micro_model(entangle_position_embedding=True)
+    seen = first_layer_inputs(plain, uniform)
+    assert (seen["encoder"] - seen["encoder"][:, :1]).abs().max() == 0  # same patch, same vector: position-blind
+    assert (seen["decoder"] - seen["decoder"][:, :1]).abs().max() == 0
+    seen = first_layer_inputs(entangled, uniform)
+    assert (seen["encoder"] - seen["encoder"][:, :1]).abs().amax(dim=-1)[0, 1:].min() > 1e-3  # every patch differs
+    assert (seen["decoder"] - seen["decoder"][:, :1]).abs().amax(dim=-1)[0, 1:].min() > 1e-3
+    g = torch.Generator().manual_seed(5)
+    pieces = [text_piece(random_rows(g, [6, 3])), image_piece(torch.randn(2, 3, 32, 32, generator=g))]
+    prev = torch.randint(4, VOCAB, (2, 8), generator=g)
+    with torch.no_grad():
+        full, extra = entangled(sample_of(pieces, prev))
+        stepped = decode_step_by_step(entangled, prev, extra["encoder_out"], {})
+    assert (stepped - full).abs().max() < 1e-5
+
+
 def test_reorder_for_beams_and_finished_rows(model):
     """Expand rows into beams, reorder beams, then drop a finished row; every remaining beam still
     matches teacher forcing on its own prefix."""

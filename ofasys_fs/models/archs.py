@@ -44,6 +44,7 @@ class ModelConfig:
     image_rel_buckets: int = 16  # relative buckets per image axis (table size: its square)
     image_rel_max_distance: int = 32
     checkpoint_activations: bool = False
+    entangle_position_embedding: bool = False  # also add position vectors to the embeddings (OFA's flag)
 
 
 class ArchPreset(NamedTuple):

@@ -112,6 +112,8 @@ class Encoder(nn.Module):
             out.embeddings.new_zeros(out.embeddings.shape) if out.position_embeddings is None
             else out.position_embeddings.expand_as(out.embeddings) for out in outputs
         ], dim=1)
+        if self.cfg.entangle_position_embedding:
+            x = x + positions
         dtype = activation_dtype(x)
         base_bias = decoupled_position_bias(self.pos_q(positions), self.pos_k(positions), self.cfg.attention_heads)
         base_bias = base_bias.to(dtype) + padding_bias(padding_mask, dtype)
@@ -178,7 +180,10 @@ class Decoder(nn.Module):
         """Decoder input [B, T] -> (logits [B, T, V] or [B, 1, V] when incremental, {"hidden": ...})."""
         length = prev_output_tokens.size(1)
         start = self.cached_steps(incremental_state, length)
-        x = self.dropout(self.tokens(prev_output_tokens[:, start:]))
+        x = self.tokens(prev_output_tokens[:, start:])
+        if self.cfg.entangle_position_embedding:
+            x = x + self.positions.embeddings(self.positions.positions(length, x.device)[start:])
+        x = self.dropout(x)
         dtype = activation_dtype(x)
         if incremental_state is None:
             self_bias, cross_queries = self.position_biases(0, length, dtype, x.device)
