@@ -203,17 +203,20 @@ class NanOnPoisonedRows(LabelSmoothedCE):
         return loss, size, log
 
 
+def poisoned_copy_task(criterion: str, poisoned) -> Task:
+    """The 8-row copy task trained with `criterion`, its rows at indices `poisoned` marked "poison": True."""
+    rows = [{**row, "poison": index in poisoned} for index, row in enumerate(copy_rows(8))]
+    return Task(name="copy", instruction=COPY, criterion=criterion).add_dataset(rows, "train")
+
+
 def test_non_finite_losses_skip_the_update_and_too_many_in_a_row_stop(tokenizer, tmp_path, capsys):
-    rows = copy_rows(8)
-    rows[2]["poison"] = True
-    task = Task(name="copy", instruction=COPY, criterion="test_nan_on_poisoned_rows").add_dataset(rows, "train")
+    task = poisoned_copy_task("test_nan_on_poisoned_rows", [2])
     trainer = Trainer(**options(tokenizer, tmp_path, batch_size=1, max_update=8, no_save=True))
     model = trainer.fit(tasks=[task])
     assert trainer.num_updates == 8
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert "skipped: a non-finite loss in task 'copy', rows [2]" in capsys.readouterr().out
-    poisoned = [{**row, "poison": True} for row in rows]
-    task = Task(name="copy", instruction=COPY, criterion="test_nan_on_poisoned_rows").add_dataset(poisoned, "train")
+    task = poisoned_copy_task("test_nan_on_poisoned_rows", range(8))
     with pytest.raises(FloatingPointError, match="5 updates in a row were skipped"):
         Trainer(**options(tokenizer, tmp_path, no_save=True)).fit(tasks=[task])
 
@@ -237,9 +240,7 @@ class ScaledTrainer(Trainer):
 
 
 def test_an_fp16_overflow_skips_that_update_lowers_the_scale_and_is_not_counted(tokenizer, tmp_path, capsys):
-    rows = copy_rows(8)
-    rows[2]["poison"] = True
-    task = Task(name="copy", instruction=COPY, criterion="test_overflow_on_poisoned_rows").add_dataset(rows, "train")
+    task = poisoned_copy_task("test_overflow_on_poisoned_rows", [2])
     trainer = ScaledTrainer(**options(tokenizer, tmp_path, batch_size=1, max_update=8, no_save=True))
     model = trainer.fit(tasks=[task])
     output = capsys.readouterr().out
@@ -247,8 +248,7 @@ def test_an_fp16_overflow_skips_that_update_lowers_the_scale_and_is_not_counted(
     assert output.count("skipped: fp16 gradient overflow, loss scale 65536 -> 32768") == 1, output
     assert "non-finite" not in output
     assert all(torch.isfinite(p).all() for p in model.parameters())
-    poisoned = [{**row, "poison": True} for row in rows]
-    task = Task(name="copy", instruction=COPY, criterion="test_overflow_on_poisoned_rows").add_dataset(poisoned, "train")
+    task = poisoned_copy_task("test_overflow_on_poisoned_rows", range(8))
     with pytest.raises(FloatingPointError, match=r"the fp16 loss scale fell to 6.10352e-05 \(below 0.0001\)"):
         ScaledTrainer(**options(tokenizer, tmp_path, no_save=True)).fit(tasks=[task])
 
