@@ -1,7 +1,7 @@
-"""Three tasks from scikit-learn's real handwritten digits (UCI, 8x8 pixels, 16 grey levels, bundled with the
-package): which digit an image shows; where a named digit is on a canvas of 1-3 digits in a 2 x 2 grid
-(grounding -> BOX); which way a digit moves in a short clip (VIDEO). The digits are real; the canvas layouts
-and the motion are synthetic.
+"""Four tasks from scikit-learn's real handwritten digits (UCI, 8x8 pixels, 16 grey levels, bundled with the
+package): which digit a canvas shows; where a named digit is on a canvas of 1-3 digits in a 2 x 2 grid
+(grounding -> BOX); which of 2-3 digits is in a given box (BOX input); which way a digit moves in a short
+clip (VIDEO). The digits are real; the canvas layouts and the motion are synthetic.
 
 Canvases and clips have a dim colour ramp as background (red grows to the right, green downwards). The
 image_patch adaptor gives positions to attention as biases only (docs/model.md), so a patch embedding itself
@@ -10,6 +10,7 @@ does not say where the patch is; the ramp lets it see that, as coordinate channe
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import av
 import numpy as np
@@ -20,14 +21,16 @@ from .data_common import SPLITS, SplitSizes, rng_for, write_split
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 POOL_SHARES = {"train": 0.6, "valid": 0.1, "test": 0.3}  # of the 1,797 digits; the splits never share a digit
-CLASSIFY_SIDE = 32
 CANVAS_SIDE = 48  # the model's image size: no resizing
 CANVAS_CELLS = 2  # per side: digits sit in the cells of a 2 x 2 grid, so that they never overlap
-CANVAS_DIGIT_SIDES = (18, 24)  # side of a digit on the canvas, drawn uniformly in this range
+GROUNDING_DIGIT_SIDES = (18, 24)  # side of a grounding digit, drawn uniformly in this range
+READING_DIGIT_SIDES = (24, 24)  # digits and region tasks: a digit fills its cell, on the 8 px patch grid
+REGION_DIGIT_COUNTS = (2, 3)  # digits per canvas of the region task: the box must choose between them
 VIDEO_SIDE = 48
 VIDEO_DIGIT_SIDES = (16, 20)
 VIDEO_FRAMES = 8
 VIDEO_STEP = 3  # pixels per frame
+INK_LEVEL = 64  # a rendered digit's pixel this bright or brighter is ink
 RAMP_LEVELS = (30, 170)  # background channel value at the first and the last pixel
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 
@@ -43,6 +46,14 @@ def digit_pools(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         pools[split] = images[order[start:end]], digits.target[order[start:end]]
         start = end
     return pools
+
+
+class PlacedDigit(NamedTuple):
+    """A digit on a canvas: its name, the square it was pasted in, and the bounding box of its ink."""
+
+    name: str
+    box: list[int]
+    ink_box: list[int]
 
 
 def render(digit: np.ndarray, side: int) -> Image.Image:
@@ -63,54 +74,81 @@ def on_ramp(digits: Image.Image) -> Image.Image:
 
 
 def build_digit_classify(folder: Path, sizes: SplitSizes, seed: int) -> None:
-    """img (a digit, upscaled to 32 px) -> its name."""
-    pools = digit_pools(seed)
-    for split in SPLITS:
-        images, labels = pools[split]
-        count = sizes.of(split)
-        picks = rng_for(seed, "classify", split).choice(len(images), count, replace=count > len(images))
-        rows = []
-        for i, index in enumerate(picks):
-            name = f"media/{split}_{i:05d}.png"
-            save(render(images[index], CLASSIFY_SIDE), folder / name)
-            rows.append({"img": name, "label": DIGIT_NAMES[labels[index]]})
-        write_split(folder, split, rows)
+    """img (one digit in a random cell of the canvas) -> its name. Digits at the canvas's scale teach the
+    reading that the region task needs (a 32 px digit filling the image did not)."""
+    write_canvas_rows(folder, sizes, seed, "classify", (1, 1), READING_DIGIT_SIDES,
+                      lambda image, digit, placed: {"img": image, "label": digit.name})
 
 
-def make_canvas(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, list]:
-    """A 48 px canvas of 2 x 2 cells, 1-3 of them holding a different digit at a random size and offset inside
-    the cell, over the coordinate ramp -> (image, [(name, box), ...])."""
+def make_canvas(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, digit_counts: tuple[int, int],
+                digit_sides: tuple[int, int]) -> tuple[Image.Image, list[PlacedDigit]]:
+    """A 48 px canvas of 2 x 2 cells, `digit_counts` (inclusive range) of them holding a different digit of a
+    random side in `digit_sides` at a random offset inside the cell, over the coordinate ramp."""
     canvas = Image.new("L", (CANVAS_SIDE, CANVAS_SIDE))
     cell = CANVAS_SIDE // CANVAS_CELLS
-    placed: list[tuple[str, list[int]]] = []
-    cells = rng.choice(CANVAS_CELLS**2, size=int(rng.integers(1, 4)), replace=False)
+    placed: list[PlacedDigit] = []
+    cells = rng.choice(CANVAS_CELLS**2, size=int(rng.integers(digit_counts[0], digit_counts[1] + 1)), replace=False)
     used: set[int] = set()
     for position in cells:
         index = int(rng.integers(len(images)))
         while labels[index] in used:
             index = int(rng.integers(len(images)))
-        side = int(rng.integers(CANVAS_DIGIT_SIDES[0], CANVAS_DIGIT_SIDES[1] + 1))
+        side = int(rng.integers(digit_sides[0], digit_sides[1] + 1))
         row, column = divmod(int(position), CANVAS_CELLS)
         x, y = (cell_index * cell + int(rng.integers(0, cell - side + 1)) for cell_index in (column, row))
-        canvas.paste(render(images[index], side), (x, y))
+        digit = render(images[index], side)
+        canvas.paste(digit, (x, y))
         used.add(labels[index])
-        placed.append((DIGIT_NAMES[labels[index]], [x, y, x + side, y + side]))
+        placed.append(PlacedDigit(DIGIT_NAMES[labels[index]], [x, y, x + side, y + side], ink_box(digit, x, y)))
     return on_ramp(canvas), placed
 
 
-def build_digit_grounding(folder: Path, sizes: SplitSizes, seed: int) -> None:
-    """img + the name of one of its digits, picked at random (cap) -> that digit's box (patch_boxes)."""
+def ink_box(digit: Image.Image, x: int, y: int) -> list[int]:
+    """The bounding box of a rendered digit's ink once pasted at (x, y); the whole square if it has none."""
+    ink_rows, ink_columns = np.nonzero(np.asarray(digit) >= INK_LEVEL)
+    if ink_rows.size == 0:
+        return [x, y, x + digit.width, y + digit.height]
+    return [x + int(ink_columns.min()), y + int(ink_rows.min()), x + int(ink_columns.max()) + 1,
+            y + int(ink_rows.max()) + 1]
+
+
+RowOf = Callable[[str, PlacedDigit, list[PlacedDigit]], dict]  # (image path, asked digit, every digit) -> row
+
+
+def write_canvas_rows(folder: Path, sizes: SplitSizes, seed: int, stage: str, digit_counts: tuple[int, int],
+                      digit_sides: tuple[int, int], row_of: RowOf, ask_every_digit_in_train: bool = False) -> None:
+    """Canvases (make_canvas) and their rows, `row_of(image path, asked digit, every digit)`: one row per
+    canvas, for a random digit; with `ask_every_digit_in_train`, a training canvas gets a row for each of its
+    digits instead, so that only the question tells such rows apart."""
     pools = digit_pools(seed)
     for split in SPLITS:
-        rng = rng_for(seed, "grounding", split)
-        rows = []
-        for i in range(sizes.of(split)):
-            canvas, placed = make_canvas(*pools[split], rng)
-            name = f"media/{split}_{i:05d}.png"
-            save(canvas, folder / name)
-            digit, box = placed[int(rng.integers(len(placed)))]
-            rows.append({"img": name, "cap": digit, "patch_boxes": box})
-        write_split(folder, split, rows)
+        rng = rng_for(seed, stage, split)
+        rows: list[dict] = []
+        while len(rows) < sizes.of(split):
+            canvas, placed = make_canvas(*pools[split], rng, digit_counts, digit_sides)
+            image = f"media/{split}_{len(rows):05d}.png"
+            save(canvas, folder / image)
+            every = ask_every_digit_in_train and split == "train"
+            asked = placed if every else [placed[int(rng.integers(len(placed)))]]
+            rows += [row_of(image, digit, placed) for digit in asked]
+        write_split(folder, split, rows[:sizes.of(split)])
+
+
+def build_digit_grounding(folder: Path, sizes: SplitSizes, seed: int) -> None:
+    """img + the name of one of its 1-3 digits (cap) -> the square that digit was drawn in (patch_boxes)."""
+    write_canvas_rows(folder, sizes, seed, "grounding", (1, 3), GROUNDING_DIGIT_SIDES,
+                      lambda image, digit, placed: {"img": image, "cap": digit.name, "patch_boxes": digit.box})
+
+
+def build_digit_region(folder: Path, sizes: SplitSizes, seed: int) -> None:
+    """img (2-3 different digits) + the bounding box of one digit's ink (region) -> that digit's name (label);
+    `digits` lists every digit of the canvas, for the box-blind baseline. What made the model use the box
+    (run_scripts/demo/README.md): a training row for every digit of a canvas, and ink boxes, whose location
+    bins differ between the left and right (top and bottom) digits where the cells' bins coincide."""
+    write_canvas_rows(folder, sizes, seed, "region", REGION_DIGIT_COUNTS, READING_DIGIT_SIDES,
+                      lambda image, digit, placed: {"img": image, "region": digit.ink_box, "label": digit.name,
+                                                    "digits": [other.name for other in placed]},
+                      ask_every_digit_in_train=True)
 
 
 def build_digit_motion(folder: Path, sizes: SplitSizes, seed: int) -> None:

@@ -53,7 +53,7 @@ class Settings:
     generate_batch_size: int = 100
 
 
-FULL = Settings(rows_factor=1.0, max_update=6000, validate_interval_updates=750, log_interval=50)
+FULL = Settings(rows_factor=1.0, max_update=6000, validate_interval_updates=750, log_interval=50, warmup_updates=500)
 SMOKE = Settings(rows_factor=0.03, max_update=60, validate_interval_updates=30, log_interval=10, batch_size=8,
                  warmup_updates=10)
 
