@@ -40,6 +40,18 @@ if triton is not None:
     BOS_ID, EOS_ID, PAD_ID, UNK_ID = (tl.constexpr(token) for token in (BOS, EOS, PAD, UNK))
 
     @triton.jit
+    def load_block(logits, constrained, row, offsets, vocab: tl.constexpr, HAS_CONSTRAINT: tl.constexpr):
+        """One hypothesis's logits at `offsets` (-inf past the vocabulary), whether each is in the vocabulary,
+        and whether the constraint allows it (every valid token without constraints)."""
+        valid = offsets < vocab
+        x = tl.load(logits + row * vocab + offsets, mask=valid, other=float("-inf"))
+        if HAS_CONSTRAINT:
+            allowed = tl.load(constrained + row * vocab + offsets, mask=valid, other=0) != 0
+        else:
+            allowed = valid
+        return x, valid, allowed
+
+    @triton.jit
     def row_statistics(logits, constrained, soft_ban, log_normaliser, use_relaxed, vocab: tl.constexpr,
                        HAS_CONSTRAINT: tl.constexpr, HAS_SOFT: tl.constexpr, BLOCK_SIZE: tl.constexpr):
         """Per hypothesis: logsumexp over its constrained tokens (over all tokens when none is allowed), and
@@ -53,12 +65,7 @@ if triton is not None:
         relaxed_count = tl.zeros((), tl.int32)
         for start in range(0, vocab, BLOCK_SIZE):
             offsets = start + tl.arange(0, BLOCK_SIZE)
-            valid = offsets < vocab
-            x = tl.load(logits + row * vocab + offsets, mask=valid, other=float("-inf"))
-            if HAS_CONSTRAINT:
-                keep = tl.load(constrained + row * vocab + offsets, mask=valid, other=0) != 0
-            else:
-                keep = valid
+            x, valid, keep = load_block(logits, constrained, row, offsets, vocab, HAS_CONSTRAINT)
             kept = tl.where(keep, x, float("-inf"))
             block_max = tl.max(kept, axis=0)
             new_max = tl.maximum(running_max, block_max)
@@ -90,12 +97,7 @@ if triton is not None:
         row = tl.program_id(0)
         block = tl.program_id(1)
         offsets = block * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-        valid = offsets < vocab
-        x = tl.load(logits + row * vocab + offsets, mask=valid, other=float("-inf"))
-        if HAS_CONSTRAINT:
-            allowed = tl.load(constrained + row * vocab + offsets, mask=valid, other=0) != 0
-        else:
-            allowed = valid
+        x, valid, allowed = load_block(logits, constrained, row, offsets, vocab, HAS_CONSTRAINT)
         allowed = allowed & (offsets != BOS_ID) & (offsets != PAD_ID)
         if HAS_SOFT:
             banned = tl.load(soft_ban + row * vocab + offsets, mask=valid, other=0) != 0
