@@ -16,6 +16,7 @@ from ofasys_fs.cli.preprocess import main as preprocess_main
 from .bad_input_bench import (AUDIO, BOX, CAPTION, VIDEO, Outcome, check_clear_error, flac_bytes, media_case,
                               png_bytes, rows_case, url_case, with_row)
 from .conftest import COPY, copy_rows
+from .test_bad_inputs_more import MORE_CASES
 
 DETECTION = "[TEXT:src] -> ([BOX:objs.box] [TEXT:objs.label])*"
 BOXES = [{"src": "a", "box": [1, 1, 5, 5]}] * 8
@@ -139,10 +140,13 @@ CASES = [
 ]
 
 
+ALL_CASES = CASES + MORE_CASES
+
+
 def test_the_corpus_is_big_enough():
-    assert len(CASES) >= 40 and len({what for what, _, _ in CASES}) == len(CASES)
+    assert len(ALL_CASES) >= 100 and len({what for what, _, _ in ALL_CASES}) == len(ALL_CASES)
 
 
-@pytest.mark.parametrize("what, action, fragments", CASES, ids=[case[0] for case in CASES])
+@pytest.mark.parametrize("what, action, fragments", ALL_CASES, ids=[case[0] for case in ALL_CASES])
 def test_bad_input_gives_a_clear_error_and_publishes_nothing(bench, what, action, fragments):
     check_clear_error(action(bench), what, fragments)
