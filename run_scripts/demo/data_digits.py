@@ -1,5 +1,5 @@
 """Four tasks from scikit-learn's real handwritten digits (UCI, 8x8 pixels, 16 grey levels, bundled with the
-package): which digit a canvas shows; where a named digit is on a canvas of 1-3 digits in a 2 x 2 grid
+package): which digit a canvas shows; where a named digit is on a canvas of 2-3 digits in a 2 x 2 grid
 (grounding -> BOX); which of 2-3 digits is in a given box (BOX input); which way a digit moves in a short
 clip (VIDEO). The digits are real; the canvas layouts and the motion are synthetic.
 
@@ -10,7 +10,7 @@ does not say where the patch is; the ramp lets it see that, as coordinate channe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import av
 import numpy as np
@@ -23,9 +23,9 @@ DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 POOL_SHARES = {"train": 0.6, "valid": 0.1, "test": 0.3}  # of the 1,797 digits; the splits never share a digit
 CANVAS_SIDE = 48  # the model's image size: no resizing
 CANVAS_CELLS = 2  # per side: digits sit in the cells of a 2 x 2 grid, so that they never overlap
-GROUNDING_DIGIT_SIDES = (18, 24)  # side of a grounding digit, drawn uniformly in this range
-READING_DIGIT_SIDES = (24, 24)  # digits and region tasks: a digit fills its cell, on the 8 px patch grid
-REGION_DIGIT_COUNTS = (2, 3)  # digits per canvas of the region task: the box must choose between them
+CELL_DIGIT_SIDES = (24, 24)  # a digit fills its cell, on the 8 px patch grid
+CHOICE_DIGIT_COUNTS = (2, 3)  # digits per canvas of grounding and region: the text or box must choose one
+SINGLE_TO_CHOICE_DIGIT_COUNTS = (1, 3)  # grounding's training canvases: some with a single, unambiguous digit
 VIDEO_SIDE = 48
 VIDEO_DIGIT_SIDES = (16, 20)
 VIDEO_FRAMES = 8
@@ -49,10 +49,9 @@ def digit_pools(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 class PlacedDigit(NamedTuple):
-    """A digit on a canvas: its name, the square it was pasted in, and the bounding box of its ink."""
+    """A digit on a canvas: its name and the bounding box of its ink."""
 
     name: str
-    box: list[int]
     ink_box: list[int]
 
 
@@ -76,7 +75,7 @@ def on_ramp(digits: Image.Image) -> Image.Image:
 def build_digit_classify(folder: Path, sizes: SplitSizes, seed: int) -> None:
     """img (one digit in a random cell of the canvas) -> its name. Digits at the canvas's scale teach the
     reading that the region task needs (a 32 px digit filling the image did not)."""
-    write_canvas_rows(folder, sizes, seed, "classify", (1, 1), READING_DIGIT_SIDES,
+    write_canvas_rows(folder, sizes, seed, "classify", (1, 1), CELL_DIGIT_SIDES,
                       lambda image, digit, placed: {"img": image, "label": digit.name})
 
 
@@ -99,7 +98,7 @@ def make_canvas(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
         digit = render(images[index], side)
         canvas.paste(digit, (x, y))
         used.add(labels[index])
-        placed.append(PlacedDigit(DIGIT_NAMES[labels[index]], [x, y, x + side, y + side], ink_box(digit, x, y)))
+        placed.append(PlacedDigit(DIGIT_NAMES[labels[index]], ink_box(digit, x, y)))
     return on_ramp(canvas), placed
 
 
@@ -116,16 +115,19 @@ RowOf = Callable[[str, PlacedDigit, list[PlacedDigit]], dict]  # (image path, as
 
 
 def write_canvas_rows(folder: Path, sizes: SplitSizes, seed: int, stage: str, digit_counts: tuple[int, int],
-                      digit_sides: tuple[int, int], row_of: RowOf, ask_every_digit_in_train: bool = False) -> None:
+                      digit_sides: tuple[int, int], row_of: RowOf, ask_every_digit_in_train: bool = False,
+                      train_digit_counts: Optional[tuple[int, int]] = None) -> None:
     """Canvases (make_canvas) and their rows, `row_of(image path, asked digit, every digit)`: one row per
     canvas, for a random digit; with `ask_every_digit_in_train`, a training canvas gets a row for each of its
-    digits instead, so that only the question tells such rows apart."""
+    digits instead, so that only the question tells such rows apart. `train_digit_counts`, when given,
+    replaces `digit_counts` for the training canvases."""
     pools = digit_pools(seed)
     for split in SPLITS:
         rng = rng_for(seed, stage, split)
         rows: list[dict] = []
         while len(rows) < sizes.of(split):
-            canvas, placed = make_canvas(*pools[split], rng, digit_counts, digit_sides)
+            counts = train_digit_counts if train_digit_counts and split == "train" else digit_counts
+            canvas, placed = make_canvas(*pools[split], rng, counts, digit_sides)
             image = f"media/{split}_{len(rows):05d}.png"
             save(canvas, folder / image)
             every = ask_every_digit_in_train and split == "train"
@@ -135,9 +137,14 @@ def write_canvas_rows(folder: Path, sizes: SplitSizes, seed: int, stage: str, di
 
 
 def build_digit_grounding(folder: Path, sizes: SplitSizes, seed: int) -> None:
-    """img + the name of one of its 1-3 digits (cap) -> the square that digit was drawn in (patch_boxes)."""
-    write_canvas_rows(folder, sizes, seed, "grounding", (1, 3), GROUNDING_DIGIT_SIDES,
-                      lambda image, digit, placed: {"img": image, "cap": digit.name, "patch_boxes": digit.box})
+    """img (2-3 different digits; 1-3 in training) + the name of one of them (cap) -> the bounding box of its
+    ink (patch_boxes); `digit_boxes` lists every digit's box, for the name-blind baseline. As in the region
+    task, a training canvas gets a row for each of its digits, so that only the name tells them apart; its
+    single-digit canvases teach boxing a digit at all (without them the model boxed a fixed cell)."""
+    write_canvas_rows(folder, sizes, seed, "grounding", CHOICE_DIGIT_COUNTS, CELL_DIGIT_SIDES,
+                      lambda image, digit, placed: {"img": image, "cap": digit.name, "patch_boxes": digit.ink_box,
+                                                    "digit_boxes": [other.ink_box for other in placed]},
+                      ask_every_digit_in_train=True, train_digit_counts=SINGLE_TO_CHOICE_DIGIT_COUNTS)
 
 
 def build_digit_region(folder: Path, sizes: SplitSizes, seed: int) -> None:
@@ -145,7 +152,7 @@ def build_digit_region(folder: Path, sizes: SplitSizes, seed: int) -> None:
     `digits` lists every digit of the canvas, for the box-blind baseline. What made the model use the box
     (run_scripts/demo/README.md): a training row for every digit of a canvas, and ink boxes, whose location
     bins differ between the left and right (top and bottom) digits where the cells' bins coincide."""
-    write_canvas_rows(folder, sizes, seed, "region", REGION_DIGIT_COUNTS, READING_DIGIT_SIDES,
+    write_canvas_rows(folder, sizes, seed, "region", CHOICE_DIGIT_COUNTS, CELL_DIGIT_SIDES,
                       lambda image, digit, placed: {"img": image, "region": digit.ink_box, "label": digit.name,
                                                     "digits": [other.name for other in placed]},
                       ask_every_digit_in_train=True)

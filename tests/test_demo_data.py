@@ -1,0 +1,76 @@
+"""The demo's data and baselines: the rules the model must beat are the strongest ones the data allows."""
+import collections
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run_scripts/ is not installed with the package
+
+from run_scripts.demo.baselines import best_baseline, rule_predictions  # noqa: E402
+from run_scripts.demo.data_common import SplitSizes, read_split  # noqa: E402
+from run_scripts.demo.data_digits import build_digit_grounding  # noqa: E402
+from run_scripts.demo.data_vqa import balanced_questions  # noqa: E402
+from run_scripts.demo.demo_tasks import TASKS  # noqa: E402
+from run_scripts.demo.report import box_landings  # noqa: E402
+
+TRAIN = [{"q": "is it red?", "a": "no"}, {"q": "is it red?", "a": "no"}, {"q": "is it red?", "a": "yes"},
+         {"q": "is it blue?", "a": "yes"}, {"q": "is it blue?", "a": "yes"}]
+
+
+def test_majority_per_column_follows_the_wording_and_falls_back_to_the_global_majority():
+    test = [{"q": "is it red?"}, {"q": "is it blue?"}, {"q": "is it green?"}]
+    _, predictions = rule_predictions("majority_per:q", "a", TRAIN, test)
+    assert predictions == ["no", "yes", "yes"]
+
+
+def test_best_baseline_is_the_strongest_rule_on_the_test_rows():
+    test = [{"q": "is it red?", "a": "no"}, {"q": "is it red?", "a": "no"}, {"q": "is it blue?", "a": "yes"}]
+    name, values = best_baseline(("majority", "majority_per:q"), "accuracy", "a", TRAIN, test)
+    assert name == "majority answer per q" and values["accuracy"] == pytest.approx(1.0)
+    name, values = best_baseline(("majority",), "accuracy", "a", TRAIN, test)
+    assert name == "majority answer 'yes'" and values["accuracy"] == pytest.approx(1 / 3)
+
+
+def test_random_of_picks_one_of_the_rows_candidates():
+    rows = [{"digits": ["one", "two"]}, {"digits": ["three", "four", "five"]}] * 20
+    _, picks = rule_predictions("random_of:digits", "label", [], rows)
+    assert all(pick in row["digits"] for pick, row in zip(picks, rows)) and len(set(picks)) == 5
+
+
+def test_unknown_rule_is_named():
+    with pytest.raises(ValueError, match="unknown baseline rule 'median'"):
+        rule_predictions("median", "a", TRAIN, TRAIN)
+
+
+def test_yes_no_answers_are_balanced_per_question_text():
+    texts = ["is it red?"] * 10 + ["is it round?"] * 6 + ["what color?"] * 3
+    answers = ["no"] * 8 + ["yes"] * 2 + ["yes"] * 5 + ["no"] + ["red", "red", "blue"]
+    kept = balanced_questions(texts, answers, np.random.default_rng(0))
+    counts = collections.Counter((texts[i], answers[i]) for i in kept)
+    assert counts == {("is it red?", "no"): 2, ("is it red?", "yes"): 2, ("is it round?", "yes"): 1,
+                      ("is it round?", "no"): 1, ("what color?", "red"): 2, ("what color?", "blue"): 1}
+
+
+def test_grounding_asks_every_digit_of_a_training_canvas_and_tests_on_canvases_of_two_or_more(tmp_path):
+    build_digit_grounding(tmp_path, SplitSizes(40, 8, 20), seed=1)
+    by_canvas = collections.defaultdict(list)
+    for row in read_split(tmp_path, "train"):
+        assert row["patch_boxes"] in row["digit_boxes"] and 1 <= len(row["digit_boxes"]) <= 3
+        by_canvas[row["img"]].append(row)
+    complete = [rows for rows in by_canvas.values() if len(rows) == len(rows[0]["digit_boxes"])]
+    assert len(complete) >= len(by_canvas) - 1  # only the last canvas may be cut short by the row count
+    assert all(len({row["cap"] for row in rows}) == len(rows) for rows in by_canvas.values())
+    test = read_split(tmp_path, "test")
+    assert all(row["patch_boxes"] in row["digit_boxes"] and len(row["digit_boxes"]) >= 2 for row in test)
+    assert len({row["img"] for row in test}) == len(test)  # one question per test canvas
+
+
+def test_box_landings_count_named_other_and_no_digit():
+    task = next(task for task in TASKS if task.name == "digit_grounding")
+    left, right = [0, 0, 20, 24], [26, 0, 46, 24]
+    rows = [{"patch_boxes": left, "digit_boxes": [left, right]}] * 3
+    outputs = [{"box": [1, 0, 20, 24]}, {"box": [26, 1, 45, 24]}, {"box": [0, 30, 10, 40]}]
+    assert box_landings(task, outputs, rows).endswith("1 land on the named digit, 1 on another digit of the canvas, "
+                                                      "1 on no digit")
