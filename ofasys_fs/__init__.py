@@ -3,6 +3,7 @@ from importlib import import_module
 
 from .registry import (  # noqa: F401
     import_user_dir,
+    load_builtins,
     register_adaptor,
     register_criterion,
     register_generator,
@@ -31,7 +32,7 @@ _LAZY = {
     "Output": "ofasys_fs.hub",
 }
 
-__all__ = sorted(_LAZY) + ["import_user_dir", "__version__"]
+__all__ = sorted(_LAZY) + ["import_user_dir", "load_builtins", "__version__"]
 
 
 def __getattr__(name):
@@ -40,9 +41,3 @@ def __getattr__(name):
         globals()[name] = value
         return value
     raise AttributeError(f"module 'ofasys_fs' has no attribute {name!r}")
-
-
-def load_builtins() -> None:
-    """Import every built-in module so that all registries are filled."""
-    for package in ("preprocess", "adaptors", "models", "criteria", "generators", "metrics", "tasks"):
-        import_module(f"ofasys_fs.{package}")

@@ -30,6 +30,8 @@ def type_name(tp: Any) -> str:
         return "None"
     if tp is Any:
         return "any"
+    if tp is Ellipsis:
+        return "..."
     if origin in (Union, types.UnionType):
         return " | ".join(type_name(a) for a in args)
     if origin is Literal:

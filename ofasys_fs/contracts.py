@@ -1,12 +1,13 @@
 """The small abstract contract of every registry kind.
 
-Each arrow of the data flow (DESIGN §1) is one of these: implement the abstract methods, register
+Each arrow of the data flow (docs/design.md §1) is one of these: implement the abstract methods, register
 the class by name, and the name works in instructions, configs and the CLI.
 """
 from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 from typing import Any, ClassVar, Optional
 
 import torch
@@ -90,6 +91,14 @@ class Criterion(nn.Module, abc.ABC):
     @abc.abstractmethod
     def forward(self, model: Model, sample: dict) -> tuple[torch.Tensor, float, dict]:
         """Returns (summed loss, sample size to normalise by, logging outputs)."""
+
+    @staticmethod
+    def reduce_metrics(logging_outputs: list[dict]) -> dict[str, float]:
+        """Logging outputs of many batches -> the values to log; fairseq's default: the loss per sample_size
+        unit in bits, and its perplexity."""
+        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
+        loss = sum(log.get("loss", 0.0) for log in logging_outputs) / max(sample_size, 1) / math.log(2)
+        return {"loss": loss, "ppl": 2**loss if loss < 1000 else math.inf}
 
 
 class Generator(abc.ABC):

@@ -1,4 +1,4 @@
-"""Bounded http(s) downloads for media columns that hold URLs (DESIGN §12).
+"""Bounded http(s) downloads for media columns that hold URLs (docs/design.md §12).
 
 Only http and https are fetched (also after redirects), with a connect timeout, a per-read timeout,
 a total deadline (enforced on every read, headers included, so a server trickling bytes cannot hold a

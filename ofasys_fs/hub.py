@@ -1,4 +1,4 @@
-"""OFASys: a trained checkpoint ready for inference through instructions alone (DESIGN §3).
+"""OFASys: a trained checkpoint ready for inference through instructions alone (docs/inference.md).
 
     m = OFASys.from_pretrained("ckpt/checkpoint_best.pt")
     out = m.inference("[IMAGE:img] what does the image describe? -> [TEXT:cap]", data={"img": "cat.jpg"})
@@ -16,17 +16,16 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from . import load_builtins
+from .checkpoint import inference_weights, load_checkpoint
 from .data.encode import RowEncoder
-from .engine.checkpoint import CheckpointError, load_checkpoint
-from .engine.state import inference_weights
-from .engine.devices import resolve_device
-from .engine.trainer import adaptor_names
+from .devices import resolve_device
+from .errors import CheckpointError, ConfigError
 from .inference.outputs import Output
 from .inference.predictor import Predictor
 from .instruction import Instruction
-from .models.archs import ModelConfig
+from .models.config import ModelConfig
 from .models.generalist import GeneralistModel
+from .preprocess.config import DataConfig
 from .registry import TASK_REGISTRY, import_user_dir
 from .tasks.base import Task
 from .vocab import Vocabulary
@@ -39,7 +38,8 @@ INFERENCE_TASK = "inference"  # name of the ad-hoc task of an instruction that m
 class OFASys:
     """A model with its vocabulary, preprocessing settings and trained tasks; `inference` decodes rows."""
 
-    def __init__(self, model: GeneralistModel, vocab: Vocabulary, tasks: Sequence[Task], data_cfg: Any = None,
+    def __init__(self, model: GeneralistModel, vocab: Vocabulary, tasks: Sequence[Task],
+                 data_cfg: Optional[DataConfig] = None,
                  train_config: Optional[dict] = None, path: Optional[str] = None):
         self.model, self.vocab, self.tasks = model.eval(), vocab, list(tasks)
         self.data_cfg, self.train_config, self.path = data_cfg, train_config or {}, path
@@ -53,7 +53,6 @@ class OFASys:
         available; `use_ema`: None = the weights the run validated with, True/False = EMA / raw weights."""
         target = resolve_device("auto" if device is None else device)
         state = load_checkpoint(str(path))
-        load_builtins()
         import_plugins(state.get("user_dirs") or [], [user_dir] if isinstance(user_dir, str) else list(user_dir or []))
         description = state.get("config") or {}
         missing = [key for key in ("model", "vocab_size", "adaptor_names", "data") if key not in description]
@@ -64,10 +63,12 @@ class OFASys:
         try:
             vocab = Vocabulary.from_dict(state["vocab"])
             tasks = [rebuild_task(stored) for stored in state["tasks"]]
-        except (ValueError, KeyError, TypeError) as err:  # a vocabulary or task entry edited by hand
-            raise CheckpointError(f"{path}: its stored vocabulary or tasks cannot be rebuilt: {err}") from err
+            data_cfg = DataConfig.from_dict(description["data"])
+        except (ValueError, KeyError, TypeError) as err:  # a vocabulary, task or data entry edited by hand
+            raise CheckpointError(f"{path}: its stored vocabulary, tasks or data config cannot be rebuilt: "
+                                  f"{err}") from err
         model.to(target)
-        return cls(model, vocab, tasks, description["data"], description.get("train"), str(path))
+        return cls(model, vocab, tasks, data_cfg, description.get("train"), str(path))
 
     # ---- tasks and predictors ----------------------------------------------------------------
 
@@ -76,7 +77,7 @@ class OFASys:
         for task in self.tasks:
             if task.name == name:
                 return task
-        raise KeyError(f"no task {name!r} in {self.path or 'this model'}; trained tasks: "
+        raise ConfigError(f"no task {name!r} in {self.path or 'this model'}; trained tasks: "
                        f"{[task.name for task in self.tasks]}")
 
     def matching_task(self, template: Instruction) -> Optional[Task]:
@@ -119,15 +120,14 @@ class OFASys:
             trained = {slot.name for t in task.templates for slot in t.decoder if slot.attrs.get("closed_set")}
             if task.answers and columns & trained:
                 return task.answers
-        raise ValueError(f"the instruction {template.text!r} has a closed_set output {sorted(columns)}, but no task of "
+        raise ConfigError(f"the instruction {template.text!r} has a closed_set output {sorted(columns)}, but no task of "
                          f"{self.path or 'this model'} was trained with a closed set on that column; trained tasks: "
                          f"{[task.name for task in self.tasks]}")
 
     def check_adaptors(self, encoder: RowEncoder) -> None:
-        needed = {name or self.model.cfg.image_adaptor for name in adaptor_names([encoder])}
-        unknown = sorted(needed - set(self.model.adaptor_names))
+        unknown = sorted(self.model.adaptors_for(encoder.templates) - set(self.model.adaptor_names))
         if unknown:
-            raise ValueError(f"{encoder.templates[0].text!r} needs the adaptors {unknown}, which this model was not "
+            raise ConfigError(f"{encoder.templates[0].text!r} needs the adaptors {unknown}, which this model was not "
                              f"trained with (it has {sorted(self.model.adaptor_names)})")
 
     # ---- inference ---------------------------------------------------------------------------
@@ -180,7 +180,7 @@ def rebuild_model(description: dict, weights: dict, path: str) -> GeneralistMode
     stored = {**description["model"], "image_backbone_weights": None}  # the trained weights replace those
     try:
         model = GeneralistModel(ModelConfig(**stored), description["vocab_size"], description["adaptor_names"])
-    except TypeError as err:
+    except (TypeError, ConfigError) as err:
         raise CheckpointError(f"{path}: its model config does not fit this ofasys_fs version: {err}") from err
     try:
         model.load_state_dict(weights, strict=True)

@@ -1,4 +1,4 @@
-"""The instruction language (DESIGN §4): `[IMAGE:img] what does the image describe? -> [TEXT:cap]`.
+"""The instruction language (docs/design.md §4): `[IMAGE:img] what does the image describe? -> [TEXT:cap]`.
 
 `Instruction.parse` turns one line into typed, validated slots; `Instruction.bind` pairs them with a
 row's values. Every violation is an `InstructionError` quoting the instruction with a caret.
@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Optional, Sequence, Union
 
+from .errors import ConfigError, OFASysError
 from .registry import did_you_mean
 from .schemas import (  # noqa: F401  (Attr, register_attr_schema, get_attr_schema are re-exported)
     DEFAULT_PREPROCESS,
@@ -37,7 +38,7 @@ _LEXEMES = {"->": "arrow", ")*": "close", "(": "open", ")": "paren"}  # longest 
 _MISSING = object()
 
 
-class InstructionError(ValueError):
+class InstructionError(OFASysError, ValueError):
     """A malformed instruction (or an instruction/row mismatch), shown with a caret under the column."""
 
     def __init__(self, instruction: str, column: int, reason: str):
@@ -47,6 +48,10 @@ class InstructionError(ValueError):
     def _format(self) -> str:
         shown = re.sub(r"\s", " ", self.instruction)  # same length, so the caret stays aligned
         return f"{self.reason}\n    {shown}\n    {' ' * self.column}^"
+
+    def one_line(self) -> str:
+        """The reason, with the instruction quoted and the caret's place given as a character position."""
+        return f"{self.reason} (at character {self.column} of the instruction {self.instruction!r})"
 
     def __reduce__(self):
         return type(self), (self.instruction, self.column, self.reason)
@@ -147,6 +152,12 @@ class Instruction:
         """"TEXT" for a text-like decoder, else the output slot's modality (IMAGE, AUDIO, MOTION)."""
         return "TEXT" if self.decoder[0].text_like else self.decoder[0].modality
 
+    @property
+    def adaptor_names(self) -> set:
+        """The adaptors the encoder side feeds: "text" for text groups, each other slot's adaptor (None: the
+        model's image adaptor)."""
+        return {"text"} | {(piece.adaptor or "text") if piece.text_like else piece.adaptor for piece in self.encoder}
+
     def columns(self) -> set:
         """Row keys the instruction reads (a repetition group reads its list column)."""
         names = {s.name for s in (*self.encoder, *self.decoder) if s.name is not None and not s.in_repeat}
@@ -237,18 +248,18 @@ class Instruction:
 def parse_templates(templates: Union[str, Sequence[str]]) -> list:
     """Parse several templates of one task (a list, or one string joined by '|||'); they must share a signature."""
     if not isinstance(templates, (str, list, tuple)):
-        raise ValueError(f"an instruction is a string, or a list of template strings; got "
+        raise ConfigError(f"an instruction is a string, or a list of template strings; got "
                          f"{type(templates).__name__} {templates!r:.80}")
     texts = templates.split(TEMPLATE_SEPARATOR) if isinstance(templates, str) else list(templates)
     if not texts:
-        raise ValueError("a task needs at least one instruction template, got none")
+        raise ConfigError("a task needs at least one instruction template, got none")
     parsed = []
     for text in texts:
         if not isinstance(text, str):
-            raise ValueError(f"instruction template {len(parsed)} is {type(text).__name__} {text!r:.80}; expected "
+            raise ConfigError(f"instruction template {len(parsed)} is {type(text).__name__} {text!r:.80}; expected "
                              f"a string")
         if not text.strip():
-            raise ValueError(f"instruction template {len(parsed)} of {templates!r} is empty")
+            raise ConfigError(f"instruction template {len(parsed)} of {templates!r} is empty")
         parsed.append(Instruction.parse(text.strip()))
     for other in parsed[1:]:
         if other.signature() != parsed[0].signature():
@@ -277,6 +288,12 @@ def _side_signature(pieces: Sequence[Slot]) -> tuple:
         elif not piece.text_like:
             signature.append((piece.modality, piece.name, piece.preprocess, piece.adaptor))
     return tuple(signature)
+
+
+def column_value(row: Mapping, name: str, default: Any = None) -> Any:
+    """The value of a possibly dotted column ("objs.label") in a row; `default` when absent."""
+    value = _lookup(row, name)
+    return default if value is _MISSING else value
 
 
 def _lookup(container: Mapping, name: str) -> Any:

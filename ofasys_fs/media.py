@@ -1,4 +1,4 @@
-"""Load images, audio and video from every form a data column may hold (DESIGN §6, §12).
+"""Load images, audio and video from every form a data column may hold (docs/design.md §7, §12).
 
 Accepted sources: local paths (relative ones resolved against `base_dir`, the data file's folder),
 http(s) URLs (fetched within `FetchLimits`), raw bytes, base64 strings, `data:` URIs, Hugging Face
@@ -27,6 +27,7 @@ import torch
 import torchaudio.functional
 from PIL import Image
 
+from .errors import DataError
 from .fetch import FetchError, FetchLimits, fetch_url
 
 __all__ = ["FetchLimits", "MediaError", "load_audio", "load_image", "load_video"]
@@ -52,7 +53,7 @@ _AUDIO_FILES = "an audio file (WAV, FLAC, OGG, MP3, ...)"
 _VIDEO_FILES = "a self-contained video file (MP4, WebM, MKV, AVI, ...)"
 
 
-class MediaError(ValueError):
+class MediaError(DataError):
     """A media value could not be loaded; the message names its source, what was expected and,
     once added with `add_context`, the task, row and column: "task 'x', row 12, column 'img': ..."."""
 

@@ -12,10 +12,7 @@ import traceback
 from typing import Any, Callable, Optional
 
 from . import contracts
-
-
-class RegistryError(ValueError):
-    """A registration or lookup that cannot be honoured (duplicate name, wrong base class, unknown name)."""
+from .errors import PluginError
 
 
 def did_you_mean(name: str, choices) -> str:
@@ -35,27 +32,41 @@ class Entry:
 
 
 class Registry:
-    """Registered classes of one kind, looked up by name or alias."""
+    """Registered classes of one kind, looked up by name or alias.
 
-    def __init__(self, kind: str, base_class: Optional[type] = None, default: Optional[str] = None):
-        self.kind, self.base_class, self.default = kind, base_class, default
+    `builtins` names the package whose modules register the built-in entries; it is imported on the first
+    lookup, so that code using a registry never imports the implementations (and the layers stay one-way).
+    """
+
+    def __init__(self, kind: str, base_class: Optional[type] = None, default: Optional[str] = None,
+                 builtins: Optional[str] = None):
+        self.kind, self.base_class, self.default, self.builtins = kind, base_class, default, builtins
         self.entries: dict[str, Entry] = {}
         self.aliases: dict[str, str] = {}
 
+    def load_builtins(self) -> None:
+        """Import the built-in package once (its modules register themselves)."""
+        package, self.builtins = self.builtins, None
+        if package is not None:
+            importlib.import_module(package)
+
     def __contains__(self, name: str) -> bool:
+        self.load_builtins()
         return name in self.entries or name in self.aliases
 
     def names(self) -> list[str]:
+        self.load_builtins()
         return sorted(self.entries)
 
     def get(self, name: Optional[str]) -> Entry:
+        self.load_builtins()
         name = name or self.default
         if name is None:
-            raise RegistryError(f"no {self.kind} name given and the {self.kind} registry has no default")
+            raise PluginError(f"no {self.kind} name given and the {self.kind} registry has no default")
         name = self.aliases.get(name, name)
         if name not in self.entries:
             known = self.names() + sorted(self.aliases)
-            raise RegistryError(
+            raise PluginError(
                 f'unknown {self.kind} "{name}".{did_you_mean(name, known)} '
                 f"Known: {', '.join(self.names()) or '(none)'}. "
                 f"Plugins register more with --user-dir."
@@ -67,16 +78,16 @@ class Registry:
             for n in (name, *aliases):
                 if n in self:
                     prior = self.get(n).cls
-                    raise RegistryError(
+                    raise PluginError(
                         f'{self.kind} "{n}" is already registered by {prior.__module__}.{prior.__qualname__}; '
                         f"cannot register {cls.__module__}.{cls.__qualname__} under the same name"
                     )
             if self.base_class is not None and not (isinstance(cls, type) and issubclass(cls, self.base_class)):
-                raise RegistryError(
+                raise PluginError(
                     f'{self.kind} "{name}": {cls!r} must be a subclass of {self.base_class.__qualname__}'
                 )
             if dataclass is not None and not dataclasses.is_dataclass(dataclass):
-                raise RegistryError(f'{self.kind} "{name}": config {dataclass!r} is not a dataclass')
+                raise PluginError(f'{self.kind} "{name}": config {dataclass!r} is not a dataclass')
             self.entries[name] = Entry(name, cls, dataclass, tuple(aliases))
             for alias in aliases:
                 self.aliases[alias] = name
@@ -107,25 +118,37 @@ class Registry:
                 cfg = entry.dataclass()
         return entry.cls(cfg, *args, **kwargs) if cfg is not None else entry.cls(*args, **kwargs)
 
+    def config_fields(self, name: str) -> set[str]:
+        """Option names of a registered component's config dataclass (empty without one)."""
+        entry = self.get(name)
+        return {field.name for field in dataclasses.fields(entry.dataclass)} if entry.dataclass else set()
+
+    def build_with(self, name: str, options: dict, *args, **kwargs) -> Any:
+        """Build `name` with those of `options` its config declares (a plugin's config may declare fewer)."""
+        fields = self.config_fields(name)
+        config = {"name": self.get(name).name, **{key: value for key, value in options.items() if key in fields}}
+        return self.build(config, *args, **kwargs)
+
     def _entry_for_config(self, cfg) -> Entry:
         named = getattr(cfg, "name", None)
         if isinstance(named, str) and named in self:
             return self.get(named)
+            self.load_builtins()
         for entry in self.entries.values():
             if entry.dataclass is type(cfg):
                 return entry
-        raise RegistryError(f"no {self.kind} is registered with config class {type(cfg).__qualname__}")
+        raise PluginError(f"no {self.kind} is registered with config class {type(cfg).__qualname__}")
 
 
 def make_config(entry: Entry, fields: dict, kind: str):
     if entry.dataclass is None:
         if fields:
-            raise RegistryError(f'{kind} "{entry.name}" takes no config, got {sorted(fields)}')
+            raise PluginError(f'{kind} "{entry.name}" takes no config, got {sorted(fields)}')
         return None
     known = {f.name for f in dataclasses.fields(entry.dataclass)}
     for key in fields:
         if key not in known:
-            raise RegistryError(
+            raise PluginError(
                 f'{kind} "{entry.name}" has no option "{key}".{did_you_mean(key, known)} '
                 f"Options: {', '.join(sorted(known))}"
             )
@@ -135,48 +158,66 @@ def make_config(entry: Entry, fields: dict, kind: str):
 REGISTRIES: dict[str, Registry] = {}
 
 
-def setup_registry(kind: str, base_class: Optional[type] = None, default: Optional[str] = None):
-    """Create the registry of one kind; returns (build_<kind>, register_<kind>, registry)."""
+def setup_registry(kind: str, base_class: Optional[type] = None, default: Optional[str] = None,
+                   builtins: Optional[str] = None):
+    """Create the registry of one kind; returns (build_<kind>, register_<kind>, registry). `builtins`: the
+    package that registers the built-in entries, imported on first use."""
     if kind in REGISTRIES:
-        raise RegistryError(f'registry "{kind}" already exists')
-    registry = Registry(kind, base_class, default)
+        raise PluginError(f'registry "{kind}" already exists')
+    registry = Registry(kind, base_class, default, builtins)
     REGISTRIES[kind] = registry
     return registry.build, registry.register, registry
 
 
-build_task, register_task, TASK_REGISTRY = setup_registry("task", contracts.BaseTask)
+build_task, register_task, TASK_REGISTRY = setup_registry("task", contracts.BaseTask, builtins="ofasys_fs.tasks")
 build_criterion, register_criterion, CRITERION_REGISTRY = setup_registry(
-    "criterion", contracts.Criterion, default="label_smoothed_ce"
+    "criterion", contracts.Criterion, default="label_smoothed_ce", builtins="ofasys_fs.criteria"
 )
-build_model, register_model, MODEL_REGISTRY = setup_registry("model", contracts.Model, default="generalist")
+build_model, register_model, MODEL_REGISTRY = setup_registry(
+    "model", contracts.Model, default="generalist", builtins="ofasys_fs.models"
+)
 build_preprocessor, register_preprocessor, PREPROCESSOR_REGISTRY = setup_registry(
-    "preprocessor", contracts.Preprocessor
+    "preprocessor", contracts.Preprocessor, builtins="ofasys_fs.preprocess"
 )
-build_adaptor, register_adaptor, ADAPTOR_REGISTRY = setup_registry("adaptor", contracts.Adaptor)
+build_adaptor, register_adaptor, ADAPTOR_REGISTRY = setup_registry(
+    "adaptor", contracts.Adaptor, builtins="ofasys_fs.adaptors"
+)
 build_generator, register_generator, GENERATOR_REGISTRY = setup_registry(
-    "generator", contracts.Generator, default="sequence"
+    "generator", contracts.Generator, default="sequence", builtins="ofasys_fs.generators"
 )
-build_metric, register_metric, METRIC_REGISTRY = setup_registry("metric", contracts.Metric)
+build_metric, register_metric, METRIC_REGISTRY = setup_registry(
+    "metric", contracts.Metric, builtins="ofasys_fs.metrics"
+)
 build_optimizer, register_optimizer, OPTIMIZER_REGISTRY = setup_registry(
-    "optimizer", contracts.OptimizerFactory, default="adamw"
+    "optimizer", contracts.OptimizerFactory, default="adamw", builtins="ofasys_fs.optim"
 )
 build_lr_scheduler, register_lr_scheduler, LR_SCHEDULER_REGISTRY = setup_registry(
-    "lr_scheduler", contracts.LRScheduler, default="polynomial_decay"
+    "lr_scheduler", contracts.LRScheduler, default="polynomial_decay", builtins="ofasys_fs.optim"
 )
 
 # Architectures: name -> function(model config) -> model config with the arch's sizes filled in.
 ARCH_REGISTRY: dict[str, Callable] = {}
 ARCH_MODEL: dict[str, str] = {}
+ARCH_BUILTINS = "ofasys_fs.models.archs"  # registers the built-in presets; imported on first lookup
+
+
+def load_builtins() -> None:
+    """Import every built-in module, so that every registry (and the architectures) is complete."""
+    for registry in REGISTRIES.values():
+        registry.load_builtins()
+    importlib.import_module(ARCH_BUILTINS)
 
 
 def register_model_architecture(model_name: str, arch_name: str) -> Callable:
     """Register a named size preset for a model (fairseq's --arch)."""
 
     def wrap(fn: Callable) -> Callable:
+        if not fn.__module__.startswith(ARCH_BUILTINS):
+            importlib.import_module(ARCH_BUILTINS)  # a plugin's name must not shadow a built-in one
         if arch_name in ARCH_REGISTRY:
-            raise RegistryError(f'architecture "{arch_name}" is already registered')
+            raise PluginError(f'architecture "{arch_name}" is already registered')
         if not callable(fn):
-            raise RegistryError(f'architecture "{arch_name}" must be a function of the model config')
+            raise PluginError(f'architecture "{arch_name}" must be a function of the model config')
         ARCH_REGISTRY[arch_name] = fn
         ARCH_MODEL[arch_name] = model_name
         return fn
@@ -185,8 +226,10 @@ def register_model_architecture(model_name: str, arch_name: str) -> Callable:
 
 
 def get_architecture(arch_name: str) -> Callable:
+    """The preset function of an architecture name."""
+    importlib.import_module(ARCH_BUILTINS)
     if arch_name not in ARCH_REGISTRY:
-        raise RegistryError(
+        raise PluginError(
             f'unknown architecture "{arch_name}".{did_you_mean(arch_name, ARCH_REGISTRY)} '
             f"Known: {', '.join(sorted(ARCH_REGISTRY))}"
         )
@@ -210,20 +253,20 @@ def import_user_dir(path: str) -> str:
     The folder's own name becomes the module name, so it must not shadow an installed package.
     """
     if not path:
-        raise ValueError("--user-dir needs a folder path")
+        raise PluginError("--user-dir needs a folder path")
     abspath = os.path.abspath(os.path.expanduser(path))
     if abspath in _USER_DIRS:
         return _USER_DIRS[abspath]
     if not os.path.isdir(abspath):
-        raise FileNotFoundError(f"--user-dir {path!r}: no such folder ({abspath})")
+        raise PluginError(f"--user-dir {path!r}: no such folder ({abspath})")
     if not os.path.isfile(os.path.join(abspath, "__init__.py")):
-        raise FileNotFoundError(f"--user-dir {path!r}: {abspath} has no __init__.py, so it is not a package")
+        raise PluginError(f"--user-dir {path!r}: {abspath} has no __init__.py, so it is not a package")
     module_name = os.path.basename(abspath.rstrip(os.sep))
     existing = sys.modules.get(module_name)
     if existing is not None:
         existing_path = os.path.dirname(os.path.abspath(getattr(existing, "__file__", "") or ""))
         if existing_path != abspath:
-            raise ImportError(
+            raise PluginError(
                 f"--user-dir {path!r}: a module named {module_name!r} is already imported from "
                 f"{existing_path}; rename the plugin folder"
             )
@@ -237,7 +280,7 @@ def import_user_dir(path: str) -> str:
             spec.loader.exec_module(module)
         except Exception as err:  # the plugin's own error: named with its place, without our traceback
             del sys.modules[module_name]
-            raise RegistryError(f"--user-dir {path!r}: importing the plugin failed{_place_in(err, abspath)}: "
+            raise PluginError(f"--user-dir {path!r}: importing the plugin failed{_place_in(err, abspath)}: "
                                 f"{type(err).__name__}: {err}") from err
         except BaseException:
             del sys.modules[module_name]

@@ -12,7 +12,8 @@ import math
 import re
 from typing import Any, Optional
 
-from .registry import ADAPTOR_REGISTRY, RegistryError, did_you_mean
+from .errors import PluginError
+from .registry import ADAPTOR_REGISTRY, did_you_mean
 
 MODALITIES = ("TEXT", "IMAGE", "AUDIO", "VIDEO", "MOTION", "BOX", "PHONE", "STRUCT", "CATEGORY")
 TEXT_LIKE_MODALITIES = frozenset({"TEXT", "BOX", "PHONE", "STRUCT", "CATEGORY"})
@@ -116,10 +117,10 @@ def register_attr_schema(
     modalities = frozenset([modalities] if isinstance(modalities, str) else modalities)
     for n in (preprocess_name, *aliases):
         if n in _SCHEMAS or n in _SCHEMA_ALIASES:
-            raise RegistryError(f'attribute schema "{n}" is already registered')
+            raise PluginError(f'attribute schema "{n}" is already registered')
     unknown = sorted(modalities.difference(MODALITIES))
     if unknown or not modalities:
-        raise RegistryError(
+        raise PluginError(
             f'attribute schema "{preprocess_name}": modalities must be a non-empty subset of '
             f"{', '.join(MODALITIES)}; got {sorted(modalities)}"
         )
@@ -135,25 +136,25 @@ def register_attr_schema(
 
 def _check_sides(owner: str, what: str, sides) -> None:
     if not sides or any(side not in SIDES for side in sides):
-        raise RegistryError(f'attribute schema "{owner}": {what} sides must be a non-empty subset of {SIDES}, '
+        raise PluginError(f'attribute schema "{owner}": {what} sides must be a non-empty subset of {SIDES}, '
                             f"got {sides!r}")
 
 
 def _check_attr(owner: str, key: str, attr: Attr) -> None:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-        raise RegistryError(f'attribute schema "{owner}": attribute name {key!r} is not an identifier')
+        raise PluginError(f'attribute schema "{owner}": attribute name {key!r} is not an identifier')
     if key in COMMON_ATTRS or key == "max_repeat":
-        raise RegistryError(f'attribute schema "{owner}": "{key}" is common to every slot and cannot be redeclared')
+        raise PluginError(f'attribute schema "{owner}": "{key}" is common to every slot and cannot be redeclared')
     if not isinstance(attr, Attr) or attr.type not in ATTR_TYPES:
-        raise RegistryError(f'attribute schema "{owner}": "{key}" must be an Attr of type bool, int, float or str')
+        raise PluginError(f'attribute schema "{owner}": "{key}" must be an Attr of type bool, int, float or str')
     _check_sides(owner, f'attribute "{key}"', attr.sides)
 
 
 def get_attr_schema(name: str) -> AttrSchema:
-    """The schema registered under a preprocessor name or alias; RegistryError with a did-you-mean otherwise."""
+    """The schema registered under a preprocessor name or alias; PluginError with a did-you-mean otherwise."""
     canonical = _SCHEMA_ALIASES.get(name, name)
     if canonical not in _SCHEMAS:
-        raise RegistryError(
+        raise PluginError(
             f'unknown preprocess "{name}".{did_you_mean(name, schema_names())} Known: {", ".join(sorted(_SCHEMAS))}. '
             f"A --user-dir preprocessor declares its attributes with register_attr_schema."
         )
@@ -210,7 +211,7 @@ def resolve_slot_attrs(modality: str, side: str, written: dict, in_repeat: bool,
         raise AttrError(key_column, "preprocess needs a value: preprocess=NAME")
     try:
         schema = get_attr_schema(preprocess)
-    except RegistryError as err:
+    except PluginError as err:
         raise AttrError(preprocess_column, str(err)) from None
     if modality not in schema.modalities:
         raise AttrError(preprocess_column, f"preprocess {preprocess!r} handles "

@@ -11,10 +11,13 @@ from typing import Iterable, Iterator, Optional, Union
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from .errors import DataError
+
 logger = logging.getLogger(__name__)
 
 # Trained at tokenizer ids 0-3 so that a trained tokenizer's ids equal the vocabulary's ids (OFA order).
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")
+BOS, PAD, EOS, UNK = range(len(SPECIAL_TOKENS))  # the fixed ids every vocabulary starts with
 
 PathLike = Union[str, Path]
 
@@ -69,7 +72,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_path: Optional[Pa
 def _existing_file(path: PathLike, what: str) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"GPT-2 {what} not found: {path}")
+        raise DataError(f"GPT-2 {what} not found: {path}")
     return path
 
 
@@ -80,20 +83,20 @@ def gpt2_tokenizer_json(vocab_json_path: PathLike, merges_txt_path: PathLike) ->
     try:
         vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise ValueError(f"GPT-2 vocab.json {vocab_path} is not valid JSON: {err}") from None
+        raise DataError(f"GPT-2 vocab.json {vocab_path} is not valid JSON: {err}") from None
     if not isinstance(vocab, dict):
-        raise ValueError(f"GPT-2 vocab.json {vocab_path} must map token strings to ids, got a {type(vocab).__name__}")
+        raise DataError(f"GPT-2 vocab.json {vocab_path} must map token strings to ids, got a {type(vocab).__name__}")
     missing = [symbol for symbol in pre_tokenizers.ByteLevel.alphabet() if symbol not in vocab]
     if missing:
         # Without every byte symbol, text containing that byte could not be encoded faithfully.
-        raise ValueError(
+        raise DataError(
             f"GPT-2 vocab.json {vocab_path} lacks {len(missing)} of the 256 byte-level symbols "
             f"(e.g. {sorted(missing)[:5]}); it is not a byte-level BPE vocabulary"
         )
     try:
         model = models.BPE.from_file(str(vocab_path), str(merges_path))
     except Exception as err:  # tokenizers raises a bare Exception on malformed merges
-        raise ValueError(f"cannot read GPT-2 BPE files {vocab_path} and {merges_path}: {err}") from None
+        raise DataError(f"cannot read GPT-2 BPE files {vocab_path} and {merges_path}: {err}") from None
     return _byte_level(model).to_str()
 
 
@@ -104,7 +107,7 @@ def read_fairseq_dict(dict_txt_path: PathLike, tokenizer_size: int) -> list[Opti
     """
     path = Path(dict_txt_path)
     if not path.is_file():
-        raise FileNotFoundError(f"fairseq dict.txt not found: {path}")
+        raise DataError(f"fairseq dict.txt not found: {path}")
     token_ids: list[Optional[int]] = []
     line_of_id: dict[int, int] = {}
     for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -112,20 +115,20 @@ def read_fairseq_dict(dict_txt_path: PathLike, tokenizer_size: int) -> list[Opti
         if fields[-1:] == ["#fairseq:overwrite"]:
             fields = fields[:-1]
         if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
-            raise ValueError(f"{path}:{line_number}: expected '<symbol> <count>', got {line!r}")
+            raise DataError(f"{path}:{line_number}: expected '<symbol> <count>', got {line!r}")
         symbol = fields[0]
         if not symbol.isdigit():
             token_ids.append(None)
             continue
         token_id = int(symbol)
         if token_id >= tokenizer_size:
-            raise ValueError(
+            raise DataError(
                 f"{path}:{line_number}: GPT-2 id {token_id} is not in vocab.json (ids 0..{tokenizer_size - 1})"
             )
         if token_id in line_of_id:
-            raise ValueError(f"{path}:{line_number}: GPT-2 id {token_id} already listed on line {line_of_id[token_id]}")
+            raise DataError(f"{path}:{line_number}: GPT-2 id {token_id} already listed on line {line_of_id[token_id]}")
         line_of_id[token_id] = line_number
         token_ids.append(token_id)
     if not token_ids:
-        raise ValueError(f"fairseq dict.txt {path} is empty")
+        raise DataError(f"fairseq dict.txt {path} is empty")
     return token_ids

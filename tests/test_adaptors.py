@@ -13,8 +13,10 @@ from ofasys_fs.contracts import SampleContext
 from ofasys_fs.criteria.ctc import LabelSmoothedCECTC, LabelSmoothedCECTCConfig
 from ofasys_fs.criteria.label_smoothed_ce import LabelSmoothedCE, LabelSmoothedCEConfig
 from ofasys_fs.data.encode import RowEncoder
-from ofasys_fs.models.archs import ModelConfig, resolve_config
+from ofasys_fs.models.archs import resolve_config
+from ofasys_fs.models.config import ModelConfig
 from ofasys_fs.models.generalist import EncoderOut, GeneralistModel
+from ofasys_fs.preprocess.config import DataConfig
 from ofasys_fs.registry import build_adaptor
 from ofasys_fs.vocab import Vocabulary
 
@@ -304,7 +306,7 @@ def test_video_struct_and_phone_pieces_through_the_model(vocab):
     rows = [{"vid": clip, "table": [["a", "b"], ["c", "d"]], "ph": "HH AH0 L OW1", "t": "yes"},
             {"vid": clip[::-1].copy(), "table": {"header": ["x"], "rows": [["y"]]}, "ph": "hello", "t": "no"}]
     encoder = RowEncoder("mix", "[VIDEO:vid,num_frames=2] [STRUCT:table] [PHONE:ph] -> [TEXT:t]", vocab,
-                         data_cfg={"image_size": 32})
+                         data_cfg=DataConfig(image_size=32))
     sample = encoder.collate([encoder.encode(row, SampleContext(split="valid", task="mix", row_index=i))
                               for i, row in enumerate(rows)])
     pieces = sample["net_input"]["encoder"]

@@ -4,6 +4,8 @@ its columns and modalities, and decodes through the hub. One micro run trains al
 import json
 import math
 import sqlite3
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +15,13 @@ from ofasys_fs import load_builtins
 from ofasys_fs.engine.trainer import Trainer
 from ofasys_fs.hub import OFASys
 from ofasys_fs.instruction import Instruction
-from ofasys_fs.reference_docs import builtin_tasks
 from ofasys_fs.registry import CRITERION_REGISTRY, METRIC_REGISTRY, build_task
 from ofasys_fs.tasks.base import Task
 from ofasys_fs.tasks.spider import schema_from_sqlite
 from ofasys_fs.tasks.sudoku import read_grid
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/ is not installed with the package
+from tools.task_reference import builtin_tasks  # noqa: E402
 
 load_builtins()
 BUILTINS = sorted(builtin_tasks())
@@ -234,8 +238,8 @@ def test_prepare_row_does_not_touch_the_source_rows():
 
 
 def test_ofasys_train_uses_a_builtin_task_by_name(tmp_path):
+    from ofasys_fs.checkpoint import load_checkpoint
     from ofasys_fs.cli.train import main
-    from ofasys_fs.engine.checkpoint import load_checkpoint
 
     rows = [{"sentence": f"{WORDS[i]} {WORDS[i + 1]}", "label": i % 2} for i in range(4)]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))

@@ -11,9 +11,10 @@ from ofasys_fs.contracts import Preprocessor, SampleContext
 from ofasys_fs.criteria.label_smoothed_ce import LabelSmoothedCE, loss_token_mask
 from ofasys_fs.data.dataset import TaskDataset
 from ofasys_fs.data.encode import EncodeError, RowEncoder
-from ofasys_fs.data.rows import DataError
 from ofasys_fs.data.trie import Trie
+from ofasys_fs.errors import DataError
 from ofasys_fs.instruction import register_attr_schema
+from ofasys_fs.preprocess.config import DataConfig
 from ofasys_fs.registry import register_preprocessor
 from ofasys_fs.tasks.base import Task
 from ofasys_fs.vocab import Vocabulary
@@ -227,11 +228,11 @@ def test_long_groups_are_errors_or_truncated_and_counted(vocab):
     source = len(piece(vocab, row["a"])) + 2
     with pytest.raises(EncodeError, match=rf"task 't', row 4: encoder text group 0 has {source} tokens, more than "
                                           r"max_source_positions=5"):
-        RowEncoder("t", "[TEXT:a] -> [TEXT:b]", vocab, {"max_source_positions": 5}).encode(row, ctx(row=4))
+        RowEncoder("t", "[TEXT:a] -> [TEXT:b]", vocab, DataConfig(max_source_positions=5)).encode(row, ctx(row=4))
     with pytest.raises(EncodeError, match="max_target_positions=4"):
-        RowEncoder("t", "[TEXT:a] -> [TEXT:b]", vocab, {"max_target_positions": 4}).encode(row, ctx())
+        RowEncoder("t", "[TEXT:a] -> [TEXT:b]", vocab, DataConfig(max_target_positions=4)).encode(row, ctx())
     encoder = RowEncoder("t", "[TEXT:a] -> [TEXT:b]", vocab,
-                         {"max_source_positions": 5, "max_target_positions": 4, "truncate_long": True})
+                         DataConfig(max_source_positions=5, max_target_positions=4, truncate_long=True))
     example = encoder.encode(row, ctx())
     assert example.encoder[0]["tokens"].tolist() == [vocab.bos, *piece(vocab, row["a"])[:3], vocab.eos]
     assert example.decoder_tokens.tolist() == [vocab.bos, *piece(vocab, row["b"])[:3], vocab.eos]
@@ -286,12 +287,13 @@ def test_encoder_and_errors_survive_pickling_for_workers(vocab):
 
 
 def test_literal_text_takes_its_groups_adaptor():
+    import os
+
     from ofasys_fs import import_user_dir
     from ofasys_fs.contracts import SampleContext
     from ofasys_fs.data.encode import RowEncoder
     from ofasys_fs.instruction import Instruction
     from ofasys_fs.vocab import Vocabulary
-    import os
 
     import_user_dir(os.path.join(os.path.dirname(__file__), os.pardir, "user_dir"))
     template = Instruction.parse('reverse " [TEXT:src,adaptor=text_conv] " -> [TEXT:tgt]')

@@ -9,7 +9,8 @@ from torch import nn
 from ofasys_fs import contracts
 from ofasys_fs.criteria.label_smoothed_ce import LabelSmoothedCE, LabelSmoothedCEConfig
 from ofasys_fs.engine.ema import EMA
-from ofasys_fs.engine.optim import AdamW, AdamWConfig
+from ofasys_fs.errors import CheckpointError
+from ofasys_fs.optim.adamw import AdamW, AdamWConfig
 from ofasys_fs.registry import build_criterion, build_lr_scheduler, build_optimizer
 
 PAD = 1
@@ -295,5 +296,5 @@ def test_ema_warmup_fp32_shadow_and_state_round_trip():
     restored.load_state_dict(torch.load(buffer, weights_only=True))
     assert restored.num_updates == 1
     assert torch.equal(restored.shadow["proj.bias"], ema.shadow["proj.bias"])
-    with pytest.raises(ValueError, match="EMA weights do not match"):
+    with pytest.raises(CheckpointError, match="EMA weights do not match"):
         restored.update(nn.Linear(2, 1))

@@ -1,4 +1,4 @@
-"""Many processes (DESIGN §8, docs/distributed.md). With 2 CPU ranks (gloo), under `torchrun --nproc_per_node 2`
+"""Many processes (docs/design.md §9, docs/distributed.md). With 2 CPU ranks (gloo), under `torchrun --nproc_per_node 2`
 or started directly with RANK/WORLD_SIZE/MASTER_* (cheaper): DDP equals one process with the global batch;
 two torchrun "nodes" on one machine train with FSDP2, equal to it too, with one writer; a save_dir that is
 not shared is refused; SIGKILL in the middle of training and during a checkpoint write, then the same command
@@ -15,7 +15,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,11 +25,19 @@ import pytest
 import torch
 from PIL import Image
 
+from ofasys_fs.checkpoint import load_checkpoint
 from ofasys_fs.cli.train import main as train_main
 from ofasys_fs.engine.batches import Cursor, TaskBatchPlan
-from ofasys_fs.engine.checkpoint import load_checkpoint
-from ofasys_fs.engine.distributed import (Distributed, World, all_reduce_bucket, check_backend, merge_rank_outputs,
-                                          parameter_buckets, world_from_env)
+from ofasys_fs.engine.distributed import (
+    Distributed,
+    World,
+    all_reduce_bucket,
+    check_backend,
+    free_port,
+    merge_rank_outputs,
+    parameter_buckets,
+    world_from_env,
+)
 from ofasys_fs.engine.state import checkpoint_rng, remove_stale_temp_files, rng_state, set_rng_state
 from ofasys_fs.engine.trainer import Trainer
 from ofasys_fs.tasks.base import Task
@@ -100,12 +107,6 @@ tasks:
 def environment(**extra: str) -> dict:
     pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     return {**os.environ, "PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "1", **extra}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def train_command(files: RunFiles, save_dir: Path, overrides: tuple) -> list[str]:

@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 from ofasys_fs.data.trie import Trie
 from ofasys_fs.generators import scoring
+from ofasys_fs.generators.config import GenerationConfig
 from ofasys_fs.generators.constraints import RepetitionGrammar, TrieConstraint, VocabularyConstraint
 from ofasys_fs.generators.ngram import banned_ngram_mask
-from ofasys_fs.generators.sequence import SequenceGenerator, SequenceGeneratorConfig
-from ofasys_fs.models.archs import ModelConfig
+from ofasys_fs.generators.sequence import SequenceGenerator
+from ofasys_fs.models.config import ModelConfig
 from ofasys_fs.models.generalist import GeneralistModel
 from ofasys_fs.registry import build_generator
 
@@ -465,7 +466,7 @@ def test_options_are_checked_and_falsy_values_honoured():
     with pytest.raises(TypeError, match='Did you mean "beam"'):
         generator.generate(make_model(), make_sample([[5]]), bean=2)
     with pytest.raises(ValueError, match="nbest"):
-        SequenceGeneratorConfig(beam=2, nbest=3)
+        GenerationConfig(beam=2, nbest=3)
     with pytest.raises(ValueError, match="sampling_topp"):
         generator.resolve({"sampling_topp": 1.5})
     with pytest.raises(ValueError, match="candidates"):

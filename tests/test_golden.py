@@ -3,7 +3,6 @@ construction (so the table is checked, not just snapshotted)."""
 from __future__ import annotations
 
 import pytest
-
 from golden import IMAGE_SIZE, encode_case, golden_vocab, load_golden
 
 TABLE = load_golden()

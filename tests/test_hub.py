@@ -8,11 +8,11 @@ import torch
 
 from ofasys_fs import OFASys, Output
 from ofasys_fs.data.encode import RowEncoder
-from ofasys_fs.data.rows import DataError
-from ofasys_fs.engine.checkpoint import CheckpointError
 from ofasys_fs.engine.trainer import Trainer
+from ofasys_fs.errors import CheckpointError, ConfigError, DataError
 from ofasys_fs.inference import Predictor, evaluate, merge_by_index, merge_metrics, shard_indices
 from ofasys_fs.models.generalist import GeneralistModel
+from ofasys_fs.preprocess.config import DataConfig
 from ofasys_fs.tasks.base import Task
 
 ANSWERS = ["colour", "animal", "number"]
@@ -48,8 +48,8 @@ def test_from_pretrained_rebuilds_tasks_vocab_and_model_from_the_file(hub, train
     assert hub.task("topic").answers == ANSWERS  # the closed set collected in training travels in the checkpoint
     assert hub.task("caption").templates[0].text == trained_checkpoint.instructions["caption"]
     assert len(hub.vocab) == hub.model.vocab_size and len(hub.vocab.range("bin")) == 100
-    assert not hub.model.training and hub.data_cfg["image_size"] == 32
-    with pytest.raises(KeyError, match="trained tasks"):
+    assert not hub.model.training and hub.data_cfg == DataConfig.for_model(hub.model.cfg) and hub.data_cfg.image_size == 32
+    with pytest.raises(ConfigError, match="trained tasks"):
         hub.task("vqa")
     with pytest.raises(CheckpointError, match="no EMA weights"):
         OFASys.from_pretrained(trained_checkpoint.path, device="cpu", use_ema=True)

@@ -4,6 +4,7 @@ import pickle
 import pytest
 
 from ofasys_fs.contracts import Adaptor
+from ofasys_fs.errors import PluginError
 from ofasys_fs.instruction import (
     Attr,
     BoundSlot,
@@ -13,7 +14,7 @@ from ofasys_fs.instruction import (
     parse_templates,
     register_attr_schema,
 )
-from ofasys_fs.registry import RegistryError, register_adaptor
+from ofasys_fs.registry import register_adaptor
 
 DATABASE = [["Atlanta", "OFFICIAL_POPULATION", "5,457,831"], ["[TABLECONTEXT]", "[TITLE]", "List of areas"]]
 SQL_SCHEMA = [["stadium", "stadium_id , location , name"], ["singer_in_concert", "concert_id , singer_id"]]
@@ -252,7 +253,7 @@ def test_plugin_schema_and_adaptor_become_valid_after_registration():
     assert (alias.preprocess, alias.adaptor, alias.attrs["temperature"]) == ("test_instruction_plugin", "text", 1.0)
     with pytest.raises(InstructionError, match="out of range"):
         Instruction.parse("[TEXT:x,preprocess=test_instruction_plugin,temperature=-1] -> [TEXT:y]")
-    with pytest.raises(RegistryError, match="unknown preprocess"):
+    with pytest.raises(PluginError, match="unknown preprocess"):
         get_attr_schema("test_instruction_plugn")
 
 

@@ -3,8 +3,8 @@ import pickle
 
 import pytest
 
+from ofasys_fs.errors import PluginError
 from ofasys_fs.instruction import BindError, Instruction, InstructionError, parse_templates
-from ofasys_fs.registry import RegistryError
 from ofasys_fs.schemas import Attr, register_attr_schema
 
 # (instruction, substring of the message, caret column: an int, or a substring whose first index is the column)
@@ -226,5 +226,5 @@ def test_empty_templates_are_rejected(templates):
      "sides must be"),
 ])
 def test_bad_schema_registration_is_rejected(kwargs, message):
-    with pytest.raises(RegistryError, match=message):
+    with pytest.raises(PluginError, match=message):
         register_attr_schema(**kwargs)

@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from media_files import FRAMES, SQUARE, STEP, moving_square_video
 from PIL import Image
 
 from ofasys_fs.media import FetchLimits, MediaError, load_audio, load_image, load_video
-
-from media_files import FRAMES, SQUARE, STEP, moving_square_video
 
 # ---------------------------------------------------------------------------------------------
 # Real-format fixtures

@@ -10,11 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from test_shards import read_mmidx_independently
 
 from ofasys_fs.cli import preprocess as cli
-from ofasys_fs.data.shards import ShardDataset, is_shard_dir, read_manifest
+from ofasys_fs.data.shards import ShardDataset, ShardWriter, is_shard_dir, read_manifest
 from ofasys_fs.vocab import Vocabulary
-from test_shards import read_mmidx_independently
 
 CAPTION = "[IMAGE:img] what does the image describe? -> [TEXT:cap]"
 
@@ -53,7 +53,7 @@ def shard_rows(folder, split="train"):
 
 
 def assert_failed_cleanly(code, err, destdir):
-    assert code == 2
+    assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ofasys-preprocess: error: "), err
     assert "Traceback" not in err
@@ -195,7 +195,7 @@ def test_hf_dataset_folder_needs_the_datasets_package(tmp_path, capsys, monkeypa
     (tmp_path / "hf" / "state.json").write_text("{}")
     monkeypatch.setitem(sys.modules, "datasets", None)
     code, _, err = run(capsys, "--input", tmp_path / "hf", "--destdir", tmp_path / "shards")
-    assert code == 2 and "pip install datasets" in err
+    assert code == 1 and "pip install datasets" in err
 
 
 def test_hf_dataset_media_features_are_stored_undecoded(tmp_path, capsys, monkeypatch):
@@ -222,7 +222,7 @@ def test_hf_dataset_media_features_are_stored_undecoded(tmp_path, capsys, monkey
     assert loaded == [str(tmp_path / "hf")]
     assert shard_rows(tmp_path / "shards") == [{"image": png((5, 5, 5)), "label": 3}]
     code, _, err = run(capsys, "--input", tmp_path / "hf", "--destdir", tmp_path / "v", "--split", "valid")
-    assert code == 2 and "no split 'valid'" in err and "['train']" in err
+    assert code == 1 and "no split 'valid'" in err and "['train']" in err
 
 
 def test_interrupted_preprocess_leaves_no_manifest(tmp_path, capsys, caption_data, monkeypatch):
@@ -231,7 +231,7 @@ def test_interrupted_preprocess_leaves_no_manifest(tmp_path, capsys, caption_dat
     def interrupt(self, row):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli.ShardWriter, "add_row", interrupt)
+    monkeypatch.setattr(ShardWriter, "add_row", interrupt)
     code, _, err = run(capsys, "--input", path, "--destdir", tmp_path / "shards")
     assert code == 130 and "interrupted" in err
     assert not is_shard_dir(tmp_path / "shards")
@@ -241,7 +241,7 @@ def test_interrupted_preprocess_leaves_no_manifest(tmp_path, capsys, caption_dat
 def test_shards_of_another_tokenizer_are_refused_when_used(tmp_path):
     from ofasys_fs.data.dataset import TaskDataset
     from ofasys_fs.data.encode import RowEncoder
-    from ofasys_fs.data.rows import DataError
+    from ofasys_fs.errors import DataError
     from ofasys_fs.tasks.base import Task
     from ofasys_fs.tokenizer import train_tokenizer
 

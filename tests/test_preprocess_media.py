@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from media_files import moving_square_video
 from PIL import Image
 
 import ofasys_fs.preprocess  # noqa: F401  (registers the built-in preprocessors)
@@ -15,11 +16,9 @@ from ofasys_fs.contracts import SampleContext
 from ofasys_fs.instruction import Instruction
 from ofasys_fs.media import MediaError
 from ofasys_fs.preprocess.audio import kaldi_fbank
-from ofasys_fs.preprocess.common import cfg_get
+from ofasys_fs.preprocess.config import DataConfig
 from ofasys_fs.preprocess.image import ImageGeometry, PixelSettings
 from ofasys_fs.registry import build_preprocessor
-
-from media_files import moving_square_video
 
 RATE = 16000
 
@@ -30,7 +29,7 @@ def encoder_slot(slot_text: str):
 
 def build(slot_text: str, data_cfg=None):
     slot = encoder_slot(slot_text)
-    return build_preprocessor(slot.preprocess, slot, None, data_cfg)
+    return build_preprocessor(slot.preprocess, slot, None, DataConfig(**(data_cfg or {})))
 
 
 def train_ctx(epoch=0, row=3, column="img", **kwargs) -> SampleContext:
@@ -45,21 +44,22 @@ def save_image(path, pixels: np.ndarray) -> str:
 # ---------------------------------------------------------------------------------------------- data config
 
 
-def test_cfg_get_reads_dicts_and_objects_and_falls_back():
-    assert cfg_get(None, "image_size", 64) == 64
-    assert cfg_get({"image_size": 32}, "image_size", 64) == 32
-    assert cfg_get(SimpleNamespace(image_size=480), "image_size", 64) == 480
-    assert cfg_get(SimpleNamespace(image_size=None), "image_size", 64) == 64  # "from the arch" = unset
-    assert cfg_get({}, "image_augment", False) is False
+def test_data_config_defaults_and_checkpoint_round_trip():
+    assert (DataConfig().image_size, DataConfig().image_augment, DataConfig().video_frames) == (64, False, 8)
+    cfg = DataConfig(image_size=32, image_mean=0.25, image_augment=True)
+    assert cfg.image_mean == (0.25, 0.25, 0.25)
+    assert DataConfig.from_dict(cfg.to_dict()) == cfg  # a checkpoint gives back the DataConfig itself
+    with pytest.raises(ValueError, match=r"unknown keys \['image_sise'\]"):
+        DataConfig.from_dict({"image_sise": 32})
 
 
 def test_bad_pixel_settings_name_the_key():
-    with pytest.raises(ValueError, match="image_std must be positive"):
-        PixelSettings.from_data_cfg({"image_std": 0})
-    with pytest.raises(ValueError, match="image_mean must be one number or three"):
-        PixelSettings.from_data_cfg({"image_mean": [0.5, 0.5]})
-    with pytest.raises(ValueError, match="image_size must be a positive integer"):
-        PixelSettings.from_data_cfg({"image_size": 0})
+    with pytest.raises(ValueError, match="image_std=0: must be positive"):
+        DataConfig(image_std=0)
+    with pytest.raises(ValueError, match=r"image_mean=\[0.5, 0.5\]: expected"):
+        DataConfig(image_mean=[0.5, 0.5])
+    with pytest.raises(ValueError, match="image_size=0: must be >= 1"):
+        DataConfig(image_size=0)
 
 
 # ---------------------------------------------------------------------------------------------- image
@@ -84,7 +84,7 @@ def test_jpeg_default_size_range_and_custom_normalisation(tmp_path):
     default = build("[IMAGE:img]")(str(path), SampleContext())["image"]
     assert default.shape == (3, 64, 64)  # image_size defaults to 64
     assert default.min() >= -1 and default.max() <= 1 and default.std() > 0.2
-    unit = build("[IMAGE:img]", SimpleNamespace(image_size=64, image_mean=0.0, image_std=1.0))(str(path), SampleContext())
+    unit = build("[IMAGE:img]", dict(image_size=64, image_mean=0.0, image_std=1.0))(str(path), SampleContext())
     assert torch.allclose(unit["image"], default * 0.5 + 0.5, atol=1e-6)
 
 
@@ -107,7 +107,7 @@ def test_augmentation_is_per_context_varies_by_epoch_and_is_off_off_train(tmp_pa
     outputs = [pre(path, train_ctx(epoch=epoch)) for epoch in range(8)]
     assert len({tuple(out["crop_box"].tolist()) for out in outputs}) > 1
     assert {bool(out["flipped"]) for out in outputs} == {True, False}
-    settings = PixelSettings.from_data_cfg({"image_size": 32})
+    settings = PixelSettings.of(DataConfig(image_size=32))
     for out in outputs:  # the recorded crop and flip are exactly what produced the image
         x0, y0, x1, y1 = out["crop_box"].tolist()
         assert 0.6 * 48 * 64 * 0.9 <= (x1 - x0) * (y1 - y0) <= 48 * 64
@@ -266,7 +266,7 @@ def test_video_frames_shape_order_and_collate(mp4_path):
 
 
 def test_video_frame_count_falls_back_to_the_data_config(mp4_path):
-    pre = build_preprocessor("video", SimpleNamespace(attrs={}), None, {"image_size": 16, "video_frames": 3})
+    pre = build_preprocessor("video", SimpleNamespace(attrs={}), None, DataConfig(image_size=16, video_frames=3))
     assert pre(str(mp4_path), SampleContext())["frames"].shape == (3, 3, 16, 16)
     assert build("[VIDEO:vid]", {"image_size": 16})(str(mp4_path), SampleContext())["frames"].shape[0] == 8
 
@@ -288,4 +288,4 @@ def test_later_output_preprocessors_refuse_clearly(name, role):
 def test_decoder_image_slot_builds_to_the_clear_error():
     slot = Instruction.parse("[TEXT:prompt] -> [IMAGE:picture]").decoder[0]
     with pytest.raises(ValueError, match="'image_code' .* not available yet"):
-        build_preprocessor(slot.preprocess, slot, None, {"image_size": 32})
+        build_preprocessor(slot.preprocess, slot, None, DataConfig(image_size=32))

@@ -4,13 +4,8 @@ import dataclasses
 import pytest
 
 from ofasys_fs import contracts
-from ofasys_fs.registry import (
-    REGISTRIES,
-    RegistryError,
-    get_architecture,
-    register_model_architecture,
-    setup_registry,
-)
+from ofasys_fs.errors import PluginError
+from ofasys_fs.registry import REGISTRIES, get_architecture, register_model_architecture, setup_registry
 
 
 @dataclasses.dataclass
@@ -49,15 +44,15 @@ def test_failures_are_clear():
         def compute(self, predictions, references):
             return {"x": 0.0}
 
-    with pytest.raises(RegistryError, match='already registered by .*Good'):
+    with pytest.raises(PluginError, match='already registered by .*Good'):
         register("accuracy_like")(type("Other", (contracts.Metric,), {"compute": lambda *a: {}}))
-    with pytest.raises(RegistryError, match="must be a subclass of Metric"):
+    with pytest.raises(PluginError, match="must be a subclass of Metric"):
         register("not_a_metric")(type("Plain", (), {}))
-    with pytest.raises(RegistryError, match="is not a dataclass"):
+    with pytest.raises(PluginError, match="is not a dataclass"):
         register("bad_config", dataclass=dict)(type("C", (contracts.Metric,), {"compute": lambda *a: {}}))
-    with pytest.raises(RegistryError, match='Did you mean "accuracy_like"'):
+    with pytest.raises(PluginError, match='Did you mean "accuracy_like"'):
         build("accuracy_lik")
-    with pytest.raises(RegistryError, match="takes no config"):
+    with pytest.raises(PluginError, match="takes no config"):
         build({"name": "accuracy_like", "beta": 1})
 
 
@@ -65,7 +60,7 @@ def test_unknown_config_key_has_did_you_mean():
     build, register, _ = make_registry()
     register("scaled", dataclass=ScaleConfig)(type("S", (contracts.Metric,), {
         "__init__": lambda self, cfg: None, "compute": lambda *a: {}}))
-    with pytest.raises(RegistryError, match='no option "factr".*Did you mean "factor"'):
+    with pytest.raises(PluginError, match='no option "factr".*Did you mean "factor"'):
         build({"name": "scaled", "factr": 1.0})
 
 
@@ -75,9 +70,9 @@ def test_architectures():
         return cfg
 
     assert get_architecture("test_arch_unique") is arch
-    with pytest.raises(RegistryError, match="already registered"):
+    with pytest.raises(PluginError, match="already registered"):
         register_model_architecture("generalist", "test_arch_unique")(arch)
-    with pytest.raises(RegistryError, match='Did you mean "test_arch_unique"'):
+    with pytest.raises(PluginError, match='Did you mean "test_arch_unique"'):
         get_architecture("test_arch_uniqe")
 
 

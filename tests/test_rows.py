@@ -7,8 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from ofasys_fs.data.rows import DataError, as_row_source
+from ofasys_fs.data.rows import as_row_source
 from ofasys_fs.data.shards import ShardWriter
+from ofasys_fs.errors import DataError
 from ofasys_fs.tasks.base import Task
 
 ROWS = [{"src": "a b", "tgt": "b a", "n": 1}, {"src": "ç d", "tgt": "d ç", "n": 2}, {"src": "e", "tgt": "e", "n": 3}]

@@ -411,7 +411,7 @@ def test_refcoco_refuses_a_pickle_that_would_run_code(tmp_path, capsys):
     marker = tmp_path / "ran"
     (tmp_path / "refs(unc).p").write_bytes(
         b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")  # os.system("touch ...") when unpickled
-    assert convert("refcoco", "train", args, tmp_path / "data") == 2
+    assert convert("refcoco", "train", args, tmp_path / "data") == 1
     assert "asks for os.system" in capsys.readouterr().err and not marker.exists()
     assert not (tmp_path / "data" / "manifest.json").exists()
 
@@ -419,13 +419,13 @@ def test_refcoco_refuses_a_pickle_that_would_run_code(tmp_path, capsys):
 def test_converter_errors_name_the_file_and_what_was_expected(tmp_path, capsys):
     giga = gigaword(tmp_path)[0][1]
     (tmp_path / "train.tgt.txt").write_text("only one line\n")
-    assert convert("gigaword", "train", giga, tmp_path / "g") == 2
+    assert convert("gigaword", "train", giga, tmp_path / "g") == 1
     assert "train.src.txt, line 2" in capsys.readouterr().err
     vqa_valid = vqa(tmp_path)[1][1]
-    assert convert("vqa", "valid", vqa_valid, tmp_path / "v") == 2
+    assert convert("vqa", "valid", vqa_valid, tmp_path / "v") == 1
     assert "convert the train split into" in capsys.readouterr().err
     os.remove(tmp_path / "val2014" / "COCO_val2014_000000000001.jpg")
-    assert convert("vqa", "test", vqa_valid, tmp_path / "v") == 2
+    assert convert("vqa", "test", vqa_valid, tmp_path / "v") == 1
     assert "COCO_val2014_000000000001.jpg does not exist" in capsys.readouterr().err
 
 

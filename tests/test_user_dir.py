@@ -5,7 +5,8 @@ import textwrap
 import pytest
 
 from ofasys_fs import registry
-from ofasys_fs.registry import RegistryError, import_user_dir, imported_user_dirs, reimport_user_dirs
+from ofasys_fs.errors import PluginError
+from ofasys_fs.registry import import_user_dir, imported_user_dirs, reimport_user_dirs
 
 PLUGIN = textwrap.dedent('''
     from ofasys_fs import contracts, register_metric
@@ -37,15 +38,15 @@ def test_several_dirs_and_clear_errors(tmp_path):
     for name in ("plugin_one", "plugin_two"):
         import_user_dir(str(make_plugin(tmp_path, name)))
     assert {"plugin_one_count", "plugin_two_count"} <= set(registry.METRIC_REGISTRY.names())
-    with pytest.raises(FileNotFoundError, match="no such folder"):
+    with pytest.raises(PluginError, match="no such folder"):
         import_user_dir(str(tmp_path / "missing"))
     (tmp_path / "not_a_package").mkdir()
-    with pytest.raises(FileNotFoundError, match="no __init__.py"):
+    with pytest.raises(PluginError, match="no __init__.py"):
         import_user_dir(str(tmp_path / "not_a_package"))
     other = tmp_path / "elsewhere"
     other.mkdir()
     make_plugin(other, "plugin_one")
-    with pytest.raises(ImportError, match="already imported"):
+    with pytest.raises(PluginError, match="already imported"):
         import_user_dir(str(other / "plugin_one"))
 
 
@@ -53,7 +54,7 @@ def test_a_broken_plugin_can_be_fixed_and_reimported(tmp_path):
     folder = tmp_path / "plugin_broken"
     folder.mkdir()
     (folder / "__init__.py").write_text("raise RuntimeError('boom')\n")
-    with pytest.raises(RegistryError, match=r"plugin failed at .*__init__.py, line 1: RuntimeError: boom"):
+    with pytest.raises(PluginError, match=r"plugin failed at .*__init__.py, line 1: RuntimeError: boom"):
         import_user_dir(str(folder))
     (folder / "__init__.py").write_text(PLUGIN.format(name="plugin_broken"))
     assert import_user_dir(str(folder)) == "plugin_broken"

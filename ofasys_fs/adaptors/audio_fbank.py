@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..contracts import Adaptor, AdaptorOutput
-from ..models.archs import ModelConfig
+from ..models.config import ModelConfig
 from ..models.layers import SequencePositions
 from ..registry import register_adaptor
 

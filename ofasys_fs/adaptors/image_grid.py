@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..contracts import AdaptorOutput
-from ..models.archs import ModelConfig
+from ..models.config import ModelConfig
 from ..models.layers import RelativePositionBias, relative_position_bucket
 
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ..contracts import Adaptor, AdaptorOutput
-from ..models.archs import ModelConfig
+from ..models.config import ModelConfig
 from ..registry import register_adaptor
 from .image_grid import GridPositions, grid_output, image_tensor
 

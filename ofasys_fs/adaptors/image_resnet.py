@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..contracts import Adaptor, AdaptorOutput
-from ..models.archs import RESNET_STAGE_BLOCKS, ModelConfig
+from ..models.config import RESNET_STAGE_BLOCKS, ModelConfig
 from ..registry import register_adaptor
 from .image_grid import GridPositions, grid_output, image_tensor
 

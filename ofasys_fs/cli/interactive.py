@@ -1,4 +1,4 @@
-"""ofasys-interactive: decode JSON rows read from stdin, one JSON output per line on stdout (DESIGN §11).
+"""ofasys-interactive: decode JSON rows read from stdin, one JSON output per line on stdout (docs/design.md §15).
 
     echo '{"img": "cat.jpg"}' | ofasys-interactive --path CKPT \
         --instruction '[IMAGE:img] what does the image describe? -> [TEXT:cap]'
@@ -14,9 +14,9 @@ import sys
 from typing import Optional, Sequence, TextIO
 
 from ..data.rows import parse_json_row
-from .inference_args import (
-    USER_ERRORS, add_checkpoint_args, add_generation_args, given_generation_options, load_model, run,
-)
+from ..errors import OFASysError
+from .command import debugging, run_command
+from .inference_args import add_checkpoint_args, add_generation_args, given_generation_options, load_model
 
 PROG = "ofasys-interactive"
 
@@ -41,7 +41,7 @@ def serve(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
         try:
             row = parse_json_row(line)
             reply = predictor.predict([row], options=options)[0].to_dict()
-        except USER_ERRORS as err:  # a bad JSON line is a ValueError too
+        except OFASysError as err:  # a bad JSON line is a DataError too
             failures += 1
             reply = {"error": f"line {number}: {err}"}
             print(f"{PROG}: {reply['error']}", file=sys.stderr)
@@ -54,7 +54,7 @@ def main(argv: Optional[Sequence[str]] = None, stdin: Optional[TextIO] = None,
          stdout: Optional[TextIO] = None) -> int:
     """Entry point of `ofasys-interactive`; stdin/stdout may be given (tests)."""
     args = build_parser().parse_args(argv)
-    return run(PROG, lambda: serve(args, stdin or sys.stdin, stdout or sys.stdout))
+    return run_command(PROG, lambda: serve(args, stdin or sys.stdin, stdout or sys.stdout), debugging(args))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""ofasys-validate: a checkpoint's validation loss and metric on a task's data, without training (DESIGN §11).
+"""ofasys-validate: a checkpoint's validation loss and metric on a task's data, without training (docs/design.md §15).
 
     ofasys-validate --path CKPT --task NAME --data D [--valid-subset valid] [--max-valid-samples N]
 
@@ -10,17 +10,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from typing import Optional, Sequence
 
 from ..config import config_from_dict
-from ..configs import TrainConfig
 from ..data.encode import RowEncoder
+from ..engine.config import TrainConfig
 from ..engine.logging import format_value
-from ..engine.trainer import build_from_registry
-from ..inference.evaluate import evaluate, merge_metrics, valid_loss
+from ..engine.validation import valid_loss
+from ..inference.evaluate import evaluate, merge_metrics
 from ..registry import CRITERION_REGISTRY
 from .arg_types import positive_int
-from .inference_args import add_checkpoint_args, add_generation_args, given_generation_options, load_model, run
+from .command import entry_point
+from .inference_args import add_checkpoint_args, add_generation_args, given_generation_options, load_model
 
 PROG = "ofasys-validate"
 
@@ -55,8 +55,7 @@ def validate(args: argparse.Namespace) -> int:
     task.datasets["valid"] = task.prepared_rows(args.data, args.valid_subset)
     cfg = validation_config(model.train_config, args)
     encoder = RowEncoder.for_task(task, model.vocab, model.data_cfg)
-    criterion = build_from_registry(CRITERION_REGISTRY, task.criterion,
-                                    {"label_smoothing": cfg.optimization.label_smoothing})
+    criterion = CRITERION_REGISTRY.build_with(task.criterion, {"label_smoothing": cfg.optimization.label_smoothing})
     values = valid_loss(model.model, criterion.to(next(model.model.parameters()).device), task, encoder, cfg)
     if args.scoring or task.metric:
         evaluation = evaluate(model.model, task, "valid", encoder=encoder, max_samples=args.max_valid_samples,
@@ -68,10 +67,7 @@ def validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of `ofasys-validate`."""
-    args = build_parser().parse_args(argv)
-    return run(PROG, lambda: validate(args))
+main = entry_point(PROG, build_parser, validate)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from ..contracts import Model
 from ..registry import register_criterion
-from .label_smoothed_ce import PAD_ID, LabelSmoothedCE, LabelSmoothedCEConfig
+from ..tokenizer import PAD
+from .label_smoothed_ce import LabelSmoothedCE, LabelSmoothedCEConfig
 
 BLANK = 0  # the CTC head's output 0 (docs/model.md)
 
@@ -57,7 +58,7 @@ class LabelSmoothedCECTC(LabelSmoothedCE):
 
     uses_ctc_head = True  # the trainer builds the model's CTC head only for criteria that train it
 
-    def __init__(self, cfg: Optional[LabelSmoothedCECTCConfig] = None, padding_idx: int = PAD_ID):
+    def __init__(self, cfg: Optional[LabelSmoothedCECTCConfig] = None, padding_idx: int = PAD):
         super().__init__(cfg or LabelSmoothedCECTCConfig(), padding_idx)
 
     def forward(self, model: Model, sample: dict) -> tuple[torch.Tensor, float, dict]:

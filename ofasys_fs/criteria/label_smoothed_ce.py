@@ -10,8 +10,7 @@ import torch.nn.functional as F
 
 from ..contracts import Criterion, Model
 from ..registry import register_criterion
-
-PAD_ID = 1  # fixed by the vocabulary layout: 0 <s> 1 <pad> 2 </s> 3 <unk>
+from ..tokenizer import PAD
 
 
 @dataclasses.dataclass
@@ -28,7 +27,7 @@ class LabelSmoothedCEConfig:
             raise ValueError(f"label_smoothed_ce: ignore_prefix_size must be >= 0, got {self.ignore_prefix_size}")
 
 
-def loss_token_mask(sample: dict, ignore_prefix_size: int = 0, padding_idx: int = PAD_ID) -> torch.Tensor:
+def loss_token_mask(sample: dict, ignore_prefix_size: int = 0, padding_idx: int = PAD) -> torch.Tensor:
     """BoolTensor[B, T]: target positions that get a loss (not `<pad>`, not inside the row's forced prefix).
 
     A row's ignored prefix is max(prefix_lengths[row], ignore_prefix_size) tokens from the target's start.
@@ -103,7 +102,7 @@ def check_targets_allowed(sample: dict, keep: torch.Tensor, target: torch.Tensor
 class LabelSmoothedCE(Criterion):
     """Label-smoothed cross-entropy summed over the target tokens that get a loss, times the task weight."""
 
-    def __init__(self, cfg: Optional[LabelSmoothedCEConfig] = None, padding_idx: int = PAD_ID):
+    def __init__(self, cfg: Optional[LabelSmoothedCEConfig] = None, padding_idx: int = PAD):
         super().__init__()
         self.cfg = cfg or LabelSmoothedCEConfig()
         self.padding_idx = padding_idx

@@ -7,6 +7,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from ..errors import DataError
+
 
 def pad_sequences(sequences: Sequence[torch.Tensor], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad 1-D LongTensors to [B, T_max]; also returns their lengths [B]."""
@@ -65,7 +67,7 @@ def collate_decoder(task: str, examples: Sequence[Any], pad: int, vocab_size: in
         return out
     if not all(with_target):
         missing = [int(example.index) for example, has in zip(examples, with_target) if not has]
-        raise ValueError(f"task {task!r}: rows {missing} have no target but other rows of the batch do; "
+        raise DataError(f"task {task!r}: rows {missing} have no target but other rows of the batch do; "
                          f"a batch is either all with targets (train/valid/test) or all without (inference)")
     prev_output_tokens, _ = pad_sequences([example.decoder_tokens[:-1] for example in examples], pad)
     targets = []

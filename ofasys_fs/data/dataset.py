@@ -11,8 +11,8 @@ from typing import Any, Union
 import torch.utils.data
 
 from ..contracts import SampleContext
+from ..errors import ConfigError, DataError
 from .encode import EncodeError, Example, RowEncoder
-from .rows import DataError
 
 
 class TaskDataset(torch.utils.data.Dataset):
@@ -20,7 +20,7 @@ class TaskDataset(torch.utils.data.Dataset):
 
     def __init__(self, task: Any, split: str, encoder: RowEncoder, seed: int = 1):
         if split not in task.datasets:
-            raise ValueError(f"task {task.name!r} has no {split!r} data (splits added: "
+            raise ConfigError(f"task {task.name!r} has no {split!r} data (splits added: "
                              f"{sorted(task.datasets) or 'none'}); call task.add_dataset(data, {split!r})")
         self.task, self.split, self.encoder, self.seed = task, split, encoder, seed
         self.rows = task.datasets[split]

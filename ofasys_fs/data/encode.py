@@ -1,5 +1,5 @@
 """Rows -> Examples: bind a row to one of the task's templates, run each slot's preprocessor, and build the
-encoder pieces and the decoder sequence by the boundary rule of DESIGN §4.
+encoder pieces and the decoder sequence by the boundary rule of docs/design.md §4.
 
 Consecutive text-like pieces of a side form one group wrapped once in `<s> ... </s>`; on the decoder,
 plain text and `no_loss` slots get no loss, and those before the first loss-bearing slot are the forced
@@ -14,20 +14,17 @@ from typing import Any, Optional, Union
 
 import torch
 
-import ofasys_fs.preprocess  # noqa: F401  (registers the built-in preprocessors)
-
 from ..contracts import Preprocessor, SampleContext
+from ..errors import DataError
 from ..instruction import BoundSlot, Instruction, InstructionError, Slot, parse_templates
 from ..media import load_image
-from ..preprocess.common import cfg_get
+from ..preprocess.config import DataConfig
 from ..preprocess.image import ImageGeometry
 from ..registry import PREPROCESSOR_REGISTRY, build_preprocessor
+from ..rng import rng_for
 from .collate import collate_examples
-from .rng import rng_for
-from .rows import DataError
 from .trie import Trie
 
-DEFAULT_MAX_POSITIONS = 1024
 PHONES_KEY = "phones"  # extra output of decoder text-like preprocessors (text_phone), collated as phone_targets
 
 
@@ -76,18 +73,21 @@ class RowEncoder:
 
     `answers` (the task's closed answer set) is needed when a decoder slot has `closed_set`, unless
     `check_closed_set` is False (ofasys-preprocess, which cannot know the set): such slots are then encoded
-    as plain text, without answer check or constraints. `data_cfg` is None, a dict or an object with
-    optional max_source_positions, max_target_positions (default 1024) and truncate_long (default False); it
-    is passed on to the preprocessors.
+    as plain text, without answer check or constraints. `data_cfg` (default: DataConfig()) holds the length
+    limits and is passed on to the preprocessors.
     """
 
     def __init__(self, task_name: str, templates: Union[str, Instruction, Sequence], vocab: Any,
-                 data_cfg: Any = None, answers: Optional[Sequence[str]] = None, check_closed_set: bool = True):
+                 data_cfg: Optional[DataConfig] = None, answers: Optional[Sequence[str]] = None,
+                 check_closed_set: bool = True):
+        data_cfg = data_cfg if data_cfg is not None else DataConfig()
+        if not isinstance(data_cfg, DataConfig):
+            raise TypeError(f"RowEncoder: data_cfg must be a DataConfig, got {type(data_cfg).__name__}")
         self.task_name, self.vocab, self.data_cfg = task_name, vocab, data_cfg
         self.templates = _as_templates(templates)
-        self.max_source_positions = int(cfg_get(data_cfg, "max_source_positions", DEFAULT_MAX_POSITIONS))
-        self.max_target_positions = int(cfg_get(data_cfg, "max_target_positions", DEFAULT_MAX_POSITIONS))
-        self.truncate_long = bool(cfg_get(data_cfg, "truncate_long", False))
+        self.max_source_positions = data_cfg.max_source_positions
+        self.max_target_positions = data_cfg.max_target_positions
+        self.truncate_long = data_cfg.truncate_long
         self.truncations = 0  # groups cut to the maximum length (in this process)
         self.preprocessors: dict[Slot, Preprocessor] = {}
         for template in self.templates:
@@ -101,7 +101,7 @@ class RowEncoder:
         self.outside_answers_reported = False  # a valid/test target outside the answers is reported once
 
     @classmethod
-    def for_task(cls, task: Any, vocab: Any, data_cfg: Any = None) -> "RowEncoder":
+    def for_task(cls, task: Any, vocab: Any, data_cfg: Optional[DataConfig] = None) -> "RowEncoder":
         """The encoder of a `Task`: its templates, and its closed answer set when a slot needs one."""
         closed = any(s.attrs.get("closed_set") for t in task.templates for s in t.decoder)
         answers = task.closed_set_answers() if closed else task.answers

@@ -15,6 +15,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from ..errors import DataError
+
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
 _HEADER = struct.Struct("<9sQBQ")  # magic, version, dtype code, item count
@@ -35,7 +37,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 Item = Union[np.ndarray, bytes, bytearray, memoryview, list, tuple]
 
 
-class ShardError(ValueError):
+class ShardError(DataError):
     """A shard or indexed-dataset file is missing, corrupt or inconsistent; the message names the file."""
 
 

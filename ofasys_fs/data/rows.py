@@ -10,11 +10,10 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from ..errors import DataError
+from .shards import ShardDataset, is_shard_dir
+
 FILE_SUFFIXES = (".jsonl", ".json", ".tsv", ".parquet")
-
-
-class DataError(ValueError):
-    """Bad data: the message names the file or source, the row and what was expected."""
 
 
 class RowSource(abc.ABC):
@@ -142,16 +141,16 @@ class LineFileRows(RowSource):
 
 
 def parse_json_row(text: str) -> dict:
-    """One row written as a JSON object of columns; ValueError saying why `text` is not one (invalid or too
+    """One row written as a JSON object of columns; a DataError saying why `text` is not one (invalid or too
     deeply nested JSON, a key given twice, another JSON value)."""
     try:
         row = json.loads(text, object_pairs_hook=_without_repeated_keys)
     except json.JSONDecodeError as err:
-        raise ValueError(f"not valid JSON ({err.msg} at column {err.colno})") from None
+        raise DataError(f"not valid JSON ({err.msg} at column {err.colno})") from None
     except RecursionError:
-        raise ValueError(f"not readable JSON: nested more than {sys.getrecursionlimit()} levels deep") from None
+        raise DataError(f"not readable JSON: nested more than {sys.getrecursionlimit()} levels deep") from None
     if not isinstance(row, dict):
-        raise ValueError(f"expected a JSON object of columns, got {type(row).__name__}")
+        raise DataError(f"expected a JSON object of columns, got {type(row).__name__}")
     return row
 
 
@@ -161,7 +160,7 @@ def _without_repeated_keys(pairs: list) -> dict:
     if len(row) != len(pairs):
         seen: set = set()
         repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise ValueError(f"the key {repeated!r} appears twice in one JSON object; keep one (the last would silently "
+        raise DataError(f"the key {repeated!r} appears twice in one JSON object; keep one (the last would silently "
                          f"replace the first)")
     return row
 
@@ -225,9 +224,7 @@ def open_file(path: str) -> RowSource:
 
 
 def as_row_source(source: Any, split: str = "train") -> RowSource:
-    """Wrap any supported data form (DESIGN §3) in a RowSource."""
-    from .shards import ShardDataset, is_shard_dir
-
+    """Wrap any supported data form (docs/design.md §3) in a RowSource."""
     if isinstance(source, RowSource):
         return source
     if isinstance(source, (str, os.PathLike)):

@@ -1,4 +1,4 @@
-"""Training batches over many tasks (DESIGN §8): which task each micro-step uses, each task's rows in
+"""Training batches over many tasks (docs/design.md §9): which task each micro-step uses, each task's rows in
 epoch order (fixed batches or --max-tokens with length bucketing), and the DataLoaders that turn row
 keys `(row_index, epoch)` into collated samples.
 
@@ -11,42 +11,18 @@ on every rank.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.rng import stable_hash
-from ..data.sampler import Sampling, epoch_permutation, task_for_step, task_probabilities
 from ..data.dataset import TaskDataset
-from ..registry import imported_user_dirs, reimport_user_dirs
+from ..data.loader import make_loader
+from ..data.sampler import Sampling, epoch_permutation, task_for_step, task_probabilities
+from ..errors import CheckpointError, DataError
+from ..rng import stable_hash
 
 Key = tuple[int, int]  # (row_index, epoch): what TaskDataset is indexed by
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """What preprocessors read as `data_cfg`: the image side from the model, length limits from the config.
-
-    Stored in checkpoints (`config["data"]`) so that inference preprocesses exactly as training did.
-    """
-
-    image_size: int
-    max_source_positions: int = 1024
-    max_target_positions: int = 1024
-    truncate_long: bool = False
-
-    @classmethod
-    def resolve(cls, dataset_cfg: Any, model_cfg: Any) -> "DataConfig":
-        """Length limits are the smaller of the dataset section's and the model's position tables."""
-        return cls(
-            image_size=model_cfg.image_size,
-            max_source_positions=min(dataset_cfg.max_source_positions, model_cfg.max_source_positions),
-            max_target_positions=min(dataset_cfg.max_target_positions, model_cfg.max_target_positions),
-            truncate_long=dataset_cfg.truncate_long,
-        )
 
 
 def row_lengths(dataset: Dataset) -> np.ndarray:
@@ -72,7 +48,7 @@ def pack_by_tokens(order: np.ndarray, lengths: np.ndarray, max_tokens: int, max_
     for position, row in enumerate(order):
         length = int(lengths[row])
         if length > max_tokens:
-            raise ValueError(
+            raise DataError(
                 f"task {task!r}, row {int(row)}: {length} tokens, more than --max-tokens {max_tokens}; "
                 f"raise max_tokens or shorten the row (max_source_positions / max_target_positions)"
             )
@@ -138,7 +114,7 @@ class TaskBatchPlan:
         """The step that starts at `cursor` (which must sit on a step boundary of its epoch)."""
         steps, index_of_start = self.epoch_index(cursor.epoch)
         if cursor.consumed not in index_of_start:
-            raise ValueError(
+            raise CheckpointError(
                 f"task {self.task!r}: the saved data position ({cursor.consumed} rows into epoch {cursor.epoch}) is "
                 f"not a step boundary of this run's batching (batch_size/max_tokens, the number of ranks or the "
                 f"data changed since the checkpoint?); resume with --reset-dataloader to start the data from the "
@@ -176,55 +152,6 @@ class KeyBatchSampler:
 
     def __iter__(self) -> Iterator[list[Key]]:
         return self.plan.keys_from(self.start, self.rank)
-
-
-def init_worker(user_dirs: list[str], worker_id: int) -> None:
-    """DataLoader worker initialiser: plugins registered in the parent exist in the worker too."""
-    reimport_user_dirs(user_dirs)
-
-
-def make_loader(dataset: Dataset, batch_sampler: Any, collate_fn: Callable, num_workers: int, seed: int) -> DataLoader:
-    """A DataLoader over key batches; its own generator keeps the global torch RNG (dropout) untouched."""
-    return (WorkerErrorsAsRaised if num_workers else DataLoader)(
-        dataset, batch_sampler=batch_sampler, collate_fn=collate_fn, num_workers=num_workers,
-        worker_init_fn=functools.partial(init_worker, imported_user_dirs()) if num_workers else None,
-        generator=torch.Generator().manual_seed(seed),
-    )
-
-
-class WorkerErrorsAsRaised(DataLoader):
-    """A DataLoader with workers whose errors read as they were raised (a bad row's one-line DataError): torch
-    re-raises a worker's exception with "Caught ... in DataLoader worker process N" and the worker's whole
-    traceback as its message."""
-
-    def __iter__(self) -> Iterator:
-        iterator = super().__iter__()
-        while True:
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                return
-            except Exception as err:
-                raised = as_raised_in_worker(err)
-                if raised is err:
-                    raise
-                del iterator  # and its frames in err's traceback: its workers end now, not at some later gc
-                raise raised from err.with_traceback(None)  # torch's message holds the worker's traceback
-            yield batch
-
-
-def as_raised_in_worker(err: Exception) -> Exception:
-    """The exception a DataLoader worker raised, rebuilt from torch's re-raise; `err` itself when it is none."""
-    kind = type(err)
-    text = str(err.args[0]) if err.args else ""
-    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-    start = text.rfind(f"\n{name}: ")
-    if not text.startswith(f"Caught {kind.__name__} in DataLoader worker process") or start < 0:
-        return err
-    try:
-        return kind(text[start + len(name) + 3:].rstrip("\n"))
-    except Exception:  # an exception class that takes other arguments: keep torch's
-        return err
 
 
 @dataclasses.dataclass
@@ -296,7 +223,7 @@ def restore_cursors(names: list[str], state: Optional[dict]) -> dict[str, Cursor
     if state is None:
         return {name: Cursor() for name in names}
     if sorted(state) != sorted(names):
-        raise ValueError(
+        raise CheckpointError(
             f"the checkpoint's data position is for tasks {sorted(state)}, this run trains {sorted(names)}; "
             f"resume with --reset-dataloader (or start a new run with --finetune-from-model)"
         )

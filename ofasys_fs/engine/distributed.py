@@ -1,4 +1,4 @@
-"""Many processes and many machines (DESIGN §8): the process group from torchrun's environment, the few
+"""Many processes and many machines (docs/design.md §9): the process group from torchrun's environment, the few
 collectives the trainer needs, the shared-save_dir check, and the data-parallel strategies
 (DDP, manual all-reduce, FSDP2) behind one interface so that the training loop has one code path.
 
@@ -22,8 +22,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..data.rng import stable_hash
-from .checkpoint import CheckpointError
+from ..errors import CheckpointError, ConfigError, TrainingError
+from ..rng import stable_hash
 
 SHARED_CHECK_SECONDS = 3.0  # how long other ranks look for rank 0's token file (network file systems lag)
 ALL_REDUCE_BUCKET = 2**24  # gradient elements per all-reduce of the no_c10d strategy
@@ -50,7 +50,7 @@ def env_int(environ: Mapping[str, str], name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"environment variable {name}={value!r} must be an integer (torchrun sets it)") from None
+        raise ConfigError(f"environment variable {name}={value!r} must be an integer (torchrun sets it)") from None
 
 
 def world_from_env(environ: Optional[Mapping[str, str]] = None) -> World:
@@ -58,7 +58,7 @@ def world_from_env(environ: Optional[Mapping[str, str]] = None) -> World:
     environ = os.environ if environ is None else environ
     world = World(env_int(environ, "RANK", 0), env_int(environ, "WORLD_SIZE", 1), env_int(environ, "LOCAL_RANK", 0))
     if world.world_size < 1 or not 0 <= world.rank < world.world_size:
-        raise ValueError(f"RANK={world.rank} and WORLD_SIZE={world.world_size} from the environment do not fit: "
+        raise ConfigError(f"RANK={world.rank} and WORLD_SIZE={world.world_size} from the environment do not fit: "
                          f"need 0 <= RANK < WORLD_SIZE")
     return world
 
@@ -69,6 +69,7 @@ def is_main_process() -> bool:
 
 
 def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -83,7 +84,7 @@ def place_device(device: torch.device, world: World) -> torch.device:
     return device
 
 
-class RankFailure(RuntimeError):
+class RankFailure(TrainingError):
     """A collective failed on this rank: another rank died, hung for longer than distributed_timeout, or lost its
     network connection."""
 
@@ -427,7 +428,7 @@ def full_tensors(value: Any, keep: bool = True, cache: Optional[dict] = None) ->
 def check_backend(backend: str, fp16: bool, ema_decay: Optional[float]) -> None:
     """Refuse the combinations that ddp_backend does not support (yet)."""
     if backend == "fully_sharded" and (fp16 or ema_decay):
-        raise ValueError("ddp_backend fully_sharded does not support fp16 or ema_decay yet; use bf16, or "
+        raise ConfigError("ddp_backend fully_sharded does not support fp16 or ema_decay yet; use bf16, or "
                          "ddp_backend c10d (docs/distributed.md)")
 
 

@@ -7,6 +7,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ..errors import CheckpointError, ConfigError
+
 
 class EMA:
     """fp32 shadow copy of a model: parameters averaged each update, buffers copied as they are.
@@ -18,7 +20,7 @@ class EMA:
 
     def __init__(self, model: nn.Module, decay: float = 0.9999, warmup: bool = False):
         if not 0.0 <= decay <= 1.0:
-            raise ValueError(f"EMA decay must be in [0, 1], got {decay}")
+            raise ConfigError(f"EMA decay must be in [0, 1], got {decay}")
         self.decay, self.warmup, self.num_updates = decay, warmup, 0
         self.shadow: dict[str, torch.Tensor] = {}  # keyed like model.state_dict(), so it loads into the model
         self.param_names: list[str] = []  # one name per distinct parameter (tied weights share a shadow)
@@ -81,11 +83,11 @@ class EMA:
         """Restore from `state_dict()`; the shadow must match this model's keys and shapes."""
         loaded = state.get("shadow")
         if not isinstance(loaded, dict) or "num_updates" not in state:
-            raise ValueError(f"EMA state must have 'num_updates' and a 'shadow' dict; got keys {sorted(state)}")
+            raise CheckpointError(f"EMA state must have 'num_updates' and a 'shadow' dict; got keys {sorted(state)}")
         self.check_keys(loaded.keys(), "the EMA state being loaded")
         for name, value in loaded.items():
             if value.shape != self.shadow[name].shape:
-                raise ValueError(
+                raise CheckpointError(
                     f"EMA state: {name} has shape {list(value.shape)}, "
                     f"the model has {list(self.shadow[name].shape)}"
                 )
@@ -100,7 +102,7 @@ class EMA:
     def check_keys(self, keys, what: str) -> None:
         missing, unexpected = set(self.shadow) - set(keys), set(keys) - set(self.shadow)
         if missing or unexpected:
-            raise ValueError(
+            raise CheckpointError(
                 f"EMA weights do not match {what}: missing {sorted(missing)[:5]}, "
                 f"unexpected {sorted(unexpected)[:5]} "
                 f"(was the EMA built from the same, unwrapped model?)"

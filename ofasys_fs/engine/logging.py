@@ -6,22 +6,15 @@ task gets its own set, and the realised task mix is logged beside the requested 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
 from typing import Callable, Optional
 
-from ..configs import CommonConfig
+from ..contracts import Criterion
+from .config import CommonConfig
 
 Reducer = Callable[[list[dict]], dict[str, float]]
-
-
-def base2_reduce(logs: list[dict]) -> dict[str, float]:
-    """fairseq's reduction for criteria without their own: loss per sample_size unit in bits, and ppl."""
-    sample_size = sum(log.get("sample_size", 0) for log in logs)
-    loss = sum(log.get("loss", 0.0) for log in logs) / max(sample_size, 1) / math.log(2)
-    return {"loss": loss, "ppl": 2**loss if loss < 1000 else math.inf}
 
 
 def format_value(value: float) -> str:
@@ -131,7 +124,7 @@ class TrainLogger:
             tasks[name].update(mix=mix[name], mix_requested=self.requested_mix[name])
         tokens = sum(log.get("ntokens", 0) for log in all_logs)
         record = {
-            "update": num_updates, "epoch": epoch, **base2_reduce(all_logs),
+            "update": num_updates, "epoch": epoch, **Criterion.reduce_metrics(all_logs),
             "wps": tokens / max(seconds, 1e-9), "ups": self.updates / max(seconds, 1e-9),
             "wpb": tokens / self.updates,
             "bsz": sum(log.get("nsentences", 0) for log in all_logs) / self.updates,

@@ -1,4 +1,4 @@
-"""Checkpoint contents (DESIGN §8): assemble them from the training objects, restore the objects from them
+"""Checkpoint contents (docs/design.md §14): assemble them from the training objects, restore the objects from them
 (`TrainerCheckpoints`: the Trainer's side), and manage the files in save_dir (checkpoint_last / _best /
 _<update>, keep_last_n, the temp files of interrupted writes).
 
@@ -17,10 +17,11 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..checkpoint import CHECKPOINT_VERSION, atomic_write, inference_weights, load_checkpoint, save_checkpoint
 from ..config import config_to_dict
+from ..errors import CheckpointError
 from ..registry import imported_user_dirs
 from ..vocab import Vocabulary
-from .checkpoint import CHECKPOINT_VERSION, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from .ema import EMA
 
 NUMBERED = re.compile(r"checkpoint_(\d+)\.pt")
@@ -62,14 +63,14 @@ def model_description(model: nn.Module, data_cfg: Any) -> dict:
         "model": dataclasses.asdict(model.cfg),
         "vocab_size": model.vocab_size,
         "adaptor_names": list(model.adaptor_names),
-        "data": dataclasses.asdict(data_cfg),
+        "data": data_cfg.to_dict(),
     }
 
 
 def build_state(*, model_state: dict, ema: Optional[EMA], optimizer_state: dict, lr_scheduler: Any,
                 sampler: dict, rng: dict, vocab: Vocabulary, config: dict, tasks: list, user_dirs: list[str],
                 train_meta: dict) -> dict:
-    """The checkpoint dict with DESIGN §8's keys; `config` = plain dicts (train config + model_description),
+    """The checkpoint dict with docs/design.md §14's keys; `config` = plain dicts (train config + model_description),
     `model_state`/`optimizer_state` = full state dicts, `rng` = `checkpoint_rng(...)`."""
     state = {
         "version": CHECKPOINT_VERSION,
@@ -107,13 +108,6 @@ def check_plain(value: Any, where: str) -> None:
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             check_plain(item, f"{where}[{index}]")
-
-
-def inference_weights(state: dict) -> dict:
-    """The weights to run: the EMA shadow when the run validated (and picked _best) with EMA, else `model`."""
-    if state.get("train_meta", {}).get("best_weights") == "ema" and state.get("ema"):
-        return state["ema"]["shadow"]
-    return state["model"]
 
 
 def check_vocab(state: dict, vocab: Vocabulary, path: str) -> None:
@@ -286,7 +280,7 @@ class TrainerCheckpoints:
         return {**meta, "rng": state["rng"]}
 
     def checkpoint(self) -> Optional[dict]:
-        """The full training state (DESIGN §8 keys) on rank 0, None on the other ranks. Gathers every rank's
+        """The full training state (docs/design.md §14 keys) on rank 0, None on the other ranks. Gathers every rank's
         RNG (and FSDP's shards): call it on every rank."""
         rng = checkpoint_rng(self.dist.all_gather_object(rng_state()))
         model_state = self.strategy.model_state(self.model)

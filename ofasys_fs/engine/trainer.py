@@ -1,4 +1,4 @@
-"""Trainer: the training loop over many tasks, in one process or many (DESIGN §8).
+"""Trainer: the training loop over many tasks, in one process or many (docs/design.md, "Training").
 
 `Trainer(**options).fit(model, tasks)` and `ofasys-train` (also under torchrun) are one code path. The
 loop is plain PyTorch: for each update, run update_freq micro-batches (one task each, as the schedule
@@ -18,53 +18,36 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
-from .. import load_builtins
-from ..config import config_to_dict, load_config
-from ..configs import TrainConfig
+from ..config import load_config
 from ..data.encode import RowEncoder
+from ..devices import move_to, resolve_device
+from ..errors import ConfigError, TrainingError
+from ..inference.evaluate import evaluate, merge_metrics
 from ..models.generalist import GeneralistModel
+from ..preprocess.config import DataConfig
 from ..registry import CRITERION_REGISTRY, LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY, import_user_dir
 from ..tasks.base import Task
+from ..tasks.config import tasks_from_config
 from ..vocab import Vocabulary
-from . import optim as _builtin_optim  # noqa: F401  (registers adamw and the lr schedulers)
 from . import state as checkpoint_state
-from .batches import DataConfig, train_batches
-from .devices import move_to, resolve_device
-from .distributed import (Distributed, check_backend, is_communication_failure, make_strategy,
-                          merge_rank_outputs, rank_failure, rank_seed, world_from_env)
+from .batches import train_batches
+from .config import TrainConfig
+from .distributed import (
+    Distributed,
+    check_backend,
+    is_communication_failure,
+    make_strategy,
+    merge_rank_outputs,
+    rank_failure,
+    rank_seed,
+    world_from_env,
+)
 from .ema import EMA
-from .logging import TrainLogger, base2_reduce
+from .logging import TrainLogger
+from .validation import valid_loss
 
 MAX_CONSECUTIVE_BAD_STEPS = 5  # non-finite losses in a row before training stops
 MIN_LOSS_SCALE = 1e-4  # fp16: fairseq's --min-loss-scale default
-
-
-def config_fields(registry: Any, name: str) -> set:
-    """Option names of a registered component's config dataclass (empty without one)."""
-    entry = registry.get(name)
-    return {field.name for field in dataclasses.fields(entry.dataclass)} if entry.dataclass else set()
-
-
-def build_from_registry(registry: Any, name: str, options: dict) -> Any:
-    """Build a registered component with the options its config declares (a plugin may declare fewer)."""
-    fields = config_fields(registry, name)
-    return registry.build({"name": registry.get(name).name, **{k: v for k, v in options.items() if k in fields}})
-
-
-def adaptor_names(tasks: Sequence[Any]) -> set:
-    """Every adaptor the templates of the tasks (or anything with `.templates`) feed: "text" for text
-    groups, the slot's adaptor otherwise (None = the arch's image adaptor)."""
-    names = {"text"}
-    for task in tasks:
-        for template in task.templates:
-            for piece in template.encoder:
-                names.add((piece.adaptor or "text") if piece.text_like else piece.adaptor)
-    return names
-
-
-def reducer(criterion: nn.Module):
-    """The criterion's `reduce_metrics` (logging outputs -> loss, ppl, ...), or fairseq's base-2 default."""
-    return getattr(type(criterion), "reduce_metrics", base2_reduce)
 
 
 def row_ids(sample: dict) -> list:
@@ -113,35 +96,34 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
 
     def setup(self, model: Optional[GeneralistModel], tasks: Optional[Sequence[Task]]) -> None:
         cfg = self.cfg
-        load_builtins()
         for path in cfg.common.user_dir:
             import_user_dir(path)
         torch.manual_seed(cfg.common.seed)
         self.device = resolve_device(cfg.common.device)
         if cfg.common.fp16 and self.device.type != "cuda":
-            raise ValueError(f"fp16 needs a CUDA device (device is {self.device}); use --bf16 on CPU")
+            raise ConfigError(f"fp16 needs a CUDA device (device is {self.device}); use --bf16 on CPU")
         check_backend(cfg.distributed.ddp_backend, cfg.common.fp16, cfg.optimization.ema_decay)
         sharded = cfg.distributed.ddp_backend == "fully_sharded"
         self.dist = Distributed.start(self.device, cfg.distributed.distributed_timeout, needs_group=sharded)
         self.device, world = self.dist.device, self.dist.world
         if not cfg.checkpoint.no_save:
             if os.path.exists(cfg.checkpoint.save_dir) and not os.path.isdir(cfg.checkpoint.save_dir):
-                raise ValueError(f"save_dir {cfg.checkpoint.save_dir} is a file; expected a folder for the checkpoints")
+                raise ConfigError(f"save_dir {cfg.checkpoint.save_dir} is a file; expected a folder for the checkpoints")
             self.dist.check_shared_dir(cfg.checkpoint.save_dir)
             if world.is_main and (stale := checkpoint_state.remove_stale_temp_files(cfg.checkpoint.save_dir)):
                 self.say(f"removed unfinished checkpoint writes of an interrupted run: {stale}")
         self.tasks = self.check_tasks(tasks)
-        self.vocab = self.build_vocab()
+        self.vocab = Vocabulary.from_config(cfg.vocab)
         self.model = self.prepare_model(model)
         torch.manual_seed(rank_seed(cfg.common.seed, world.rank))  # each rank its own dropout stream
-        self.data_cfg = DataConfig.resolve(cfg.dataset, self.model.cfg)
+        self.data_cfg = DataConfig.for_model(self.model.cfg, cfg.dataset.truncate_long)
         self.encoders = {task.name: RowEncoder.for_task(task, self.vocab, self.data_cfg) for task in self.tasks}
         self.criteria = {task.name: self.build_criterion(task) for task in self.tasks}
         resumed = self.load_initial_weights()
         self.strategy = make_strategy(self.dist, cfg.distributed.ddp_backend, self.find_unused_parameters())
         self.train_model = self.strategy.wrap(self.model)
         opt = cfg.optimization
-        self.optimizer = build_from_registry(OPTIMIZER_REGISTRY, opt.optimizer, {
+        self.optimizer = OPTIMIZER_REGISTRY.build_with(opt.optimizer, {
             "lr": opt.lr, "betas": opt.adam_betas, "eps": opt.adam_eps, "weight_decay": opt.weight_decay,
         }).build(self.model)
         self.lr_scheduler = self.build_lr_scheduler()
@@ -179,19 +161,17 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
         if chosen is not None:
             return chosen
         every = set(self.model.adaptor_names)
-        fed = [{name or self.model.cfg.image_adaptor for name in adaptor_names([task])} for task in self.tasks]
+        fed = [self.model.adaptors_for(task.templates) for task in self.tasks]
         return any(names != every for names in fed) or "ctc_head" in self.model._modules
 
     def check_tasks(self, tasks: Optional[Sequence[Task]]) -> list[Task]:
         if tasks is None and self.cfg.tasks:
-            from ..cli.train import tasks_from_config
-
             tasks = tasks_from_config(self.cfg.tasks)
         if isinstance(tasks, Task) or not isinstance(tasks, (list, tuple, type(None))):
             raise TypeError(f"Trainer.fit(tasks=...) expects a list of Task objects, got {type(tasks).__name__}; "
                             f"write tasks=[task]")
         if not tasks:
-            raise ValueError("Trainer.fit needs tasks: fit(tasks=[Task(...), ...]) or a `tasks` list in the config")
+            raise ConfigError("Trainer.fit needs tasks: fit(tasks=[Task(...), ...]) or a `tasks` list in the config")
         strangers = [f"tasks[{i}] is {type(task).__name__} {task!r:.40}" for i, task in enumerate(tasks)
                      if not isinstance(task, Task)]
         if strangers:
@@ -200,43 +180,29 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
         names = [task.name for task in tasks]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ValueError(f"task names must be unique (they key logs and checkpoints); repeated: {duplicates}")
+            raise ConfigError(f"task names must be unique (they key logs and checkpoints); repeated: {duplicates}")
         for task in tasks:
             if "train" not in task.datasets or len(task.datasets["train"]) == 0:
-                raise ValueError(f"task {task.name!r} has no training rows: call task.add_dataset(rows, 'train')")
+                raise ConfigError(f"task {task.name!r} has no training rows: call task.add_dataset(rows, 'train')")
         return list(tasks)
-
-    def build_vocab(self) -> Vocabulary:
-        section = self.cfg.vocab
-        sizes = {"num_bins": section.num_bins, "num_codes": section.num_codes}
-        if section.tokenizer:
-            return Vocabulary.from_tokenizer_file(section.tokenizer, **sizes)
-        return Vocabulary.default(**sizes)
 
     def prepare_model(self, model: Optional[GeneralistModel]) -> GeneralistModel:
         """Build the model for this vocabulary and the tasks' adaptors, move it, apply the model switches."""
         cfg = self.cfg
         if model is None:
-            section = config_to_dict(cfg.model)
-            overrides = {key: value for key, value in section.items() if value is not None}
-            model = GeneralistModel(
-                max_source_positions=cfg.dataset.max_source_positions,
-                max_target_positions=cfg.dataset.max_target_positions, **overrides,
-            )
-        needed = {name or model.cfg.image_adaptor for name in adaptor_names(self.tasks)}
+            model = GeneralistModel(dataclasses.replace(cfg.model))
+        needed = model.adaptors_for(template for task in self.tasks for template in task.templates)
         if not model.is_built:
             if model.cfg.ctc_head is None:  # an untrained head would only cost memory and DDP's unused-parameter search
                 model.cfg.ctc_head = any(
                     getattr(CRITERION_REGISTRY.get(task.criterion).cls, "uses_ctc_head", False) for task in self.tasks)
             model.build(self.vocab, needed)
         elif model.vocab_size != len(self.vocab) or not needed <= set(model.adaptor_names):
-            raise ValueError(
+            raise ConfigError(
                 f"the model passed to fit was built for {model.vocab_size} tokens and adaptors "
                 f"{sorted(model.adaptor_names)}; the vocabulary has {len(self.vocab)} and the tasks need "
                 f"{sorted(needed)}. Pass an unbuilt GeneralistModel(...) and fit builds it"
             )
-        if cfg.optimization.checkpoint_activations:
-            model.cfg.checkpoint_activations = True
         self.freeze(model)
         return model.to(self.device)
 
@@ -252,7 +218,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
         if opt.freeze_image_backbone:
             with_backbone = [module for module in model.modules() if hasattr(module, "freeze_backbone")]
             if not with_backbone:
-                raise ValueError(
+                raise ConfigError(
                     f"--freeze-image-backbone: none of the model's adaptors {sorted(model.adaptor_names)} has a "
                     f"backbone (image_patch has none; image_resnet has one)"
                 )
@@ -261,14 +227,14 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
 
     def build_criterion(self, task: Task) -> nn.Module:
         options = {"label_smoothing": self.cfg.optimization.label_smoothing}
-        return build_from_registry(CRITERION_REGISTRY, task.criterion, options).to(self.device)
+        return CRITERION_REGISTRY.build_with(task.criterion, options).to(self.device)
 
     def build_lr_scheduler(self) -> Any:
         opt = self.cfg.optimization
-        if "total_num_update" in config_fields(LR_SCHEDULER_REGISTRY, opt.lr_scheduler) and not opt.max_update:
-            raise ValueError(f"lr_scheduler {opt.lr_scheduler} decays until max_update; set max_update > 0 "
+        if "total_num_update" in LR_SCHEDULER_REGISTRY.config_fields(opt.lr_scheduler) and not opt.max_update:
+            raise ConfigError(f"lr_scheduler {opt.lr_scheduler} decays until max_update; set max_update > 0 "
                              f"or use lr_scheduler=inverse_sqrt or fixed")
-        return build_from_registry(LR_SCHEDULER_REGISTRY, opt.lr_scheduler, {
+        return LR_SCHEDULER_REGISTRY.build_with(opt.lr_scheduler, {
             "lr": opt.lr, "warmup_updates": opt.warmup_updates, "warmup_ratio": opt.warmup_ratio,
             "warmup_init_lr": opt.warmup_init_lr, "total_num_update": opt.max_update or None,
             "end_learning_rate": opt.end_learning_rate, "power": opt.power,
@@ -279,7 +245,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
         jsonl = cfg.common.log_file
         if jsonl is None and not cfg.checkpoint.no_save:
             jsonl = os.path.join(cfg.checkpoint.save_dir, "train_log.jsonl")
-        reducers = {name: reducer(criterion) for name, criterion in self.criteria.items()}
+        reducers = {name: type(criterion).reduce_metrics for name, criterion in self.criteria.items()}
         return TrainLogger(cfg.common, [t.name for t in self.tasks], list(self.batches.probabilities), reducers,
                            cfg.optimization.max_update, jsonl, start_update=self.num_updates,
                            quiet=not self.dist.world.is_main)
@@ -406,7 +372,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
         self.logger.info(f"update {self.num_updates + 1} skipped: fp16 gradient overflow, loss scale {scale:g} -> "
                          f"{lowered:g}")
         if lowered < MIN_LOSS_SCALE:
-            raise FloatingPointError(
+            raise TrainingError(
                 f"the fp16 loss scale fell to {lowered:g} (below {MIN_LOSS_SCALE:g}): the gradients overflow even "
                 f"unscaled; lower the learning rate, or train in bf16 or fp32"
             )
@@ -418,7 +384,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
         self.bad_steps += 1
         self.logger.info(f"update {self.num_updates + 1} skipped: {what} ({self.bad_steps} in a row)")
         if self.bad_steps >= MAX_CONSECUTIVE_BAD_STEPS:
-            raise FloatingPointError(
+            raise TrainingError(
                 f"{self.bad_steps} updates in a row were skipped, the last for {what}; lower the learning rate, "
                 f"check those rows, or train in fp32 instead of fp16"
             )
@@ -433,8 +399,6 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
 
         With EMA the averaged weights are scored.
         """
-        from ..inference.evaluate import merge_metrics, valid_loss  # the inference core imports this module
-
         results = {}
         with self.ema.apply_to(self.model) if self.ema is not None else nullcontext():
             for task in self.tasks:
@@ -447,14 +411,11 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
 
     def generation_metrics(self, task: Task) -> dict[str, float]:
         """Decode the task's valid rows (at most max_valid_samples) and score them with its metric."""
-        from ..inference.decoding import configured_options
-        from ..inference.evaluate import evaluate
-
         cfg = self.cfg
         with self.autocast():
             evaluation = evaluate(self.model, task, "valid", encoder=self.encoders[task.name],
                                   max_samples=cfg.validation.max_valid_samples,
-                                  options=configured_options(cfg.generation),
+                                  options=cfg.generation.given(),
                                   batch_size=task.batch_size or cfg.dataset.batch_size,
                                   num_workers=cfg.dataset.num_workers, seed=cfg.common.seed,
                                   gather=self.dist.gather_to_main, **self.strategy.validation_shard())
@@ -468,11 +429,11 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
         task, dot, metric = name.rpartition(".")
         if dot:
             if metric not in results.get(task, {}):
-                raise ValueError(f"best_checkpoint_metric {name!r}: validation gave {self.metric_names(results)}")
+                raise ConfigError(f"best_checkpoint_metric {name!r}: validation gave {self.metric_names(results)}")
             return results[task][metric]
         values = [stats[name] for stats in results.values() if name in stats]
         if not values:
-            raise ValueError(f"best_checkpoint_metric {name!r}: validation gave {self.metric_names(results)}")
+            raise ConfigError(f"best_checkpoint_metric {name!r}: validation gave {self.metric_names(results)}")
         return sum(values) / len(values)
 
     @staticmethod

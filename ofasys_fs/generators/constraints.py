@@ -11,7 +11,7 @@ from typing import Iterable, Optional, Protocol, Sequence, Union
 
 import torch
 
-from .special_ids import BOS, EOS, PAD
+from ..tokenizer import BOS, EOS, PAD
 
 TokenSet = Union[range, Iterable[int], torch.Tensor]
 
@@ -103,7 +103,7 @@ class Segment:
 
 
 class RepetitionGrammar(Constraint):
-    """The decoder repetition group of DESIGN §4, e.g. `( [BOX] [TEXT] )*`: 4 bins, a label, bins or </s>, ...
+    """The decoder repetition group of docs/design.md §4, e.g. `( [BOX] [TEXT] )*`: 4 bins, a label, bins or </s>, ...
 
     A small state machine per hypothesis over its generated tokens: the state is (segment, tokens in that
     segment, completed repeats). </s> is allowed only at a group boundary (also before the first group:

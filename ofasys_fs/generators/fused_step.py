@@ -6,7 +6,7 @@ computes (the PyTorch reference path), up to float rounding and the order of equ
 `row_statistics` (one program per hypothesis: the log-normaliser over the constraint's tokens, and whether
 the soft rules leave that hypothesis a token) and `block_candidates` (one program per hypothesis and vocabulary
 block: the block's best 2k extensions); torch.topk then picks the 2k best of a row's blocks. On by default
-(`SequenceGeneratorConfig.fused_step`) since run_scripts/bench/gpu_check.py matched the reference on a GPU;
+(`GenerationConfig.fused_step`) since run_scripts/bench/gpu_check.py matched the reference on a GPU;
 on CPU tensors or without Triton the reference path runs.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Optional
 
 import torch
 
+from ..tokenizer import BOS, EOS, PAD, UNK
 from .search import NEG_INF, Candidates
-from .special_ids import BOS, EOS, PAD, UNK
 from .step import StepRules
 
 try:

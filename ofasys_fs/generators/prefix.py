@@ -1,9 +1,9 @@
-"""Per-row forced decoder prefixes (decoder prompts, DESIGN §4) read from a collated sample."""
+"""Per-row forced decoder prefixes (decoder prompts, docs/design.md §4) read from a collated sample."""
 from __future__ import annotations
 
 import torch
 
-from .special_ids import BOS, EOS, PAD
+from ..tokenizer import BOS, EOS, PAD
 
 
 def forced_prefixes(sample: dict, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:

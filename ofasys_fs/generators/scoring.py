@@ -5,8 +5,8 @@ from typing import Sequence
 
 import torch
 
+from ..tokenizer import BOS, EOS, PAD
 from .prefix import forced_prefixes
-from .special_ids import BOS, EOS, PAD
 
 LOGITS_PER_CALL = 2**26  # decoder logits (rows x positions x vocabulary) per decoder call
 

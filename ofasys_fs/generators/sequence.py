@@ -1,94 +1,26 @@
-"""The batched sequence generator (DESIGN §10): beam search or sampling with constraints, prefixes and n-best."""
+"""The batched sequence generator (docs/design.md §11): beam search or sampling with constraints, prefixes and n-best."""
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
-import numbers
-import re
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 
 from ..contracts import Generator
+from ..errors import ConfigError
 from ..registry import did_you_mean, register_generator
+from ..tokenizer import BOS, EOS
+from .config import OPTION_ALIASES, GenerationConfig
 from .constraints import Constraint, TrieConstraint, VocabularyConstraint
 from .ngram import banned_ngram_pairs
 from .prefix import forced_prefixes
 from .scoring import candidate_log_probs, checked_candidates, score_candidates
 from .search import Candidates, beam_candidates, sample_candidates, split_candidates
-from .special_ids import BOS, EOS
 from .step import StepRules, step_log_probs
 
 # Per-call options that are objects rather than config values (docs/generation.md).
 OBJECT_OPTIONS = ("allowed_tokens", "constraint_trie", "constraints", "candidates")
-OPTION_ALIASES = {"do_sample": "sampling"}  # configs.GenerationConfig's name for the same switch
-
-
-@dataclasses.dataclass
-class SequenceGeneratorConfig:
-    """Decoding defaults; every field can be overridden per `generate` call (falsy values included)."""
-
-    beam: int = 5  # beam size (1: greedy); with sampling, the number of samples per row
-    nbest: int = 1  # hypotheses returned per row (at most beam)
-    max_len_a: float = 0.0  # max generated tokens = max_len_a * source length + max_len_b
-    max_len_b: int = 200
-    min_len: int = 1  # no </s> before this many generated tokens (unless constraints allow nothing else)
-    lenpen: float = 1.0  # score = log-prob sum / (tokens + 1) ** lenpen; 0: plain sum
-    unkpen: float = 0.0  # subtracted from <unk>'s log-prob
-    temperature: float = 1.0  # logits are divided by it (beam search and sampling)
-    sampling: bool = False  # sample `beam` hypotheses per row instead of beam search
-    sampling_topk: int = -1  # sample among the k most likely tokens (-1: all)
-    sampling_topp: float = -1.0  # sample among the smallest set of tokens with this mass (-1: all)
-    no_repeat_ngram_size: int = 0  # block repeated n-grams of this size (0: off)
-    constraint_range: Optional[Union[str, tuple]] = None  # allowed ids "START,END" or (start, end), end exclusive
-    allow_eos: bool = True  # with constraint_range / allowed_tokens: also allow </s>
-    exhaustive: bool = False  # score every given candidate instead of searching (closed sets)
-    seed: Optional[int] = None  # sampling RNG seed (None: torch's global RNG)
-    fused_step: bool = True  # beam search on a CUDA device: the Triton step of generators/fused_step.py
-
-    def __post_init__(self) -> None:
-        self.check_types()
-        checks = {  # option: (valid, what is expected)
-            "beam": (self.beam >= 1, ">= 1"),
-            "nbest": (1 <= self.nbest <= self.beam, f"between 1 and beam ({self.beam})"),
-            "max_len_a": (self.max_len_a >= 0, ">= 0"),
-            "max_len_b": (self.max_len_b >= 0, ">= 0"),
-            "min_len": (self.min_len >= 0, ">= 0"),
-            "temperature": (self.temperature > 0, "> 0"),
-            "sampling_topk": (self.sampling_topk == -1 or self.sampling_topk >= 1, "-1 (off) or >= 1"),
-            "sampling_topp": (self.sampling_topp == -1 or 0 < self.sampling_topp <= 1, "-1 (off) or in (0, 1]"),
-            "no_repeat_ngram_size": (self.no_repeat_ngram_size >= 0, ">= 0 (0: off)"),
-        }
-        for name, (valid, expected) in checks.items():
-            if not valid:
-                raise ValueError(f"generation option {name}={getattr(self, name)!r}: expected {expected}")
-        if self.constraint_range is not None:
-            self.constraint_range = parse_range(self.constraint_range)
-
-    def check_types(self) -> None:
-        """Integers where an int is declared, finite numbers where a float is, booleans where a bool is: the
-        Python API gets the same clear errors as the command line (beam=2.5 or lenpen=nan would fail deep inside)."""
-        expected = {"int": (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool), "an integer"),
-                    "float": (lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v),
-                              "a finite number"),
-                    "bool": (lambda v: isinstance(v, bool), "true or false")}
-        for field in dataclasses.fields(self):
-            kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
-            if kind in expected and not expected[kind][0](value := getattr(self, field.name)):
-                raise ValueError(f"generation option {field.name}={value!r}: expected {expected[kind][1]}")
-
-
-def parse_range(value: Union[str, tuple, list]) -> tuple[int, int]:
-    """fairseq's "START,END" (or a pair) -> (start, end)."""
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+)\s*,\s*(\d+)\s*", value)
-        if match is None:
-            raise ValueError(f'generation option constraint_range={value!r}: expected "START,END", e.g. "50265,51265"')
-        return int(match.group(1)), int(match.group(2))
-    if len(value) != 2:
-        raise ValueError(f"generation option constraint_range={value!r}: expected (start, end)")
-    return int(value[0]), int(value[1])
 
 
 @contextlib.contextmanager
@@ -103,7 +35,7 @@ def eval_mode(model):
         model.train(was_training)
 
 
-@register_generator("sequence", dataclass=SequenceGeneratorConfig)
+@register_generator("sequence", dataclass=GenerationConfig)
 class SequenceGenerator(Generator):
     """Beam search / sampling over GeneralistModel with incremental decoding (fairseq's SequenceGenerator).
 
@@ -111,24 +43,32 @@ class SequenceGenerator(Generator):
     {"tokens", "prefix", "score", "positional_scores", "alignment"} (docs/generation.md).
     """
 
-    def __init__(self, cfg: Optional[SequenceGeneratorConfig] = None):
-        self.cfg = cfg if cfg is not None else SequenceGeneratorConfig()
+    def __init__(self, cfg: Optional[GenerationConfig] = None):
+        self.cfg = cfg if cfg is not None else GenerationConfig()
 
-    def resolve(self, options: dict) -> tuple[SequenceGeneratorConfig, dict]:
-        """(config with the per-call overrides, object options); unknown names are an error."""
-        fields = {field.name for field in dataclasses.fields(SequenceGeneratorConfig)}
-        overrides, objects = {}, {}
+    def resolve(self, options: dict) -> tuple[GenerationConfig, dict]:
+        """(config with the per-call overrides and every unset option at its fallback, object options);
+        unknown names are an error, and a bad value is named as the caller wrote it."""
+        fields = {field.name for field in dataclasses.fields(GenerationConfig)}
+        overrides, objects, written = {}, {}, {}
         for name, value in options.items():
-            name = OPTION_ALIASES.get(name, name)
-            if name in fields:
-                overrides[name] = value
+            field = OPTION_ALIASES.get(name, name)
+            if field in fields:
+                overrides[field], written[field] = value, name
             elif name in OBJECT_OPTIONS:
                 objects[name] = value
             else:
                 known = sorted(fields | set(OBJECT_OPTIONS))
                 raise TypeError(f'sequence generator has no option "{name}".{did_you_mean(name, known)} '
                                 f"Options: {', '.join(known)}")
-        return dataclasses.replace(self.cfg, **overrides), objects
+        try:
+            cfg = dataclasses.replace(self.cfg, **overrides)
+        except ConfigError as err:
+            message = str(err)
+            for field, name in written.items():
+                message = message.replace(f"generation option {field}=", f"generation option {name}=")
+            raise ConfigError(message) from None
+        return cfg.resolved(), objects
 
     def generate(self, model, sample: dict, **options) -> list[list[dict]]:
         """n-best hypotheses per row of `sample` (collated format, docs/internals.md)."""
@@ -144,7 +84,7 @@ class SequenceGenerator(Generator):
             return score_candidates(model, sample, candidates)
 
 
-def build_constraints(cfg: SequenceGeneratorConfig, objects: dict, model) -> list[Constraint]:
+def build_constraints(cfg: GenerationConfig, objects: dict, model) -> list[Constraint]:
     """The constraint objects of one call: range, allowed tokens, trie, plus any given Constraint objects."""
     vocab_size = model.vocab_size
     constraints = []
@@ -164,7 +104,7 @@ def build_constraints(cfg: SequenceGeneratorConfig, objects: dict, model) -> lis
     return constraints
 
 
-def best_candidates(model, sample: dict, cfg: SequenceGeneratorConfig, objects: dict) -> list[list[dict]]:
+def best_candidates(model, sample: dict, cfg: GenerationConfig, objects: dict) -> list[list[dict]]:
     """Exhaustive closed-set decoding: every candidate scored, the n best per row (same score as beam search)."""
     if objects.get("candidates") is None:
         raise ValueError("generation option exhaustive=True needs candidates=[token id lists] (the closed set)")
@@ -193,7 +133,7 @@ class BeamDecoding:
     output and incremental state are reordered to the remaining hypotheses.
     """
 
-    def __init__(self, model, sample: dict, cfg: SequenceGeneratorConfig, constraints: list[Constraint]):
+    def __init__(self, model, sample: dict, cfg: GenerationConfig, constraints: list[Constraint]):
         self.model, self.cfg, self.constraints = model, cfg, constraints
         self.beam = cfg.beam
         encoder_out = model.encoder(sample["net_input"]["encoder"])
@@ -215,13 +155,13 @@ class BeamDecoding:
         self.state: dict = {}
         self.finished: list[list[dict]] = [[] for _ in range(batch)]
         self.fused_step = None
-        if cfg.fused_step and not cfg.sampling:
+        if cfg.fused_step and not cfg.do_sample:
             from . import fused_step  # imports Triton: only when asked for
 
             self.fused_step = fused_step if fused_step.available(self.device) else None
         self.generator = None
-        if cfg.sampling and cfg.seed is not None:
-            self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        if cfg.do_sample and cfg.sampling_seed is not None:
+            self.generator = torch.Generator(device=self.device).manual_seed(cfg.sampling_seed)
 
     def max_lengths(self, encoder_out, prefix_lengths: torch.Tensor) -> torch.Tensor:
         """Generated tokens allowed per row (</s> excluded): max_len_a * source + max_len_b, within the model."""
@@ -262,7 +202,7 @@ class BeamDecoding:
             candidates = self.fused_step.fused_beam_candidates(logits, rules, scores, first_beam_only)
         else:
             lprobs = step_log_probs(logits, rules).view(rows, beam, -1)
-            if self.cfg.sampling:
+            if self.cfg.do_sample:
                 candidates = sample_candidates(lprobs, scores, self.cfg.sampling_topk, self.cfg.sampling_topp,
                                                self.generator)
             else:

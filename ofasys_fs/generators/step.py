@@ -11,8 +11,8 @@ from typing import Optional
 
 import torch
 
+from ..tokenizer import BOS, EOS, PAD, UNK
 from .search import NEG_INF
-from .special_ids import BOS, EOS, PAD, UNK
 
 
 @dataclasses.dataclass

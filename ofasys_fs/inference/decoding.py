@@ -10,29 +10,23 @@ from typing import Any, Optional
 
 import torch
 
+from ..generators.config import OPTION_ALIASES, GenerationConfig
 from ..generators.constraints import RepetitionGrammar
-from ..generators.sequence import OBJECT_OPTIONS, OPTION_ALIASES, SequenceGenerator
+from ..generators.sequence import OBJECT_OPTIONS, SequenceGenerator
 from ..registry import GENERATOR_REGISTRY, build_generator
 from .layout import BOX, BOX_TOKENS, CLOSED_SET, MIXED, REPETITION, TEXT, DecoderLayout
 
 GENERATOR_KEY = "generator"  # in a task's `generation` dict: the registered generator to use
 
-# OFA-style defaults per decoder kind, used where neither the task nor the caller sets the option
+# OFA-style defaults per decoder kind, over GenerationConfig's fallbacks, used where neither the task nor the
+# caller sets the option
 KIND_DEFAULTS = {
-    TEXT: {"beam": 5, "max_len_b": 64, "no_repeat_ngram_size": 3},
-    BOX: {"beam": 5},
-    CLOSED_SET: {"beam": 5, "lenpen": 0.0},  # rank answers by their log-probability
-    REPETITION: {"beam": 5},
+    TEXT: GenerationConfig(max_len_b=64, no_repeat_ngram_size=3),
+    BOX: GenerationConfig(),
+    CLOSED_SET: GenerationConfig(lenpen=0.0),  # rank answers by their log-probability
+    REPETITION: GenerationConfig(),
+    MIXED: GenerationConfig(max_len_b=64),
 }
-MIXED_DEFAULTS = {"beam": 5, "max_len_b": 64}
-
-
-def configured_options(generation: Any) -> dict:
-    """The options a run's `generation` config section sets to other than its defaults: they override the
-    tasks' decoding defaults in validation (a value set back to its default cannot be told apart)."""
-    defaults = type(generation)()
-    return {field.name: getattr(generation, field.name) for field in dataclasses.fields(generation)
-            if getattr(generation, field.name) != getattr(defaults, field.name)}
 
 
 def accepted_options(generator: Any) -> set[str]:
@@ -61,8 +55,8 @@ class DecodingPlan:
 
     def options(self, given: Optional[dict] = None) -> dict:
         """The keyword options of `generator.generate` for the caller's `given` options."""
-        merged = {**self.accepted_only(KIND_DEFAULTS.get(self.layout.kind, MIXED_DEFAULTS)),
-                  **self.task_options, **(given or {})}
+        defaults = {**GenerationConfig().resolved().given(), **KIND_DEFAULTS[self.layout.kind].given()}
+        merged = {**self.accepted_only(defaults), **self.task_options, **(given or {})}
         merged.update(self.accepted_only(self.shape_options(merged)))
         return merged
 

@@ -1,5 +1,5 @@
-"""Evaluation of a task's split: generate with the shared Predictor, score with the task's metric against
-its `references` column, and the validation loss (DESIGN §8 validation; docs/inference.md).
+"""Evaluation of a task's split: generate with the shared Predictor and score with the task's metric against
+its `references` column (docs/inference.md).
 
 Every rank may decode a strided shard of the rows (`shard_indices`); `merge_by_index` puts the gathered
 parts back in row order without the duplicates a padded distributed sampler adds.
@@ -7,16 +7,13 @@ parts back in row order without the duplicates a padded distributed sampler adds
 from __future__ import annotations
 
 import dataclasses
-from contextlib import nullcontext
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
 
 from ..data.encode import RowEncoder
-from ..engine.batches import valid_loader
-from ..engine.devices import move_to
-from ..engine.trainer import reducer
-from ..instruction import _MISSING, _lookup
+from ..errors import ConfigError, DataError
+from ..instruction import column_value
 from ..registry import build_metric
 from .outputs import Output
 from .predictor import Predictor
@@ -60,19 +57,13 @@ def merge_by_index(parts: Iterable[Part], count: Optional[int] = None) -> list[t
     return sorted(merged.items())
 
 
-def reference(row: dict, column: str) -> Any:
-    """The row's reference (a value or a list of values) in a possibly dotted column; None when absent."""
-    value = _lookup(row, column)
-    return None if value is _MISSING else value
-
-
 def references_of(rows: Any, indices: Sequence[int], column: str, where: str) -> list:
     """Each row's reference from `column`; a missing one is an error naming the row."""
     references = []
     for index in indices:
-        value = reference(rows[index], column)
+        value = column_value(rows[index], column)
         if value is None:
-            raise ValueError(f"{where}, row {index}: no reference in column {column!r} (row keys: "
+            raise DataError(f"{where}, row {index}: no reference in column {column!r} (row keys: "
                              f"{sorted(map(str, rows[index]))}); set the task's references=COLUMN")
         references.append(value)
     return references
@@ -103,7 +94,7 @@ def evaluate(model: torch.nn.Module, task: Any, split: str = "valid", *, vocab: 
     anything on the others); rank 0 merges and scores, the other ranks return their own rows, no metrics.
     """
     if split not in task.datasets:
-        raise ValueError(f"task {task.name!r} has no {split!r} data to evaluate (splits: {sorted(task.datasets)})")
+        raise ConfigError(f"task {task.name!r} has no {split!r} data to evaluate (splits: {sorted(task.datasets)})")
     if encoder is None:
         if vocab is None:
             raise TypeError("evaluate needs the task's encoder (a RowEncoder) or the vocab to build one")
@@ -126,22 +117,3 @@ def evaluate(model: torch.nn.Module, task: Any, split: str = "valid", *, vocab: 
     references = references_of(rows, indices, task.references, where)
     values, higher_is_better = score(metric, predictions, references)
     return Evaluation(task.name, split, indices, outputs, predictions, references, values, higher_is_better)
-
-
-@torch.no_grad()
-def valid_loss(model: torch.nn.Module, criterion: torch.nn.Module, task: Any, encoder: RowEncoder, cfg: Any,
-               autocast: Callable = nullcontext) -> dict[str, float]:
-    """The criterion's reduced statistics (loss, nll_loss, ppl, accuracy, ...) on the task's valid split,
-    batched as training validates (`cfg`: the TrainConfig; batch_size, max_valid_samples)."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    logs = []
-    try:
-        for sample in valid_loader(task, encoder, cfg):
-            sample = move_to({**sample, "task": task.name, "task_weight": 1.0}, device)
-            with autocast():
-                logs.append(criterion(model, sample)[2])
-    finally:
-        model.train(was_training)
-    return reducer(criterion)(logs)

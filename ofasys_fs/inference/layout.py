@@ -1,6 +1,6 @@
 """What a decoder generates after its forced prefix, and how the generated tokens read back into values.
 
-The decoder side of an instruction (DESIGN §4) is a text group, optionally with a repetition group. The
+The decoder side of an instruction (docs/design.md §4) is a text group, optionally with a repetition group. The
 pieces before the first loss-bearing piece are the forced prompt; the rest (`free`) is what the generator
 produces. Its shape picks the decoding constraints (docs/inference.md) and how tokens become an Output:
 BOX slots take 4 `<bin>` tokens, text-like slots take tokens up to the next piece.

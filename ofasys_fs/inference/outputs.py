@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
-from ..generators.special_ids import EOS, PAD
+from ..tokenizer import EOS, PAD
 from .layout import TokenReader
 
 

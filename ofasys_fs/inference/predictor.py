@@ -15,9 +15,10 @@ import torch
 from ..contracts import SampleContext
 from ..data.dataset import TaskDataset
 from ..data.encode import Example, RowEncoder
+from ..data.loader import make_loader
 from ..data.rows import RowSource, as_row_source
-from ..engine.batches import make_loader
-from ..engine.devices import move_to
+from ..devices import move_to
+from ..errors import ConfigError
 from ..generators.sequence import eval_mode
 from .decoding import DecodingPlan
 from .layout import DecoderLayout, TokenReader, has_loss
@@ -97,7 +98,7 @@ class Predictor:
         indices = list(range(len(source)) if indices is None else indices)
         size = batch_size or DEFAULT_BATCH_SIZE
         if size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {size}")
+            raise ConfigError(f"batch_size must be at least 1, got {size}")
         holder = types.SimpleNamespace(name=self.task_name, datasets={split: source})
         dataset = TaskDataset(holder, split, TargetFreeEncoder(self.encoder), self.seed)
         batches = [indices[start:start + size] for start in range(0, len(indices), size)]

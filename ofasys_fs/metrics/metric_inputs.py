@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import DataError
 
-class MetricInputError(ValueError):
+
+class MetricInputError(DataError):
     """Predictions or references that a metric cannot score; the message names the metric and the row."""
 
 

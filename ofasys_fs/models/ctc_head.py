@@ -10,7 +10,7 @@ from typing import Iterable, Optional
 import torch
 from torch import nn
 
-from .archs import ModelConfig
+from .config import ModelConfig
 
 AUDIO_ADAPTOR = "audio_fbank"  # ctc_head=None builds the head when this adaptor is built
 

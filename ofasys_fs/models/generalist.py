@@ -1,17 +1,18 @@
-"""GeneralistModel: the OFA-style encoder-decoder over instruction pieces (DESIGN §7)."""
+"""GeneralistModel: the OFA-style encoder-decoder over instruction pieces (docs/design.md §8)."""
 from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Iterable, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 import torch
 from torch import nn
 
-from .. import adaptors as _builtin_adaptors  # noqa: F401  (registers the built-in adaptors)
 from ..contracts import Adaptor, AdaptorOutput, Model
 from ..registry import build_adaptor, register_model
-from .archs import ModelConfig, config_with_overrides, resolve_config
+from ..tokenizer import PAD
+from .archs import config_with_overrides, resolve_config
+from .config import ModelConfig
 from .cpu_linear import Linear, linear
 from .ctc_head import CTCHead, ctc_phone_range
 from .layers import (
@@ -30,7 +31,6 @@ from .layers import (
 SOURCE_STATE = "source"  # incremental-state key of the per-source caches (one row per encoder row)
 POSITION_STATE = "positions"  # incremental-state key of the decoder's position biases (shared by all rows)
 POSITION_BLOCK = 32  # decoder positions whose biases incremental decoding computes at once
-PAD_ID = 1  # the vocabulary's <pad> (docs/internals.md) when build() gets a bare size
 NOT_BUILT = (
     "GeneralistModel has no weights yet: call model.build(vocab, adaptor_names) (the Trainer does this once it "
     "knows the vocabulary and the tasks), or create it with GeneralistModel.from_config(cfg, vocab_size, adaptor_names)"
@@ -253,7 +253,7 @@ class Decoder(nn.Module):
 
 @register_model("generalist", dataclass=ModelConfig)
 class GeneralistModel(Model):
-    """The generalist encoder-decoder (DESIGN §7).
+    """The generalist encoder-decoder (docs/design.md §8).
 
     `GeneralistModel(arch=..., **config)` only holds the resolved config; `build(vocab, adaptor_names)`
     creates the weights once the vocabulary and the tasks' adaptors are known.
@@ -280,6 +280,11 @@ class GeneralistModel(Model):
     def is_built(self) -> bool:
         return "encoder" in self._modules
 
+    def adaptors_for(self, templates: Iterable[Any]) -> set[str]:
+        """The adaptors that instructions (or templates) need in this model: their adaptor names, with an
+        unnamed image adaptor resolved to the arch's."""
+        return {name or self.cfg.image_adaptor for template in templates for name in template.adaptor_names}
+
     def build(self, vocab: Union[int, object], adaptor_names: Iterable[Optional[str]] = ("text",)) -> "GeneralistModel":
         """Create all weights: the shared embedding table, one adaptor per name, encoder and decoder.
 
@@ -289,7 +294,7 @@ class GeneralistModel(Model):
         if self.is_built:
             raise RuntimeError("GeneralistModel.build: the model is already built")
         vocab_size = vocab if isinstance(vocab, int) else len(vocab)
-        padding_idx = getattr(vocab, "pad", PAD_ID)
+        padding_idx = getattr(vocab, "pad", PAD)  # a bare size: the fixed <pad> id
         if vocab_size <= padding_idx:
             raise ValueError(f"GeneralistModel.build: vocab_size={vocab_size} must exceed the <pad> id {padding_idx}")
         names = sorted({name or self.cfg.image_adaptor for name in adaptor_names})

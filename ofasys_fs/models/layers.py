@@ -3,17 +3,15 @@ drop-path, and the position machinery (decoupled absolute-position bias, buckete
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .config import ModelConfig
 from .cpu_linear import Linear
-
-if TYPE_CHECKING:
-    from .archs import ModelConfig
 
 
 def activation_dtype(reference: torch.Tensor) -> torch.dtype:

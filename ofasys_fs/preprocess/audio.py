@@ -13,10 +13,10 @@ import torch
 import torchaudio.compliance.kaldi as kaldi
 
 from ..contracts import Preprocessor, SampleContext
-from ..data.rng import rng_for
 from ..media import MediaError, load_audio
 from ..registry import register_preprocessor
-from .common import cfg_get
+from ..rng import rng_for
+from .config import DataConfig
 
 NUM_MEL_BINS = 80
 FRAME_LENGTH_MS = 25.0  # Kaldi's default window; shorter audio has no frame
@@ -72,9 +72,9 @@ class AudioPreprocessor(Preprocessor):
 
     modality = "AUDIO"
 
-    def __init__(self, slot: Any, vocab: Any, data_cfg: Any = None):
+    def __init__(self, slot: Any, vocab: Any, data_cfg: DataConfig):
         super().__init__(slot, vocab, data_cfg)
-        self.sample_rate = int(cfg_get(data_cfg, "sample_rate", 16000))
+        self.sample_rate = data_cfg.sample_rate
         self.frames_per_step = int(slot.attrs.get("n_frames_per_step") or 1)
         self.use_mask = bool(slot.attrs.get("use_mask"))
 

@@ -1,4 +1,4 @@
-"""BOX slots: a box in pixels of its image -> 4 location tokens `<bin>_i` (DESIGN §6), and back.
+"""BOX slots: a box in pixels of its image -> 4 location tokens `<bin>_i` (docs/design.md §7), and back.
 
 Each coordinate is normalised by the image's original size (following a train-time crop/flip, see
 `ImageGeometry`) and quantised as round(u * (num_bins - 1)), so bins do not depend on the resize.

@@ -1,18 +1,7 @@
-"""Helpers every preprocessor shares: reading the data config, batching fixed-size feature tensors."""
+"""What non-text preprocessors share: batching fixed-size feature tensors."""
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import torch
-
-
-def cfg_get(data_cfg: Any, key: str, default: Any) -> Any:
-    """`data_cfg[key]` for a dict, `data_cfg.key` for an object; `default` when absent, None or no config."""
-    if data_cfg is None:
-        return default
-    value = data_cfg.get(key) if isinstance(data_cfg, Mapping) else getattr(data_cfg, key, None)
-    return default if value is None else value
 
 
 def stack_items(items: list[dict[str, torch.Tensor]], what: str) -> dict[str, torch.Tensor]:

@@ -15,13 +15,12 @@ import torch
 import torch.nn.functional as F
 
 from ..contracts import Preprocessor, SampleContext
-from ..data.rng import rng_for
 from ..media import load_image
 from ..registry import register_preprocessor
-from .common import cfg_get, stack_items
+from ..rng import rng_for
+from .common import stack_items
+from .config import DataConfig
 
-DEFAULT_IMAGE_SIZE = 64
-OFA_MEAN = OFA_STD = (0.5, 0.5, 0.5)
 CROP_SCALE = (0.6, 1.0)  # fraction of the original area a random resized crop keeps
 CROP_ASPECT = (3 / 4, 4 / 3)
 
@@ -35,11 +34,8 @@ class PixelSettings:
     std: tuple
 
     @classmethod
-    def from_data_cfg(cls, data_cfg: Any) -> "PixelSettings":
-        size = cfg_get(data_cfg, "image_size", DEFAULT_IMAGE_SIZE)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"data config image_size must be a positive integer (pixels per side), got {size!r}")
-        return cls(size, _per_channel(data_cfg, "image_mean", OFA_MEAN), _per_channel(data_cfg, "image_std", OFA_STD))
+    def of(cls, data_cfg: DataConfig) -> "PixelSettings":
+        return cls(data_cfg.image_size, data_cfg.image_mean, data_cfg.image_std)
 
     def to_model_input(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 [..., 3, H, W] -> float [..., 3, size, size]: bicubic square resize, then (x/255 - mean) / std."""
@@ -52,16 +48,6 @@ class PixelSettings:
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
         return ((images - mean) / std).reshape(*leading, 3, self.size, self.size)
-
-
-def _per_channel(data_cfg: Any, key: str, default: tuple) -> tuple:
-    value = cfg_get(data_cfg, key, default)
-    values = (value,) * 3 if isinstance(value, (int, float)) else tuple(value)
-    if len(values) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
-        raise ValueError(f"data config {key} must be one number or three (R, G, B), got {value!r}")
-    if key == "image_std" and min(values) <= 0:
-        raise ValueError(f"data config image_std must be positive, got {value!r}")
-    return tuple(float(v) for v in values)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,10 +118,10 @@ class ImagePreprocessor(Preprocessor):
 
     modality = "IMAGE"
 
-    def __init__(self, slot: Any, vocab: Any, data_cfg: Any = None):
+    def __init__(self, slot: Any, vocab: Any, data_cfg: DataConfig):
         super().__init__(slot, vocab, data_cfg)
-        self.pixels = PixelSettings.from_data_cfg(data_cfg)
-        self.augment = bool(cfg_get(data_cfg, "image_augment", False))
+        self.pixels = PixelSettings.of(data_cfg)
+        self.augment = data_cfg.image_augment
         self.mask_ratio = float(slot.attrs.get("mask_ratio") or 0.0)
 
     def __call__(self, value: Any, ctx: SampleContext) -> dict[str, torch.Tensor]:

@@ -1,6 +1,6 @@
 """The text pipeline every text-like slot shares, and the "text" preprocessor.
 
-Per slot (DESIGN §4): normalise (uncased, no_punctuation) -> tokenise (`vocab.encode_piece`) -> truncate
+Per slot (docs/design.md §4): normalise (uncased, no_punctuation) -> tokenise (`vocab.encode_piece`) -> truncate
 (max_length) -> on the train split only: BART span masking (mask_ratio) and random token replacement
 (noise_ratio). All randomness comes from the stateless `rng_for`, so it is a function of
 (seed, task, epoch, row, slot) alone.
@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from ..contracts import Preprocessor, SampleContext
-from ..data.rng import rng_for
 from ..registry import register_preprocessor
+from ..rng import rng_for
 
 SPAN_POISSON_LAMBDA = 3.0  # BART's mean span length
 

@@ -6,13 +6,12 @@ from typing import Any
 import torch
 
 from ..contracts import Preprocessor, SampleContext
-from ..data.rng import rng_for
 from ..media import load_video
 from ..registry import register_preprocessor
-from .common import cfg_get, stack_items
+from ..rng import rng_for
+from .common import stack_items
+from .config import DataConfig
 from .image import PixelSettings
-
-DEFAULT_NUM_FRAMES = 8
 
 
 @register_preprocessor("video")
@@ -24,10 +23,10 @@ class VideoPreprocessor(Preprocessor):
 
     modality = "VIDEO"
 
-    def __init__(self, slot: Any, vocab: Any, data_cfg: Any = None):
+    def __init__(self, slot: Any, vocab: Any, data_cfg: DataConfig):
         super().__init__(slot, vocab, data_cfg)
-        self.pixels = PixelSettings.from_data_cfg(data_cfg)
-        self.num_frames = int(slot.attrs.get("num_frames") or cfg_get(data_cfg, "video_frames", DEFAULT_NUM_FRAMES))
+        self.pixels = PixelSettings.of(data_cfg)
+        self.num_frames = int(slot.attrs.get("num_frames") or data_cfg.video_frames)
 
     def __call__(self, value: Any, ctx: SampleContext) -> dict[str, torch.Tensor]:
         rng = None

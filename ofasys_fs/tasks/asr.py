@@ -1,4 +1,5 @@
 """Task "asr": speech-to-text (LibriSpeech) with the text_phone target and an auxiliary CTC phone loss."""
+from ..generators.config import GenerationConfig
 from ..registry import register_task
 from .base import Task
 
@@ -13,4 +14,4 @@ class ASR(Task):
                            '[TEXT:text,preprocess=text_phone,add_bos,add_eos]')
     default_metric = "wer"
     default_criterion = "label_smoothed_ce_ctc"
-    default_generation = {"beam": 5, "max_len_b": 200, "no_repeat_ngram_size": 0}
+    default_generation = GenerationConfig(max_len_b=200, no_repeat_ngram_size=0)

@@ -8,6 +8,8 @@ from typing import Any, Optional, Union
 
 from ..contracts import BaseTask
 from ..data.rows import PreparedRows, RowSource, as_row_source
+from ..errors import ConfigError
+from ..generators.config import GenerationConfig
 from ..instruction import Instruction, parse_templates
 
 SPLITS = ("train", "valid", "test")
@@ -24,7 +26,8 @@ class Task(BaseTask):
     default_metric: Optional[str] = None
     default_references: Optional[str] = None
     default_criterion: str = "label_smoothed_ce"
-    default_generation: dict = {}
+    # the task's decoding defaults; a plugin task may give a dict naming its own generator and that one's options
+    default_generation: Union[GenerationConfig, dict] = GenerationConfig()
     family: Optional[str] = None  # docs page of a built-in task (docs/tasks/<family>.md)
 
     def __init__(
@@ -41,26 +44,28 @@ class Task(BaseTask):
     ):
         instruction = instruction if instruction is not None else self.default_instruction
         if instruction is None:
-            raise ValueError(f"Task {name or ''!r}: give an instruction, e.g. '[IMAGE:img] what does the image "
+            raise ConfigError(f"Task {name or ''!r}: give an instruction, e.g. '[IMAGE:img] what does the image "
                              f"describe? -> [TEXT:cap]', or the name of a built-in task")
         self.templates: list[Instruction] = parse_templates(instruction)
         self.name = name or getattr(type(self), "registered_name", None) or default_task_name(self.templates[0])
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", self.name):
-            raise ValueError(f"task name {self.name!r}: use letters, digits, '_' and '-' (it names log keys and files)")
+            raise ConfigError(f"task name {self.name!r}: use letters, digits, '_' and '-' (it names log keys and files)")
         if not isinstance(weight, numbers.Real) or isinstance(weight, bool) or not 0 < weight < math.inf:
-            raise ValueError(f"task {self.name!r}: weight must be a positive number, got {weight!r}")
+            raise ConfigError(f"task {self.name!r}: weight must be a positive number, got {weight!r}")
         if batch_size is not None and (not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool)
                                        or batch_size < 1):
-            raise ValueError(f"task {self.name!r}: batch_size must be an integer of at least 1, got {batch_size!r}")
+            raise ConfigError(f"task {self.name!r}: batch_size must be an integer of at least 1, got {batch_size!r}")
         if answers is not None and not isinstance(answers, (list, tuple)):
-            raise ValueError(f"task {self.name!r}: answers must be a list of the closed set's answers, got "
+            raise ConfigError(f"task {self.name!r}: answers must be a list of the closed set's answers, got "
                              f"{type(answers).__name__} {answers!r:.80}")
         self.metric = metric or self.default_metric
         self.references = references or self.default_references or self.target_column()
         self.answers = list(answers) if answers is not None else None
         self.weight, self.batch_size = float(weight), batch_size
         self.criterion = criterion or self.default_criterion
-        self.generation = {**self.default_generation, **(generation or {})}
+        defaults = self.default_generation
+        self.generation = {**(defaults.given() if isinstance(defaults, GenerationConfig) else defaults),
+                           **(generation or {})}
         self.datasets: dict[str, RowSource] = {}
 
     @property
@@ -74,7 +79,7 @@ class Task(BaseTask):
     def add_dataset(self, source: Any, split: str = "train") -> "Task":
         """Attach rows for a split: a list of dicts, HF Dataset, torch Dataset, file path or shard folder."""
         if split not in SPLITS:
-            raise ValueError(f"task {self.name!r}: split must be one of {SPLITS}, got {split!r}")
+            raise ConfigError(f"task {self.name!r}: split must be one of {SPLITS}, got {split!r}")
         self.datasets[split] = self.prepared_rows(source, split)
         return self
 
@@ -95,7 +100,7 @@ class Task(BaseTask):
             return self.answers
         column = self.target_column()
         if "train" not in self.datasets or column is None:
-            raise ValueError(f"task {self.name!r}: closed_set needs answers=[...] or training data to collect them")
+            raise ConfigError(f"task {self.name!r}: closed_set needs answers=[...] or training data to collect them")
         seen: dict[str, None] = {}
         rows = self.datasets["train"]
         for i in range(len(rows)):

@@ -1,8 +1,9 @@
 """Task "caption": image captioning (COCO) with the seed README's instruction and OFA's decoding."""
+from ..generators.config import GenerationConfig
 from ..registry import register_task
 from .base import Task
 
-CAPTION_DECODING = {"beam": 5, "max_len_b": 16, "no_repeat_ngram_size": 3}  # OFA's COCO caption evaluation
+CAPTION_DECODING = GenerationConfig(max_len_b=16, no_repeat_ngram_size=3)  # OFA's COCO caption evaluation
 
 
 @register_task("caption")

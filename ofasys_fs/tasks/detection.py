@@ -1,4 +1,5 @@
 """Task "detection": object detection as a repeated (box, label) sequence, decoded under its grammar."""
+from ..generators.config import GenerationConfig
 from ..registry import register_task
 from .base import Task
 
@@ -11,4 +12,4 @@ class Detection(Task):
     family = "grounding"
     default_instruction = "[IMAGE:img] what are the objects in the image? -> ( [BOX:objs.box] [TEXT:objs.label] )*"
     default_references = "objs"
-    default_generation = {"beam": 5, "max_len_b": 256, "no_repeat_ngram_size": 0}
+    default_generation = GenerationConfig(max_len_b=256, no_repeat_ngram_size=0)

@@ -18,8 +18,6 @@ class GlueTask(Task):
     """Shared behaviour: answers default to `label_words`; integer labels i map to label_words[i]."""
 
     family = "glue"
-    default_metric = "accuracy"
-    default_generation = {"beam": 5}
     label_words: tuple = ()
 
     def __init__(self, *args: Any, answers: Optional[list] = None, **kwargs: Any):
@@ -43,59 +41,28 @@ def echoed(prompt: str) -> str:
     return f"{prompt} -> {echo} [TEXT:label,closed_set]"
 
 
-@register_task("cola")
-class CoLA(GlueTask):
-    """Is the sentence grammatical? 0 = no, 1 = yes; Matthews correlation."""
+# name: (what it asks, the class name, the input prompt, label words in Hugging Face's label order, metric)
+GLUE_TASKS = {
+    "cola": ("Is the sentence grammatical? 0 = no, 1 = yes; Matthews correlation.", "CoLA",
+             'is the text " [TEXT:sentence] " grammatically correct?', ("no", "yes"), "mcc"),
+    "sst2": ("Sentiment of a sentence: 0 = negative, 1 = positive.", "SST2",
+             'is the sentiment of text " [TEXT:sentence] " positive or negative?', ("negative", "positive"), "accuracy"),
+    "mrpc": ("Are two sentences paraphrases? 0 = no, 1 = yes.", "MRPC",
+             'does text1 " [TEXT:sentence1] " and text2 " [TEXT:sentence2] " have the same semantics?', ("no", "yes"),
+             "accuracy"),
+    "qqp": ("Are two questions duplicates? 0 = no, 1 = yes.", "QQP",
+            'is question " [TEXT:question1] " and question " [TEXT:question2] " equivalent?', ("no", "yes"),
+            "accuracy"),
+    "mnli": ("Premise -> hypothesis: 0 = entailment (yes), 1 = neutral (maybe), 2 = contradiction (no).", "MNLI",
+             'can text1 " [TEXT:premise] " imply text2 " [TEXT:hypothesis] "?', ("yes", "maybe", "no"), "accuracy"),
+    "qnli": ("Does the sentence answer the question? 0 = entailment (yes), 1 = not (no).", "QNLI",
+             'does " [TEXT:sentence] " contain the answer to question " [TEXT:question] "?', ("yes", "no"), "accuracy"),
+    "rte": ("Does sentence1 entail sentence2? 0 = entailment (yes), 1 = not (no).", "RTE",
+            'can text1 " [TEXT:sentence1] " imply text2 " [TEXT:sentence2] "?', ("yes", "no"), "accuracy"),
+}
 
-    default_instruction = echoed('is the text " [TEXT:sentence] " grammatically correct?')
-    default_metric = "mcc"
-    label_words = ("no", "yes")
-
-
-@register_task("sst2")
-class SST2(GlueTask):
-    """Sentiment of a sentence: 0 = negative, 1 = positive."""
-
-    default_instruction = echoed('is the sentiment of text " [TEXT:sentence] " positive or negative?')
-    label_words = ("negative", "positive")
-
-
-@register_task("mrpc")
-class MRPC(GlueTask):
-    """Are two sentences paraphrases? 0 = no, 1 = yes."""
-
-    default_instruction = echoed('does text1 " [TEXT:sentence1] " and text2 " [TEXT:sentence2] " have the same '
-                                 'semantics?')
-    label_words = ("no", "yes")
-
-
-@register_task("qqp")
-class QQP(GlueTask):
-    """Are two questions duplicates? 0 = no, 1 = yes."""
-
-    default_instruction = echoed('is question " [TEXT:question1] " and question " [TEXT:question2] " equivalent?')
-    label_words = ("no", "yes")
-
-
-@register_task("mnli")
-class MNLI(GlueTask):
-    """Premise -> hypothesis: 0 = entailment (yes), 1 = neutral (maybe), 2 = contradiction (no)."""
-
-    default_instruction = echoed('can text1 " [TEXT:premise] " imply text2 " [TEXT:hypothesis] "?')
-    label_words = ("yes", "maybe", "no")
-
-
-@register_task("qnli")
-class QNLI(GlueTask):
-    """Does the sentence answer the question? 0 = entailment (yes), 1 = not (no)."""
-
-    default_instruction = echoed('does " [TEXT:sentence] " contain the answer to question " [TEXT:question] "?')
-    label_words = ("yes", "no")
-
-
-@register_task("rte")
-class RTE(GlueTask):
-    """Does sentence1 entail sentence2? 0 = entailment (yes), 1 = not (no)."""
-
-    default_instruction = echoed('can text1 " [TEXT:sentence1] " imply text2 " [TEXT:sentence2] "?')
-    label_words = ("yes", "no")
+for _name, (_doc, _class_name, _prompt, _words, _metric) in GLUE_TASKS.items():
+    globals()[_class_name] = register_task(_name)(type(_class_name, (GlueTask,), {
+        "__doc__": _doc, "__module__": __name__, "__qualname__": _class_name,
+        "default_instruction": echoed(_prompt), "label_words": _words, "default_metric": _metric,
+    }))

@@ -1,6 +1,7 @@
 """Task "refcoco": visual grounding (RefCOCO/+/g): image + referring expression -> one box."""
 from typing import Optional
 
+from ..generators.config import GenerationConfig
 from ..registry import register_task
 from .base import Task
 
@@ -17,7 +18,7 @@ class RefCOCO(Task):
     default_instruction = ('[IMAGE:img] <BOS> which region does the text " [TEXT:cap] " describe? <EOS> -> '
                            '[BOX:patch_boxes,add_bos,add_eos]')
     default_metric = "acc_iou"
-    default_generation = {"beam": 5, "min_len": 4, "max_len_a": 0, "max_len_b": 4}  # exactly 4 bins
+    default_generation = GenerationConfig(min_len=4, max_len_a=0, max_len_b=4)  # exactly 4 bins
 
     def prepare_row(self, row: dict, base_dir: Optional[str]) -> dict:
         box = row.get("patch_boxes")

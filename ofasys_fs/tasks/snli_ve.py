@@ -13,4 +13,3 @@ class SNLIVE(Task):
                            'can image and text1 " [TEXT:cap,no_loss] " imply text2 " [TEXT:hyp,no_loss] "? '
                            '[TEXT:label,closed_set]')
     default_metric = "accuracy"
-    default_generation = {"beam": 5}

@@ -8,6 +8,7 @@ import os
 import sqlite3
 from typing import Optional
 
+from ..generators.config import GenerationConfig
 from ..registry import register_task
 from .base import Task
 
@@ -21,7 +22,7 @@ class Spider(Task):
     default_instruction = ('<BOS> " [TEXT:src] " ; structured knowledge: " [STRUCT:database,max_length=876] " . '
                            'generating sql code. <EOS> -> <BOS> [TEXT:tgt] <EOS>')
     default_metric = "exact_match"
-    default_generation = {"beam": 5, "max_len_b": 128, "no_repeat_ngram_size": 0}  # SQL repeats n-grams
+    default_generation = GenerationConfig(max_len_b=128, no_repeat_ngram_size=0)  # SQL repeats n-grams
 
     def prepare_row(self, row: dict, base_dir: Optional[str]) -> dict:
         if row.get("database") is not None:

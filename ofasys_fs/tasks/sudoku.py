@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from ..generators.config import GenerationConfig
 from ..preprocess.struct import CELL_SEPARATOR, ROW_SEPARATOR, linearise_table
 from ..registry import register_task
 from .base import Task
@@ -21,7 +22,7 @@ class Sudoku(Task):
     family = "sudoku"
     default_instruction = '" [STRUCT:src] "  .  solve the sudoku .  -> [TEXT:tgt]'
     default_metric = "accuracy"
-    default_generation = {"beam": 1, "max_len_b": 200, "no_repeat_ngram_size": 0}  # digits repeat by design
+    default_generation = GenerationConfig(beam=1, max_len_b=200, no_repeat_ngram_size=0)  # digits repeat by design
 
     def prepare_row(self, row: dict, base_dir: Optional[str]) -> dict:
         prepared = dict(row)

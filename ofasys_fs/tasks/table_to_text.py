@@ -1,4 +1,5 @@
 """The base of the tasks that read a table and write free text (dart, fetaqa)."""
+from ..generators.config import GenerationConfig
 from .base import Task
 
 
@@ -8,4 +9,4 @@ class TableToTextTask(Task):
 
     family = "tables"
     default_metric = "sacrebleu"
-    default_generation = {"beam": 5, "max_len_b": 100, "no_repeat_ngram_size": 3}
+    default_generation = GenerationConfig(max_len_b=100, no_repeat_ngram_size=3)

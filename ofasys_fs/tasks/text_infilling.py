@@ -1,4 +1,5 @@
 """Task "text_infilling": BART-style denoising: restore a sentence whose spans were masked (train split only)."""
+from ..generators.config import GenerationConfig
 from ..registry import register_task
 from .base import Task
 
@@ -10,4 +11,4 @@ class TextInfilling(Task):
     family = "text"
     default_instruction = 'what is the complete text of " [TEXT:sentence,mask_ratio=0.3] "? -> [TEXT:sentence]'
     default_metric = "rouge"
-    default_generation = {"beam": 5, "max_len_b": 128, "no_repeat_ngram_size": 0}  # a copy may repeat n-grams
+    default_generation = GenerationConfig(max_len_b=128, no_repeat_ngram_size=0)  # a copy may repeat n-grams

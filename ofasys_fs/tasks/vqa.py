@@ -1,4 +1,5 @@
 """Tasks "vqa" (answers restricted to the closed answer set) and "vqa_gen" (free generation): VQA v2."""
+from ..generators.config import GenerationConfig
 from ..registry import register_task
 from .base import Task
 
@@ -14,7 +15,6 @@ class VQA(Task):
     family = "image_text"
     default_instruction = "[IMAGE:image] [TEXT:question] -> [TEXT:answer,closed_set]"
     default_metric = "vqa_score"
-    default_generation = {"beam": 5}
 
 
 @register_task("vqa_gen")
@@ -22,4 +22,4 @@ class VQAGen(VQA):
     """Image + question -> a generated answer (no closed set), scored with vqa_score like "vqa"."""
 
     default_instruction = "[IMAGE:image] [TEXT:question] -> [TEXT:answer]"
-    default_generation = {"beam": 5, "max_len_b": 10}
+    default_generation = GenerationConfig(max_len_b=10)

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ofasys_fs.cli.preprocess import main as preprocess_main
 from ofasys_fs.contracts import SampleContext
 from ofasys_fs.criteria.label_smoothed_ce import LabelSmoothedCE
 from ofasys_fs.data.encode import RowEncoder
+from ofasys_fs.data.preprocess_run import PreprocessOptions, preprocess
 from ofasys_fs.data.rows import RowSource, as_row_source
 from ofasys_fs.models.generalist import GeneralistModel
 from ofasys_fs.vocab import Vocabulary
@@ -93,8 +93,7 @@ def main(argv=None) -> None:
         raw_path = build_raw_data(folder, args.rows, args.image_side)
         shard_dir = os.path.join(folder, "shards")
         start = time.perf_counter()
-        if preprocess_main(["--input", raw_path, "--destdir", shard_dir, "--instruction", INSTRUCTION]) != 0:
-            raise SystemExit("preprocessing failed")
+        preprocess(PreprocessOptions(input=raw_path, destdir=shard_dir, instruction=INSTRUCTION))
         print(f"preprocess (validating every row): {args.rows / (time.perf_counter() - start):.1f} rows/s")
         encoder = RowEncoder("bench", [INSTRUCTION], Vocabulary.default())
         sources = {"raw": as_row_source(raw_path), "shard": as_row_source(shard_dir)}

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ofasys_fs.engine.trainer import Trainer, adaptor_names
+from ofasys_fs.engine.trainer import Trainer
 from ofasys_fs.tasks.base import Task
 
 WORDS = "zero one two three four five six seven eight nine red green blue what is the colour copy".split()
@@ -62,7 +62,7 @@ def build(variant: str, arch: str, batch_size: int, save_dir: str) -> Trainer:
     if variant == "zero_sum":
         model = trainer.model
         for task in trainer.tasks:
-            fed = {name or model.cfg.image_adaptor for name in adaptor_names([task])}
+            fed = model.adaptors_for(task.templates)
             unused = [p for name in model.adaptor_names if name not in fed
                       for p in model.encoder.adaptors[name].parameters()]
             trainer.criteria[task.name] = ZeroSumCriterion(trainer.criteria[task.name], unused)

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from ofasys_fs.engine.checkpoint import load_checkpoint
+from ofasys_fs.checkpoint import load_checkpoint
 from ofasys_fs.engine.trainer import Trainer
 from ofasys_fs.tasks.base import Task
 

@@ -35,7 +35,6 @@ from .ab_runs import median_spread, ratio_line
 from .generate_bench import DECODER_STEPS, MODES, ROWS, SOURCE_TOKENS
 from .twins import EOS, PAD, TokenBatch, build_bart, build_ours, vocab_size
 
-
 DEVICE = torch.device("cuda")  # --device cpu: a dry run of this script under TRITON_INTERPRET=1
 
 

@@ -10,7 +10,8 @@ import dataclasses
 
 import torch
 
-from ofasys_fs.models.archs import ModelConfig, resolve_config
+from ofasys_fs.models.archs import resolve_config
+from ofasys_fs.models.config import ModelConfig
 from ofasys_fs.models.generalist import GeneralistModel
 from ofasys_fs.vocab import Vocabulary
 

@@ -19,8 +19,8 @@ import sys
 from collections.abc import Iterator
 from typing import Union
 
-from run_scripts.common.convert_lib import ConversionError, Converter, MediaReader, Skip, field, read_json, \
-    reference_rows, split_role
+from run_scripts.common.convert_lib import (ConversionError, Converter, MediaReader, Skip, field, read_json,
+                                            reference_rows, split_role)
 
 KARPATHY_SPLITS = {"train": ("train", "restval"), "valid": ("val",), "test": ("test",)}
 

@@ -19,13 +19,14 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable, Optional, Union
 
-from ofasys_fs.cli.preprocess import bind_split as split_role  # train / valid / test by the split name's prefix
-from ofasys_fs.data.shards import ShardError, ShardWriter
+from ofasys_fs.data.row_preparer import bind_split as split_role  # train / valid / test by the split name's prefix
+from ofasys_fs.data.shards import ShardWriter
+from ofasys_fs.errors import DataError, OFASysError
 
 ANSWERS_FILE = "answers.txt"  # closed answer set written next to the shards by a train conversion
 
 
-class ConversionError(ValueError):
+class ConversionError(DataError):
     """A benchmark file does not have the published format; the message names the file, record and field."""
 
 
@@ -85,16 +86,17 @@ class Converter:
         return parser
 
     def main(self, argv: Optional[Iterable[str]] = None) -> int:
-        """Parse, convert, write; 0 on success, 2 with one line on stderr for a bad input."""
+        """Parse, convert, write; 0 on success, 1 with one line on stderr for a bad input (the exit codes of the
+        ofasys-* commands, docs/cli.md)."""
         args = self.build_parser().parse_args(None if argv is None else list(argv))
         try:
             task = self.task(args) if callable(self.task) else self.task
             rows = self.read_rows(args, MediaReader(args.media_paths))
             written, skipped = write_split(args.destdir, args.split, rows, self.columns,
                                            {"converter": self.prog, "task": task})
-        except (ConversionError, ShardError, OSError, pickle.UnpicklingError) as err:
+        except (OFASysError, OSError, pickle.UnpicklingError) as err:
             print(f"{self.prog}: error: {err}", file=sys.stderr)
-            return 2
+            return 1
         print(f"{self.prog}: wrote {written} rows to {args.destdir} (split {args.split})"
               + (f", skipped {sum(skipped.values())}" if skipped else ""), file=sys.stderr)
         for reason, count in skipped.items():

@@ -16,8 +16,15 @@ import os
 import sys
 from collections.abc import Iterator
 
-from run_scripts.common.convert_lib import ConversionError, Converter, MediaReader, field, read_json, \
-    reference_rows, split_role
+from run_scripts.common.convert_lib import (
+    ConversionError,
+    Converter,
+    MediaReader,
+    field,
+    read_json,
+    reference_rows,
+    split_role,
+)
 
 MSRVTT_SPLITS = {"train": "train", "valid": "validate", "test": "test"}
 

@@ -16,8 +16,7 @@ import sys
 from collections.abc import Iterator
 from typing import Union
 
-from run_scripts.common.convert_lib import AnswerSet, ConversionError, Converter, MediaReader, Skip, field, \
-    read_json
+from run_scripts.common.convert_lib import AnswerSet, ConversionError, Converter, MediaReader, Skip, field, read_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

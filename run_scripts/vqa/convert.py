@@ -26,8 +26,8 @@ import sys
 from collections.abc import Iterator
 from typing import Optional, Union
 
-from run_scripts.common.convert_lib import AnswerSet, ConversionError, Converter, MediaReader, Skip, field, \
-    read_json, split_role
+from run_scripts.common.convert_lib import (AnswerSet, ConversionError, Converter, MediaReader, Skip, field,
+                                            read_json, split_role)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,8 +13,20 @@ import pytest
 
 from ofasys_fs.cli.preprocess import main as preprocess_main
 
-from .bad_input_bench import (AUDIO, BOX, CAPTION, VIDEO, Outcome, check_clear_error, flac_bytes, media_case,
-                              png_bytes, rows_case, url_case, with_row)
+from .bad_input_bench import (
+    AUDIO,
+    BOX,
+    CAPTION,
+    VIDEO,
+    Outcome,
+    check_clear_error,
+    flac_bytes,
+    media_case,
+    png_bytes,
+    rows_case,
+    url_case,
+    with_row,
+)
 from .conftest import COPY, copy_rows
 from .test_bad_inputs_more import MORE_CASES
 

@@ -19,10 +19,9 @@ from ofasys_fs.cli import generate, interactive, validate
 from ofasys_fs.cli.preprocess import main as preprocess_main
 from ofasys_fs.data.rows import as_row_source
 from ofasys_fs.data.shards import is_shard_dir
-from ofasys_fs.engine.checkpoint import CheckpointError
+from ofasys_fs.errors import CheckpointError
 
-from .bad_input_bench import (AUDIO, BOX, CAPTION, VIDEO, Outcome, media_case, png_bytes,
-                              wav_bytes, with_row)
+from .bad_input_bench import AUDIO, BOX, CAPTION, VIDEO, Outcome, media_case, png_bytes, wav_bytes, with_row
 from .conftest import COPY, copy_rows
 
 CLOSED = "[TEXT:src] -> [TEXT:tgt,closed_set]"

@@ -14,10 +14,10 @@ import time
 import pytest
 from test_distributed import assert_all_checkpoints_load, assert_same_weights
 
+from ofasys_fs.checkpoint import load_checkpoint
 from ofasys_fs.cli.preprocess import main as preprocess_main
 from ofasys_fs.cli.train import main as train_main
 from ofasys_fs.data.shards import MANIFEST, ShardDataset
-from ofasys_fs.engine.checkpoint import load_checkpoint
 
 from .conftest import COPY, MAX_UPDATE, copy_rows, write_jsonl
 from .forked import ForkedCommand

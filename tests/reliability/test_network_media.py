@@ -144,7 +144,7 @@ def url_rows(tmp_path, server) -> str:
 
 def test_preprocess_stops_at_an_unfetchable_url_naming_file_row_and_column(server, tmp_path, capsys):
     data, destdir = url_rows(tmp_path, server), tmp_path / "shards"
-    assert preprocess_main(["--input", data, "--destdir", str(destdir), "--media-columns", "img"]) == 2
+    assert preprocess_main(["--input", data, "--destdir", str(destdir), "--media-columns", "img"]) == 1
     message = capsys.readouterr().err
     assert message == (f"ofasys-preprocess: error: {data}, line 2 (row 1): column 'img': cannot fetch URL "
                        f"'{server}/missing': HTTP 404 Not Found\n")

@@ -7,8 +7,8 @@ import re
 
 import torch
 
+from ofasys_fs.checkpoint import load_checkpoint
 from ofasys_fs.cli.train import main as train_main
-from ofasys_fs.engine.checkpoint import load_checkpoint
 
 from .conftest import MAX_UPDATE, copy_rows, write_jsonl
 

@@ -18,10 +18,11 @@ import pytest
 import torch
 
 from ofasys_fs import OFASys
+from ofasys_fs.checkpoint import load_checkpoint
 from ofasys_fs.cli import generate
 from ofasys_fs.cli.train import main as train_main
 from ofasys_fs.data.shards import ShardDataset, ShardError, ShardWriter
-from ofasys_fs.engine.checkpoint import CheckpointError, load_checkpoint
+from ofasys_fs.errors import CheckpointError
 from ofasys_fs.models.generalist import GeneralistModel
 
 from .conftest import COPY

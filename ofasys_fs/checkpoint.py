@@ -1,4 +1,4 @@
-"""Checkpoint files: atomic writes, `weights_only` loads, and the key list of DESIGN §8."""
+"""Checkpoint files: atomic writes, `weights_only` loads, and the key list of docs/design.md §14."""
 from __future__ import annotations
 
 import errno
@@ -11,13 +11,10 @@ from typing import Any
 import torch
 
 from .checkpoint_layout import layout_problem
+from .errors import CheckpointError
 
 CHECKPOINT_VERSION = 1
 REQUIRED_KEYS = ("version", "model", "vocab", "config", "tasks")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be written or read, with the file and the reason."""
 
 
 def fsync_dir(folder: str) -> None:
@@ -119,3 +116,10 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> dict[str, Any]:
     if problem is not None:
         raise CheckpointError(f"{path} {problem}")
     return state
+
+
+def inference_weights(state: dict) -> dict:
+    """The weights to run: the EMA shadow when the run validated (and picked _best) with EMA, else `model`."""
+    if state.get("train_meta", {}).get("best_weights") == "ema" and state.get("ema"):
+        return state["ema"]["shadow"]
+    return state["model"]

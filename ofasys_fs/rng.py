@@ -19,3 +19,9 @@ def stable_hash(*parts) -> int:
 def rng_for(seed: int, task: str, epoch: int, row_index: int, purpose: str = "") -> np.random.Generator:
     """The generator for one (seed, task, epoch, row) and one purpose (e.g. a column's masking)."""
     return np.random.Generator(np.random.PCG64(stable_hash(seed, task, epoch, row_index, purpose)))
+
+
+def check_seed(value: int) -> None:
+    """Check a seed that every random generator takes (torch's takes at most 64 bits)."""
+    if not 0 <= value < 2**63:
+        raise ValueError("must be in [0, 2**63)")

@@ -1,28 +1,31 @@
 """Where tensors live: the device a run asks for, checked against this machine, and samples moved there."""
 from __future__ import annotations
 
+import re
 from typing import Any, Union
 
 import torch
 
+from .errors import ConfigError
+
 
 def resolve_device(name: Union[str, torch.device]) -> torch.device:
-    """"auto" -> cuda when available, else cpu; a device this machine lacks is a ValueError saying so."""
+    """"auto" -> cuda when available, else cpu; a device this machine lacks is a ConfigError saying so."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device {name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
+        raise ConfigError(f"device {name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda":
         count = torch.cuda.device_count()
         if count == 0:
-            raise ValueError(f"device {name!r}: this machine has no usable CUDA GPU (none found, or no driver); use "
-                             f"cpu or auto")
+            raise ConfigError(f"device {name!r}: this machine has no usable CUDA GPU (none found, or no driver); use "
+                              f"cpu or auto")
         if device.index is not None and device.index >= count:
-            raise ValueError(f"device {name!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+            raise ConfigError(f"device {name!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r}: MPS is not available on this machine; use cpu or auto")
+        raise ConfigError(f"device {name!r}: MPS is not available on this machine; use cpu or auto")
     return device
 
 
@@ -35,3 +38,9 @@ def move_to(value: Any, device: torch.device) -> Any:
     if isinstance(value, list):
         return [move_to(item, device) for item in value]
     return value
+
+
+def check_device_name(value: str) -> None:
+    """Check a device name that torch accepts (or "auto")."""
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+        raise ValueError('expected "auto", "cpu", "cuda", "cuda:N" or "mps"')

@@ -1,0 +1,72 @@
+"""ModelConfig: the one declaration of the generalist model's settings (the `model` section of the training
+config, the keywords of `GeneralistModel(...)`, and what a checkpoint stores to rebuild the model).
+
+A size left at None is filled by the arch preset (models/archs.py); fields the user sets win.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from ..options import at_least, check_fields, fraction, one_of, option
+
+# image_resnet: bottleneck blocks of ResNet stages 1-3 (layer1..layer3) per depth
+RESNET_STAGE_BLOCKS = {50: (3, 4, 6), 101: (3, 4, 23), 152: (3, 8, 36)}
+
+
+def even_buckets(value: int) -> None:
+    """Relative-position tables need an even bucket count of at least 4."""
+    if value < 4 or value % 2:
+        raise ValueError("must be an even number >= 4")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Architecture preset, sizes, regularisation and adaptor settings; a None size comes from the arch.
+    Embeddings are always shared by encoder, decoder and output projection (no switch)."""
+
+    arch: str = option("tiny", "size preset: micro, tiny, medium, base, large, huge (plugins add more)", short="-a")
+    embed_dim: Optional[int] = option(None, "model width (default: from the arch)", check=at_least(1))
+    ffn_embed_dim: Optional[int] = option(None, "feed-forward width (default: from the arch)", check=at_least(1))
+    attention_heads: Optional[int] = option(None, "attention heads (default: from the arch)", check=at_least(1))
+    encoder_layers: Optional[int] = option(None, "encoder layers (default: from the arch)", check=at_least(1))
+    decoder_layers: Optional[int] = option(None, "decoder layers (default: from the arch)", check=at_least(1))
+    dropout: float = option(0.1, "dropout probability", check=fraction)
+    attention_dropout: float = option(0.0, "dropout on attention weights", check=fraction)
+    activation_dropout: float = option(0.0, "dropout after the feed-forward activation", check=fraction)
+    drop_path_rate: float = option(0.0, "stochastic depth rate", check=fraction)
+    max_source_positions: int = option(1024, "encoder positions per sample (longer groups fail or are truncated "
+                                             "with truncate_long)", check=at_least(1))
+    max_target_positions: int = option(1024, "decoder positions per sample", check=at_least(1))
+    image_adaptor: Optional[str] = option(None, "image adaptor of image pieces that name none (default: from the "
+                                                "arch)")
+    image_size: Optional[int] = option(None, "image side in pixels the image adaptor expects (default: from the "
+                                             "arch)", check=at_least(1))
+    patch_size: Optional[int] = option(None, "image_patch: pixels per patch side (default: from the arch)",
+                                       check=at_least(1))
+    resnet_depth: Optional[int] = option(None, "image_resnet depth: 50, 101 or 152 (default: from the arch)",
+                                         check=one_of(*RESNET_STAGE_BLOCKS))
+    image_backbone_weights: Optional[str] = option(
+        None, "torchvision ResNet state_dict (.pth) to initialise image_resnet from; nothing is downloaded")
+    audio_feature_dim: int = option(80, "audio_fbank: features per input step (80 fbank bins x n_frames_per_step)",
+                                    check=at_least(1))
+    audio_max_positions: int = option(750, "audio_fbank: positions after 4x subsampling (750 = 30 s)",
+                                      check=at_least(1))
+    video_max_frames: int = option(32, "video_frames: most frames a video piece may have", check=at_least(1))
+    ctc_head: Optional[bool] = option(None, "CTC phone head on the encoder (None: when a task's criterion uses one)")
+    ctc_phone_start: Optional[int] = option(None, "CTC head: first phone id (set when the model is built)",
+                                            check=at_least(0))
+    ctc_num_phones: Optional[int] = option(None, "CTC head: number of phones (set when the model is built)",
+                                           check=at_least(1))
+    text_rel_buckets: int = option(32, "1-D relative position buckets (text, audio, video frames)",
+                                   check=even_buckets)
+    text_rel_max_distance: int = option(128, "1-D relative distance of the last bucket", check=at_least(1))
+    image_rel_buckets: int = option(16, "relative position buckets per image axis", check=even_buckets)
+    image_rel_max_distance: int = option(32, "relative distance of the last bucket per image axis",
+                                         check=at_least(1))
+    checkpoint_activations: bool = option(False, "recompute activations in the backward pass to save memory")
+    entangle_position_embedding: bool = option(
+        False, "add the position vectors to the token/patch embeddings too, not only to the attention biases (OFA)")
+
+    def __post_init__(self) -> None:
+        check_fields(self, "model config")

@@ -1,0 +1,1 @@
+"""Repository scripts that are not part of the installed package (docs generation)."""
