@@ -7,12 +7,14 @@ from .registry import (  # noqa: F401
     register_adaptor,
     register_criterion,
     register_generator,
+    register_image_tokenizer,
     register_lr_scheduler,
     register_metric,
     register_model,
     register_model_architecture,
     register_optimizer,
     register_preprocessor,
+    register_reranker,
     register_task,
 )
 
@@ -30,6 +32,9 @@ _LAZY = {
     "Trainer": "ofasys_fs.engine.trainer",
     "OFASys": "ofasys_fs.hub",
     "Output": "ofasys_fs.hub",
+    "train_image_tokenizer": "ofasys_fs.engine.tokenizer_training",
+    "load_image_tokenizer": "ofasys_fs.image_tokenizers.files",
+    "save_image_tokenizer": "ofasys_fs.image_tokenizers.files",
 }
 
 __all__ = sorted(_LAZY) + ["import_user_dir", "load_builtins", "__version__"]

@@ -87,25 +87,32 @@ def unpickler_refusal(path: str, err: Exception) -> CheckpointError:
                            f"{reason}; nothing in it was run")
 
 
-def load_checkpoint(path: str, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load with `weights_only=True` (a file that would run code when unpickled is refused) after checking the
-    archive's CRCs (a damaged file is refused rather than loaded with wrong values)."""
-    if os.path.isdir(path):
-        raise CheckpointError(f"checkpoint {path} is a folder; expected a checkpoint file such as "
-                              f"{os.path.join(path, 'checkpoint_last.pt')}")
+def load_torch_file(path: str, what: str = "checkpoint", map_location: Any = "cpu") -> Any:
+    """A `torch.save` file loaded with `weights_only=True` (a file that would run code when unpickled is refused)
+    after its archive's CRCs are checked (a damaged file is refused rather than loaded with wrong values);
+    errors are CheckpointErrors naming `what` and the path."""
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"{what} {path} " + ("is a folder; expected a file" if os.path.isdir(path)
+                                                   else "does not exist"))
     if os.path.getsize(path) == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): truncated or corrupt (a write that never "
+        raise CheckpointError(f"{what} {path} is empty (0 bytes): truncated or corrupt (a write that never "
                               f"finished?)")
     verify_archive(path)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise unpickler_refusal(path, err) from err
     except Exception as err:  # weights_only runs no code from the file; garbage raises many types in torch.load
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): "
+        raise CheckpointError(f"{path} is not a readable {what} (truncated or corrupt?): "
                               f"{type(err).__name__}: {err}") from err
+
+
+def load_checkpoint(path: str, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with `load_torch_file` and check its version and layout (docs/design.md §14)."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint {path} is a folder; expected a checkpoint file such as "
+                              f"{os.path.join(path, 'checkpoint_last.pt')}")
+    state = load_torch_file(path, "checkpoint", map_location)
     if not isinstance(state, dict) or "version" not in state:
         raise CheckpointError(f"{path} is not an ofasys_fs checkpoint (no 'version' key)")
     if type(state["version"]) is not int or state["version"] > CHECKPOINT_VERSION:

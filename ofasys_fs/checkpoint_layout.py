@@ -70,12 +70,24 @@ LAYOUT: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 
 
+# Keys that checkpoints of earlier versions lack.
+OPTIONAL_LAYOUT: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "image_tokenizers": ("a dict of content hash -> {'kind', 'config', 'weights'}",
+                         lambda value: isinstance(value, dict) and all(
+                             isinstance(key, str) and _dict_with(kind=_is_str, config=_is_dict, weights=_is_weights)(item)
+                             and {"kind", "config", "weights"} <= set(item) for key, item in value.items())),
+}
+
+
 def layout_problem(state: dict) -> str | None:
     """What is wrong with a checkpoint dict written by the Trainer (a key, and what it should hold), or None."""
     for key, (expected, check) in LAYOUT.items():
         if key not in state:
             return f"has no {key!r} (expected {expected}); it was not written by the ofasys_fs Trainer"
         if not check(state[key]):
+            return f"has an unusable {key!r} (of type {type(state[key]).__name__}); expected {expected}"
+    for key, (expected, check) in OPTIONAL_LAYOUT.items():
+        if key in state and not check(state[key]):
             return f"has an unusable {key!r} (of type {type(state[key]).__name__}); expected {expected}"
     weights = {"model": state["model"], **({"ema shadow": state["ema"]["shadow"]} if state["ema"] else {})}
     for part, tensors in weights.items():

@@ -141,6 +141,40 @@ class LRScheduler(abc.ABC):
         return lr
 
 
+class ImageTokenizer(nn.Module, abc.ABC):
+    """Images <-> grids of discrete codes, the vocabulary an IMAGE output is generated in (docs/image_generation.md).
+
+    Set `num_codes`, `grid` (rows, cols), `image_size` (square side in pixels) and `channels` (1 or 3) in
+    `__init__`. Pixels are floats in [0, 1]; codes are ints in [0, num_codes).
+    """
+
+    num_codes: int
+    grid: tuple
+    image_size: int
+    channels: int
+
+    @abc.abstractmethod
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images [B, channels, image_size, image_size] -> codes LongTensor [B, rows, cols]."""
+
+    @abc.abstractmethod
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes [B, rows, cols] -> images [B, channels, image_size, image_size] in [0, 1]."""
+
+    def reconstruction_loss(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(training loss, reconstructions) of a batch; only tokenizers trained by ofasys_fs define it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be trained by ofasys_fs; it is loaded from a file")
+
+
+class Reranker(abc.ABC):
+    """Orders the sampled candidates of each row (generator `code_sampling`): a higher score ranks first."""
+
+    @abc.abstractmethod
+    def scores(self, model: Model, sample: dict, hypotheses: list[list[dict]]) -> list[list[float]]:
+        """One score per hypothesis of each row (a hypothesis holds its "tokens" and, as "score", the model's
+        mean log-likelihood of them)."""
+
+
 class BaseTask(abc.ABC):
     """A named instruction (or templates) plus its data, metric, criterion and decoding defaults."""
 

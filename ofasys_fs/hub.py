@@ -8,6 +8,7 @@ preprocessing settings and the trained tasks (instructions, closed answer sets, 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import warnings
@@ -20,6 +21,7 @@ from .checkpoint import inference_weights, load_checkpoint
 from .data.encode import RowEncoder
 from .devices import resolve_device
 from .errors import CheckpointError, ConfigError
+from .image_tokenizers.files import remember_payload
 from .inference.outputs import Output
 from .inference.predictor import Predictor
 from .instruction import Instruction
@@ -60,6 +62,8 @@ class OFASys:
             raise CheckpointError(f"{path} lacks the model description {missing} in its config; it was not written "
                                   f"by the ofasys_fs Trainer")
         model = rebuild_model(description, select_weights(state, use_ema, path), path)  # names missing plugins
+        for reference, payload in (state.get("image_tokenizers") or {}).items():
+            remember_payload(payload, reference, f"{path}, image tokenizer {reference[:20]}...")
         try:
             vocab = Vocabulary.from_dict(state["vocab"])
             tasks = [rebuild_task(stored) for stored in state["tasks"]]
@@ -81,9 +85,10 @@ class OFASys:
                        f"{[task.name for task in self.tasks]}")
 
     def matching_task(self, template: Instruction) -> Optional[Task]:
-        """The trained task one of whose templates is this instruction (markers and spacing aside)."""
+        """The trained task one of whose templates is this instruction (markers and spacing aside; a nameless
+        output slot, as in the seed's `-> [IMAGE,preprocess=image_vqgan]`, matches that slot with a name)."""
         for task in self.tasks:
-            if any(t.encoder == template.encoder and t.decoder == template.decoder for t in task.templates):
+            if any(t.encoder == template.encoder and same_decoder(t.decoder, template.decoder) for t in task.templates):
                 return task
         return None
 
@@ -92,18 +97,20 @@ class OFASys:
         one of its templates, else the defaults of its output kind (docs/inference.md)."""
         if instruction not in self.predictors:
             template = Instruction.parse(instruction)
+            self.check_adaptors([template])
             task = self.matching_task(template)
             answers = task.answers if task is not None else self.closed_set_answers(template)
             encoder = RowEncoder(task.name if task else INFERENCE_TASK, [template], self.vocab, self.data_cfg, answers)
-            self.check_adaptors(encoder)
+            self.check_code_grid(encoder)
             self.predictors[instruction] = Predictor(self.model, encoder, task.generation if task else None,
                                                      self.seed, task.prepared_rows if task else None)
         return self.predictors[instruction]
 
     def task_predictor(self, task: Task) -> Predictor:
         """The Predictor of a task with all its templates (drawn per row as in validation)."""
+        self.check_adaptors(task.templates)
         encoder = RowEncoder.for_task(task, self.vocab, self.data_cfg)
-        self.check_adaptors(encoder)
+        self.check_code_grid(encoder)
         return Predictor(self.model, encoder, task.generation, self.seed, task.prepared_rows)
 
     @property
@@ -124,11 +131,20 @@ class OFASys:
                          f"{self.path or 'this model'} was trained with a closed set on that column; trained tasks: "
                          f"{[task.name for task in self.tasks]}")
 
-    def check_adaptors(self, encoder: RowEncoder) -> None:
-        unknown = sorted(self.model.adaptors_for(encoder.templates) - set(self.model.adaptor_names))
+    def check_adaptors(self, templates: Sequence[Instruction]) -> None:
+        unknown = sorted(self.model.adaptors_for(templates) - set(self.model.adaptor_names))
         if unknown:
-            raise ConfigError(f"{encoder.templates[0].text!r} needs the adaptors {unknown}, which this model was not "
+            raise ConfigError(f"{templates[0].text!r} needs the adaptors {unknown}, which this model was not "
                              f"trained with (it has {sorted(self.model.adaptor_names)})")
+
+    def check_code_grid(self, encoder: RowEncoder) -> None:
+        """An image_code slot's tokenizer must make the code grid the model learnt."""
+        trained_grid = self.model.cfg.image_code_grid
+        for slot, preprocessor in encoder.preprocessors.items():
+            grid = getattr(getattr(preprocessor, "tokenizer", None), "grid", None)
+            if grid is not None and trained_grid is not None and tuple(grid) != tuple(trained_grid):
+                raise ConfigError(f"the slot {slot}: its image tokenizer makes a {grid[0]}x{grid[1]} code grid, but "
+                                  f"this model learnt {trained_grid[0]}x{trained_grid[1]} grids")
 
     # ---- inference ---------------------------------------------------------------------------
 
@@ -151,6 +167,14 @@ class OFASys:
         return outputs[0] if single else outputs
 
     __call__ = inference
+
+
+def same_decoder(trained: Sequence, asked: Sequence) -> bool:
+    """The decoders are equal, or `asked` is one nameless output slot and `trained` that slot with a column."""
+    if tuple(trained) == tuple(asked):
+        return True
+    return (len(trained) == len(asked) == 1 and asked[0].name is None and trained[0].name is not None
+            and dataclasses.replace(trained[0], name=None) == asked[0])
 
 
 def import_plugins(recorded: Sequence[str], given: Sequence[str]) -> None:

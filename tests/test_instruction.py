@@ -205,8 +205,8 @@ def test_schema_defaults_per_modality_and_side():
     assert Instruction.parse("[TEXT:t] -> [IMAGE:img]").decoder[0].preprocess == "image_code"
     assert instruction.encoder[0].attrs == {
         "preprocess": "text", "adaptor": "text", "uncased": False, "no_punctuation": False, "max_length": None,
-        "mask_ratio": 0.0, "noise_ratio": 0.0, "no_loss": False, "closed_set": False, "add_bos": False,
-        "add_eos": False, "disable_auto_boseos": False}
+        "mask_ratio": 0.0, "noise_ratio": 0.0, "drop_ratio": 0.0, "no_loss": False, "closed_set": False,
+        "add_bos": False, "add_eos": False, "disable_auto_boseos": False}
     assert instruction.encoder[3].attrs["num_frames"] == 8 and instruction.encoder[2].attrs["n_frames_per_step"] == 1
 
 
@@ -220,8 +220,8 @@ def test_attribute_values_are_typed_and_aliases_canonical():
     assert instruction.decoder[0].attrs["image"] == "img" and instruction.decoder[0].no_loss
     assert instruction.decoder[1].attrs["size"] == "640,480"
     output = Instruction.parse(SEED[-1][0]).decoder[0]
-    assert (output.name, output.preprocess, output.adaptor, output.attrs["length"]) == (None, "image_code",
-                                                                                        "image_code", None)
+    assert (output.name, output.preprocess, output.adaptor, output.attrs["tokenizer"]) == (None, "image_code",
+                                                                                           "image_code", None)
     assert get_attr_schema("image_vqgan").name == "image_code"
 
 

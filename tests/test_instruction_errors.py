@@ -87,7 +87,7 @@ MALFORMED = [
     ("[TEXT:x,preprocess=txt] -> [TEXT:y]", 'unknown preprocess "txt". Did you mean "text"?', "txt"),
     ("[TEXT:x,adaptor=txt] -> [TEXT:y]", 'unknown adaptor \'txt\'. Did you mean "text"?', "txt"),
     ("[IMAGE:x,preprocess=text] -> [TEXT:y]", "preprocess 'text' handles TEXT slots, not IMAGE", "text]"),
-    ("[IMAGE:x,preprocess=image_code] -> [TEXT:y]", "works on the decoder side only", "image_code"),
+    ("[AUDIO:x,preprocess=audio_mel] -> [TEXT:y]", "works on the decoder side only", "audio_mel"),
     ("[TEXT:x] -> [AUDIO,preprocess=audio]", "works on the encoder side only", "audio]"),
     ("[TEXT:x,preprocess] -> [TEXT:y]", "preprocess needs a value", "preprocess"),
     ("[TEXT:x,adaptor] -> [TEXT:y]", "adaptor needs a value", "adaptor"),
@@ -95,7 +95,7 @@ MALFORMED = [
     ("[TEXT:x] -> [BOX:b,size=640]", "size=640 is malformed", "640"),
     ("[AUDIO:a,n_frames_per_step=0] -> [TEXT:y]", "out of range", "0]"),
     ("[VIDEO:v,num_frames=x] -> [TEXT:y]", "num_frames expects an integer", "x]"),
-    ("[TEXT:x] -> [IMAGE,length=-3]", "out of range", "-3"),
+    ("[TEXT:x,drop_ratio=1.5] -> [IMAGE]", "out of range", "1.5"),
 ]
 
 

@@ -276,16 +276,14 @@ def test_video_frame_count_falls_back_to_the_data_config(mp4_path):
 
 @pytest.mark.parametrize(
     "name, role",
-    [("image_code", "IMAGE output"), ("image_vqgan", "IMAGE output"), ("audio_mel", "AUDIO output"),
-     ("motion_6d", "MOTION input/output")],
+    [("audio_mel", "AUDIO output"), ("motion_6d", "MOTION input/output")],
 )
 def test_later_output_preprocessors_refuse_clearly(name, role):
-    canonical = "image_code" if name == "image_vqgan" else name
-    with pytest.raises(ValueError, match=rf"preprocessor '{canonical}' \({role}\) is not available yet in ofasys_fs"):
+    with pytest.raises(ValueError, match=rf"preprocessor '{name}' \({role}\) is not available yet in ofasys_fs"):
         build_preprocessor(name, None, None)
 
 
-def test_decoder_image_slot_builds_to_the_clear_error():
+def test_decoder_image_slot_without_a_tokenizer_says_how_to_give_one():
     slot = Instruction.parse("[TEXT:prompt] -> [IMAGE:picture]").decoder[0]
-    with pytest.raises(ValueError, match="'image_code' .* not available yet"):
+    with pytest.raises(ValueError, match="no image tokenizer: give the model's image_tokenizer=PATH"):
         build_preprocessor(slot.preprocess, slot, None, DataConfig(image_size=32))

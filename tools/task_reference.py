@@ -12,6 +12,7 @@ FAMILIES = {  # family -> page title; every built-in task names one as its `fami
     "video": "Video tasks",
     "glue": "GLUE-style sentence classification",
     "sudoku": "Sudoku",
+    "image_generation": "Image generation tasks",
 }
 
 

@@ -6,6 +6,8 @@
 Writes one JSON line per input row, in input order: {"id": row index, "text"/"box"/"objects", "tokens",
 "score", "positional_scores"}, to OUT (a file, or generate-<subset>.jsonl in a folder) or to stdout; then a
 score summary when the rows hold references. The same Predictor as OFASys.inference produces the outputs.
+A media output (IMAGE) is also written as one file per row beside OUT (OUT's stem-<id>.png, listed in the row's
+"files"), and for images a grid of all rows (stem-grid.png).
 """
 from __future__ import annotations
 
@@ -16,13 +18,17 @@ import sys
 from typing import Any, Callable, Optional
 
 from ..errors import ConfigError
+from ..image_tokenizers.images import image_grid
 from ..inference.evaluate import references_of, score
+from ..inference.layout import MEDIA_KINDS
 from ..instruction import column_value
 from ..tasks.base import SPLITS, Task
 from .command import entry_point
 from .inference_args import add_checkpoint_args, add_generation_args, given_generation_options, load_model
 
 PROG = "ofasys-generate"
+GRID_COLUMNS = 10  # rows of the image grid hold this many images
+GRID_CELL = 64  # small images are enlarged (by a whole factor) to about this many pixels in the grid
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,9 +59,24 @@ def results_file(path: str, subset: str) -> str:
     return path
 
 
-def write_lines(pairs: list, stream: Any) -> None:
+def write_lines(pairs: list, stream: Any, files: Optional[dict] = None) -> None:
     for index, output in pairs:
-        stream.write(json.dumps({"id": index, **output.to_dict()}) + "\n")
+        listed = {"files": files[index]} if files and index in files else {}
+        stream.write(json.dumps({"id": index, **output.to_dict(), **listed}) + "\n")
+
+
+def write_media(pairs: list, results: str) -> dict:
+    """Each row's media beside the results file (stem-<id>.png) and, for images, a grid of them (stem-grid.png);
+    returns row index -> [file names]."""
+    folder, stem = os.path.dirname(os.path.abspath(results)), os.path.splitext(os.path.basename(results))[0]
+    files = {index: [os.path.basename(output.save(os.path.join(folder, f"{stem}-{index}")))]
+             for index, output in pairs if output.media is not None}
+    images = [output.image for _, output in pairs if output.image is not None]
+    if images:
+        columns = min(len(images), GRID_COLUMNS)
+        image_grid(images, columns, scale=max(1, GRID_CELL // max(images[0].size))).save(
+            os.path.join(folder, f"{stem}-grid.png"))
+    return files
 
 
 def summary(name: str, subset: str, metric: Any, rows: Any, pairs: list, column: str,
@@ -86,11 +107,16 @@ def generate(args: argparse.Namespace) -> int:
     pairs = predictor.predict_indexed(rows, options=options, batch_size=args.batch_size,
                                       split=args.gen_subset if args.gen_subset in SPLITS else "test",
                                       progress=sys.stderr.isatty())
+    media = predictor.layout.kind in MEDIA_KINDS
     if args.results_path:
         path = results_file(args.results_path, args.gen_subset)
+        files = write_media(pairs, path) if media else None
         with open(path, "w", encoding="utf-8") as handle:
-            write_lines(pairs, handle)
-        print(f"{PROG}: wrote {len(pairs)} rows to {path}", file=sys.stderr)
+            write_lines(pairs, handle, files)
+        written = f" and their {predictor.layout.kind} files beside it" if media else ""
+        print(f"{PROG}: wrote {len(pairs)} rows to {path}{written}", file=sys.stderr)
+    elif media:
+        raise ConfigError(f"{predictor.layout.kind.upper()} outputs are written as files: give --results-path")
     else:
         write_lines(pairs, sys.stdout)
     metric = args.scoring or task.metric

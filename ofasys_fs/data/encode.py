@@ -16,7 +16,7 @@ import torch
 
 from ..contracts import Preprocessor, SampleContext
 from ..errors import DataError
-from ..instruction import BoundSlot, Instruction, InstructionError, Slot, parse_templates
+from ..instruction import OUTPUT_MODALITIES, BoundSlot, Instruction, InstructionError, Slot, parse_templates
 from ..media import load_image
 from ..preprocess.config import DataConfig
 from ..preprocess.image import ImageGeometry
@@ -113,9 +113,6 @@ class RowEncoder:
         return ValueError(f"task {self.task_name!r}: {reason}")
 
     def _check_template(self, template: Instruction) -> None:
-        if template.output_modality != "TEXT":
-            raise self._error(f"{template.output_modality} outputs are not available yet: the decoder of "
-                              f"{template.text!r} must be text-like")
         for slot in template.decoder:
             if slot.attrs.get("disable_auto_boseos"):
                 raise self._error(f"disable_auto_boseos on the decoder slot {slot} of {template.text!r}: the decoder "
@@ -140,7 +137,11 @@ class RowEncoder:
             preprocessor = build_preprocessor(slot.preprocess, slot, self.vocab, self.data_cfg)
         except ValueError as err:
             raise self._error(f"cannot build the slot {slot}: {err}") from err
-        if slot.text_like != preprocessor.text_like:
+        output = slot.side == "decoder" and slot.modality in OUTPUT_MODALITIES
+        if output and not preprocessor.text_like:
+            raise self._error(f"preprocessor {slot.preprocess!r} of the {slot.modality} output {slot} must return "
+                              f"decoder tokens (text_like=True), as image_code does")
+        if not output and slot.text_like != preprocessor.text_like:
             kind = "text-like" if slot.text_like else "non-text"
             raise self._error(f"preprocessor {slot.preprocess!r} of the {kind} slot {slot} must set text_like="
                               f"{slot.text_like}")
@@ -298,7 +299,11 @@ class RowEncoder:
         example.phone_targets = torch.tensor(phones, dtype=torch.long) if phones else None
 
     def _constraints(self, piece: _DecoderPiece, start: int, last: bool, ctx: SampleContext) -> list:
-        """(target position, allowed ids) of a BOX slot (`<bin>`s) or a closed_set slot (the answer trie)."""
+        """(target position, allowed ids) of a BOX slot (`<bin>`s), a slot whose preprocessor names its
+        `token_range` (an IMAGE output's codes) or a closed_set slot (the answer trie)."""
+        token_range = getattr(self.preprocessors.get(piece.slot), "token_range", None)
+        if token_range is not None:
+            return [(start + i, token_range) for i in range(len(piece.tokens))]
         if piece.slot.modality == "BOX":
             # In a repetition an object's first bin competes with </s> and with more label text, so it keeps
             # the full softmax; the generator's grammar then normalises over the same choices (generators/).

@@ -20,6 +20,7 @@ from .. import __version__
 from ..checkpoint import CHECKPOINT_VERSION, atomic_write, inference_weights, load_checkpoint, save_checkpoint
 from ..config import config_to_dict
 from ..errors import CheckpointError
+from ..image_tokenizers.files import tokenizer_payload
 from ..registry import imported_user_dirs
 from ..vocab import Vocabulary
 from .ema import EMA
@@ -69,9 +70,10 @@ def model_description(model: nn.Module, data_cfg: Any) -> dict:
 
 def build_state(*, model_state: dict, ema: Optional[EMA], optimizer_state: dict, lr_scheduler: Any,
                 sampler: dict, rng: dict, vocab: Vocabulary, config: dict, tasks: list, user_dirs: list[str],
-                train_meta: dict) -> dict:
+                train_meta: dict, image_tokenizers: Optional[dict] = None) -> dict:
     """The checkpoint dict with docs/design.md §14's keys; `config` = plain dicts (train config + model_description),
-    `model_state`/`optimizer_state` = full state dicts, `rng` = `checkpoint_rng(...)`."""
+    `model_state`/`optimizer_state` = full state dicts, `rng` = `checkpoint_rng(...)`, `image_tokenizers` = the
+    tokenizers of image_code slots (stored by content hash, so that inference needs no path)."""
     state = {
         "version": CHECKPOINT_VERSION,
         "model": model_state,
@@ -85,6 +87,8 @@ def build_state(*, model_state: dict, ema: Optional[EMA], optimizer_state: dict,
         "tasks": [task.to_dict() for task in tasks],
         "user_dirs": list(user_dirs),
         "train_meta": {**train_meta, "ofasys_fs_version": __version__, "torch_version": str(torch.__version__)},
+        "image_tokenizers": {tokenizer.content_hash: tokenizer_payload(tokenizer)
+                             for tokenizer in (image_tokenizers or {}).values()},
     }
     check_plain(state, "checkpoint")
     return state
@@ -119,6 +123,14 @@ def check_vocab(state: dict, vocab: Vocabulary, path: str) -> None:
             f"{stored.get('config')}) than this run (hash {vocab.hash[:12]}, config {vocab.config.to_dict()}); "
             f"set the vocab options (num_bins, num_codes, tokenizer) to the checkpoint's values"
         )
+
+
+def check_image_tokenizers(state: dict, ours: dict, path: str) -> None:
+    """Refuse to resume a run whose image tokenizers have other content (its codes would mean other images)."""
+    recorded = state["config"]["data"].get("image_tokenizers") or {}
+    if recorded != ours:
+        raise CheckpointError(f"{path} was trained with other image tokenizers ({recorded}) than this run ({ours}); "
+                              f"resume with the same tokenizer files, or start a new save_dir")
 
 
 def load_model_weights(model: nn.Module, weights: dict, path: str, strict: bool) -> tuple[list, list]:
@@ -257,6 +269,7 @@ class TrainerCheckpoints:
         if path is not None:
             state = load_checkpoint(path)
             restore_weights(state, path, self.model, self.vocab)
+            check_image_tokenizers(state, self.data_cfg.image_tokenizers, path)
             return state, path
         if ckpt_cfg.finetune_from_model:
             state = load_checkpoint(ckpt_cfg.finetune_from_model)
@@ -303,4 +316,5 @@ class TrainerCheckpoints:
             model_state=model_state, ema=self.ema, optimizer_state=optimizer_state, lr_scheduler=self.lr_scheduler,
             sampler={"num_updates": self.num_updates, "tasks": self.batches.state_dict()}, rng=rng, vocab=self.vocab,
             config=config, tasks=self.tasks, user_dirs=imported_user_dirs(), train_meta=train_meta,
+            image_tokenizers=self.image_tokenizers,
         )

@@ -25,10 +25,11 @@ from ..errors import ConfigError, TrainingError
 from ..inference.evaluate import evaluate, merge_metrics
 from ..models.generalist import GeneralistModel
 from ..preprocess.config import DataConfig
+from ..preprocess.image_code import resolve_image_tokenizers
 from ..registry import CRITERION_REGISTRY, LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY, import_user_dir
 from ..tasks.base import Task
 from ..tasks.config import tasks_from_config
-from ..vocab import Vocabulary
+from ..vocab import VocabConfig, Vocabulary
 from . import state as checkpoint_state
 from .batches import train_batches
 from .config import TrainConfig
@@ -113,10 +114,14 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
             if world.is_main and (stale := checkpoint_state.remove_stale_temp_files(cfg.checkpoint.save_dir)):
                 self.say(f"removed unfinished checkpoint writes of an interrupted run: {stale}")
         self.tasks = self.check_tasks(tasks)
-        self.vocab = Vocabulary.from_config(cfg.vocab)
+        self.image_tokenizers = resolve_image_tokenizers(
+            (model.cfg.image_tokenizer if model is not None else None) or cfg.model.image_tokenizer,
+            [template for task in self.tasks for template in task.templates])
+        self.vocab = Vocabulary.from_config(self.vocab_config())
         self.model = self.prepare_model(model)
         torch.manual_seed(rank_seed(cfg.common.seed, world.rank))  # each rank its own dropout stream
-        self.data_cfg = DataConfig.for_model(self.model.cfg, cfg.dataset.truncate_long)
+        self.data_cfg = DataConfig.for_model(self.model.cfg, cfg.dataset.truncate_long, {
+            name: tokenizer.content_hash for name, tokenizer in self.image_tokenizers.items()})
         self.encoders = {task.name: RowEncoder.for_task(task, self.vocab, self.data_cfg) for task in self.tasks}
         self.criteria = {task.name: self.build_criterion(task) for task in self.tasks}
         resumed = self.load_initial_weights()
@@ -186,13 +191,36 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
                 raise ConfigError(f"task {task.name!r} has no training rows: call task.add_dataset(rows, 'train')")
         return list(tasks)
 
+    def vocab_config(self) -> VocabConfig:
+        """The vocab section, with as many code ids as the image tokenizers have codes unless num_codes is set."""
+        vocab_cfg, needed = self.cfg.vocab, max((t.num_codes for t in self.image_tokenizers.values()), default=0)
+        if vocab_cfg.num_codes is None and needed:
+            return dataclasses.replace(vocab_cfg, num_codes=needed)
+        if vocab_cfg.num_codes is not None and vocab_cfg.num_codes < needed:
+            raise ConfigError(f"num_codes={vocab_cfg.num_codes} (vocab config) is smaller than the {needed} codes of "
+                              f"the image tokenizer; leave num_codes unset to take the tokenizer's")
+        return vocab_cfg
+
+    def code_grid(self) -> Optional[tuple[int, int]]:
+        """The one code grid of the image tokenizers (the image_code adaptor's positions), or None without any."""
+        grids = {tuple(tokenizer.grid) for tokenizer in self.image_tokenizers.values()}
+        if len(grids) > 1:
+            raise ConfigError(f"the image tokenizers of one model must share their code grid; the tasks' tokenizers "
+                              f"{sorted(self.image_tokenizers)} have grids {sorted(grids)}")
+        return grids.pop() if grids else None
+
     def prepare_model(self, model: Optional[GeneralistModel]) -> GeneralistModel:
         """Build the model for this vocabulary and the tasks' adaptors, move it, apply the model switches."""
         cfg = self.cfg
         if model is None:
             model = GeneralistModel(dataclasses.replace(cfg.model))
         needed = model.adaptors_for(template for task in self.tasks for template in task.templates)
+        grid = self.code_grid()
+        if grid is not None and model.cfg.image_code_grid not in (None, grid):
+            raise ConfigError(f"the model's image_code_grid {model.cfg.image_code_grid} differs from the image "
+                              f"tokenizer's grid {grid}")
         if not model.is_built:
+            model.cfg.image_code_grid = model.cfg.image_code_grid or grid
             if model.cfg.ctc_head is None:  # an untrained head would only cost memory and DDP's unused-parameter search
                 model.cfg.ctc_head = any(
                     getattr(CRITERION_REGISTRY.get(task.criterion).cls, "uses_ctc_head", False) for task in self.tasks)

@@ -81,6 +81,11 @@ class GenerationConfig:
                                        fallback=True)
     exhaustive: Optional[bool] = option(None, "score every answer of a closed set instead of searching",
                                         fallback=False)
+    guidance_scale: Optional[float] = option(
+        None, "code outputs (IMAGE): classifier-free guidance, uncond + scale * (cond - uncond) with the encoder's "
+              "TEXT slots empty for uncond (1: off)", fallback=1.0, check=at_least(0))
+    reranker: Optional[str] = option(None, "code outputs (IMAGE): registered reranker ordering the sampled "
+                                           "candidates (likelihood, none; plugins add more)", fallback="likelihood")
     fused_step: Optional[bool] = option(None, "beam search on a CUDA device: the fused Triton step "
                                               "(--no-fused-step: PyTorch's)", fallback=True)
 

@@ -14,9 +14,10 @@ from ..generators.config import OPTION_ALIASES, GenerationConfig
 from ..generators.constraints import RepetitionGrammar
 from ..generators.sequence import OBJECT_OPTIONS, SequenceGenerator
 from ..registry import GENERATOR_REGISTRY, build_generator
-from .layout import BOX, BOX_TOKENS, CLOSED_SET, MIXED, REPETITION, TEXT, DecoderLayout
+from .layout import BOX, BOX_TOKENS, CLOSED_SET, MEDIA_KINDS, MIXED, REPETITION, TEXT, DecoderLayout
 
 GENERATOR_KEY = "generator"  # in a task's `generation` dict: the registered generator to use
+IMAGE = "image"
 
 # OFA-style defaults per decoder kind, over GenerationConfig's fallbacks, used where neither the task nor the
 # caller sets the option
@@ -26,7 +27,9 @@ KIND_DEFAULTS = {
     CLOSED_SET: GenerationConfig(lenpen=0.0),  # rank answers by their log-probability
     REPETITION: GenerationConfig(),
     MIXED: GenerationConfig(max_len_b=64),
+    IMAGE: GenerationConfig(do_sample=True, beam=8),  # 8 sampled candidates, the most likely one returned
 }
+KIND_GENERATORS = {IMAGE: "code_sampling"}  # decoder kinds whose default generator is not the sequence generator
 
 
 def accepted_options(generator: Any) -> set[str]:
@@ -47,7 +50,8 @@ class DecodingPlan:
 
     def __init__(self, layout: DecoderLayout, encoder: Any, generation: Optional[dict] = None):
         task_options = dict(generation or {})
-        self.generator_name = task_options.pop(GENERATOR_KEY, None) or GENERATOR_REGISTRY.default
+        self.generator_name = (task_options.pop(GENERATOR_KEY, None) or KIND_GENERATORS.get(layout.kind)
+                               or GENERATOR_REGISTRY.default)
         self.generator = build_generator(self.generator_name)
         self.accepted = accepted_options(self.generator)
         self.layout, self.encoder, self.task_options = layout, encoder, task_options
@@ -55,7 +59,8 @@ class DecodingPlan:
 
     def options(self, given: Optional[dict] = None) -> dict:
         """The keyword options of `generator.generate` for the caller's `given` options."""
-        defaults = {**GenerationConfig().resolved().given(), **KIND_DEFAULTS[self.layout.kind].given()}
+        defaults = {**GenerationConfig().resolved().given(), **KIND_DEFAULTS.get(self.layout.kind,
+                                                                                 GenerationConfig()).given()}
         merged = {**self.accepted_only(defaults), **self.task_options, **(given or {})}
         merged.update(self.accepted_only(self.shape_options(merged)))
         return merged
@@ -64,8 +69,11 @@ class DecodingPlan:
         return {name: value for name, value in options.items() if name in self.accepted}
 
     def shape_options(self, merged: dict) -> dict:
-        """What the decoder's shape fixes: exactly 4 bins per box, a closed set's answers, the repetition grammar."""
+        """What the decoder's shape fixes: exactly 4 bins per box, a closed set's answers, the repetition grammar,
+        what a media output's preprocessor says (an image: exactly rows x cols code ids)."""
         layout, vocab = self.layout, self.encoder.vocab
+        if layout.kind in MEDIA_KINDS:
+            return self.encoder.preprocessors[layout.free[0]].decoding_options(len(vocab))
         if layout.kind == BOX:
             length = BOX_TOKENS * layout.box_count
             allowed = torch.zeros(len(vocab), dtype=torch.bool)

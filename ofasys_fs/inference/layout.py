@@ -10,12 +10,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Optional
 
-from ..instruction import Instruction, RepeatGroup, Slot
+from ..instruction import OUTPUT_MODALITIES, Instruction, RepeatGroup, Slot
 
 BOX_TOKENS = 4
 
 # kinds of decoders, from the pieces the generator produces
 TEXT, BOX, CLOSED_SET, REPETITION, MIXED = "text", "box", "closed_set", "repetition", "mixed"
+# a decoder of one IMAGE/AUDIO/MOTION output slot: its kind is the modality in lower case, also the Output field
+# that holds the value its preprocessor's postprocess makes (Output.image)
+MEDIA_KINDS = frozenset(modality.lower() for modality in OUTPUT_MODALITIES)
 
 
 def has_loss(slot: Slot) -> bool:
@@ -41,6 +44,8 @@ class DecoderLayout:
 
     @staticmethod
     def kind_of(free: tuple, repeat: Optional[RepeatGroup]) -> str:
+        if len(free) == 1 and free[0].modality in OUTPUT_MODALITIES:
+            return free[0].modality.lower()
         if repeat is not None:
             return REPETITION if free and all(slot.in_repeat for slot in free) else MIXED
         if free and all(slot.modality == "BOX" for slot in free):
@@ -54,7 +59,10 @@ class DecoderLayout:
         return sum(slot.modality == "BOX" for slot in self.free)
 
     def prediction(self, output: Any) -> Any:
-        """The value a metric scores: the box of a BOX output, the objects of a repetition, else the text."""
+        """The value a metric scores: the box of a BOX output, the objects of a repetition, the image of an IMAGE
+        output, else the text."""
+        if self.kind in MEDIA_KINDS:
+            return getattr(output, self.kind)
         if self.kind == BOX:
             return output.box
         if self.kind == REPETITION:
@@ -72,7 +80,10 @@ class TokenReader:
         self.layout, self.bins, self.literal = layout, vocab.range("bin"), literal
 
     def read(self, tokens: list, value_of: Reader) -> dict:
-        """{"text", "box", "objects"} of one hypothesis (None where the decoder has no such part)."""
+        """{"text", "box", "objects"} of one hypothesis (None where the decoder has no such part), or for a media
+        output {kind: its value}."""
+        if self.layout.kind in MEDIA_KINDS:
+            return {self.layout.kind: value_of(self.layout.free[0], tokens)}
         if self.layout.kind == REPETITION:
             return {"text": None, "box": None, "objects": self.objects(tokens, value_of)}
         parts, _ = self.split(list(self.layout.free), tokens, 0, wrap=False)

@@ -62,7 +62,8 @@ def resolve_config(cfg: ModelConfig) -> ModelConfig:
     return resolved
 
 
-OPTIONAL_FIELDS = ("resnet_depth", "image_backbone_weights", "ctc_head", "ctc_phone_start", "ctc_num_phones")
+OPTIONAL_FIELDS = ("resnet_depth", "image_backbone_weights", "ctc_head", "ctc_phone_start", "ctc_num_phones",
+                   "image_tokenizer", "image_code_grid", "image_code_range")
 
 
 def check_config(cfg: ModelConfig) -> None:

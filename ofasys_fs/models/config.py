@@ -58,6 +58,13 @@ class ModelConfig:
                                             check=at_least(0))
     ctc_num_phones: Optional[int] = option(None, "CTC head: number of phones (set when the model is built)",
                                            check=at_least(1))
+    image_tokenizer: Optional[str] = option(
+        None, "image tokenizer file of IMAGE outputs (ofasys-train-image-tokenizer); checkpoints record its content, "
+              "not the path")
+    image_code_grid: Optional[tuple[int, int]] = option(
+        None, "image_code: rows, cols of the code grid (set from the image tokenizer when the model is built)")
+    image_code_range: Optional[tuple[int, int]] = option(
+        None, "image_code: first and end (exclusive) code id (set from the vocabulary when the model is built)")
     text_rel_buckets: int = option(32, "1-D relative position buckets (text, audio, video frames)",
                                    check=even_buckets)
     text_rel_max_distance: int = option(128, "1-D relative distance of the last bucket", check=at_least(1))

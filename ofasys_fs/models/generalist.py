@@ -145,11 +145,13 @@ class Decoder(nn.Module):
     returns logits for the last position only.
     """
 
-    def __init__(self, cfg: ModelConfig, embed_tokens: nn.Embedding):
+    def __init__(self, cfg: ModelConfig, embed_tokens: nn.Embedding, output_adaptors: Iterable[Adaptor] = ()):
         super().__init__()
         dim = cfg.embed_dim
         self.cfg = cfg
         self.tokens = ScaledTokenEmbedding(embed_tokens)
+        # adaptors that add position vectors to the decoder's tokens (image_code); registered in the encoder
+        self.output_adaptors = tuple(output_adaptors)
         self.positions = SequencePositions(
             cfg.max_target_positions, dim, cfg.decoder_layers, cfg.attention_heads,
             cfg.text_rel_buckets, cfg.text_rel_max_distance, owner="decoder (max_target_positions)",
@@ -181,6 +183,8 @@ class Decoder(nn.Module):
         length = prev_output_tokens.size(1)
         start = self.cached_steps(incremental_state, length)
         x = self.tokens(prev_output_tokens[:, start:])
+        for adaptor in self.output_adaptors:
+            x = x + adaptor.decoder_positions(prev_output_tokens[:, start:], start).to(x.dtype)
         if self.cfg.entangle_position_embedding:
             x = x + self.positions.embeddings(self.positions.positions(length, x.device)[start:])
         x = self.dropout(x)
@@ -309,8 +313,13 @@ class GeneralistModel(Model):
         nn.init.normal_(self.embed_tokens.weight, std=dim**-0.5)
         with torch.no_grad():
             self.embed_tokens.weight[padding_idx].zero_()
-        self.encoder = Encoder(self.cfg, {name: build_adaptor(name, self.cfg, self.embed_tokens) for name in names})
-        self.decoder = Decoder(self.cfg, self.embed_tokens)
+        codes = vocab.range("code") if "image_code" in names and hasattr(vocab, "range") else None
+        if codes is not None:
+            self.cfg = dataclasses.replace(self.cfg, image_code_range=(codes.start, codes.stop))
+        adaptors = {name: build_adaptor(name, self.cfg, self.embed_tokens) for name in names}
+        self.encoder = Encoder(self.cfg, adaptors)
+        self.decoder = Decoder(self.cfg, self.embed_tokens,
+                               [adaptor for adaptor in adaptors.values() if hasattr(adaptor, "decoder_positions")])
         if phones is not None:
             self.ctc_head = CTCHead(dim, phones)
         self.vocab_size, self.adaptor_names = vocab_size, tuple(names)

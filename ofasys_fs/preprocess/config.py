@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from ..errors import ConfigError
 from ..options import at_least, check_fields, option
@@ -44,6 +44,8 @@ class DataConfig:
     max_source_positions: int = option(1024, "encoder positions per sample", check=at_least(1))
     max_target_positions: int = option(1024, "decoder positions per sample", check=at_least(1))
     truncate_long: bool = option(False, "truncate groups longer than the positions instead of failing")
+    image_tokenizers: dict[str, str] = option({}, "image_code slots: tokenizer as the instruction names it ('': the "
+                                                  "model's image_tokenizer) -> content hash (set by training)")
 
     def __post_init__(self) -> None:
         check_fields(self, "data config")
@@ -51,10 +53,12 @@ class DataConfig:
         object.__setattr__(self, "image_std", per_channel(self.image_std))
 
     @classmethod
-    def for_model(cls, model_cfg: Any, truncate_long: bool = False) -> "DataConfig":
-        """The preprocessing a model expects: its image side and position tables."""
+    def for_model(cls, model_cfg: Any, truncate_long: bool = False,
+                  image_tokenizers: Optional[dict] = None) -> "DataConfig":
+        """The preprocessing a model expects: its image side, position tables and image tokenizers."""
         return cls(image_size=model_cfg.image_size, max_source_positions=model_cfg.max_source_positions,
-                   max_target_positions=model_cfg.max_target_positions, truncate_long=truncate_long)
+                   max_target_positions=model_cfg.max_target_positions, truncate_long=truncate_long,
+                   image_tokenizers=dict(image_tokenizers or {}))
 
     def to_dict(self) -> dict:
         """Plain values for a checkpoint."""

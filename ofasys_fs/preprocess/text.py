@@ -90,6 +90,7 @@ class TextLikePreprocessor(Preprocessor):
         self.max_length: Optional[int] = attrs.get("max_length")
         self.mask_ratio = float(attrs.get("mask_ratio") or 0.0)
         self.noise_ratio = float(attrs.get("noise_ratio") or 0.0)
+        self.drop_ratio = float(attrs.get("drop_ratio") or 0.0)
 
     @property
     def what(self) -> str:
@@ -123,10 +124,12 @@ class TextLikePreprocessor(Preprocessor):
         return rng_for(ctx.seed, ctx.task, ctx.epoch, ctx.row_index, purpose)
 
     def noised(self, ids: list[int], ctx: SampleContext) -> list[int]:
-        """Span masking, then random replacement (train split only)."""
-        if not ctx.is_train or not (self.mask_ratio or self.noise_ratio):
+        """Dropping the whole text, else span masking, then random replacement (train split only)."""
+        if not ctx.is_train or not (self.mask_ratio or self.noise_ratio or self.drop_ratio):
             return ids
         rng = self.rng(ctx, "noise")
+        if self.drop_ratio and rng.random() < self.drop_ratio:
+            return []
         if self.mask_ratio:
             ids = span_mask(ids, self.mask_ratio, rng, self.vocab.mask)
         if self.noise_ratio:

@@ -1,0 +1,101 @@
+"""Metrics of generated images (docs/image_generation.md, "Metrics"): "classifier_accuracy" (does a classifier
+trained on real images recognise the requested class?), "frechet_distance" (on that classifier's features,
+generated vs real images) and "psnr" (generated vs reference pixels, e.g. image infilling)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from ..contracts import Metric
+from ..image_tokenizers.images import image_tensor, psnr
+from ..media import MediaError
+from ..registry import register_metric
+from .image_classifier import ClassifierConfig, trained_judge
+from .metric_inputs import MetricInputError, check_rows, single_reference
+
+
+@register_metric("classifier_accuracy", dataclass=ClassifierConfig)
+class ClassifierAccuracy(Metric):
+    """Share of generated images that the judge (trained on `train_data`) assigns the row's reference label;
+    also `real_accuracy`, the judge's accuracy on the real `test_data` (the ceiling), and `chance`."""
+
+    def __init__(self, cfg: ClassifierConfig):
+        self.cfg = cfg
+
+    def compute(self, predictions: list, references: list) -> dict[str, float]:
+        check_rows(self.registered_name, predictions, references)
+        judge = trained_judge(self.cfg, f'metric "{self.registered_name}"')
+        labels = [str(single_reference(self.registered_name, row, ref)) for row, ref in enumerate(references)]
+        unknown = sorted(set(labels) - set(judge.classes))
+        if unknown:
+            raise MetricInputError(f'metric "{self.registered_name}": reference labels {unknown[:5]} are not among '
+                                   f"the classes of its training images {judge.classes[:10]}")
+        predicted = judge.predict(judge.tensors(predictions, f'metric "{self.registered_name}"'))
+        values = {self.registered_name: sum(p == t for p, t in zip(predicted, labels)) / len(labels)}
+        if judge.real_accuracy is not None:
+            values["real_accuracy"] = judge.real_accuracy
+        values["chance"] = 1 / len(judge.classes)
+        return values
+
+
+@register_metric("frechet_distance", dataclass=ClassifierConfig)
+class FrechetDistance(Metric):
+    """Fréchet distance between Gaussians fitted to the judge's features of the generated images and of the
+    reference (real) images; `real_frechet_distance` is that of the real training images to the references (a
+    floor from sampling alone). Lower is better; comparable only for the same judge and references."""
+
+    higher_is_better = False
+
+    def __init__(self, cfg: ClassifierConfig):
+        self.cfg = cfg
+
+    def compute(self, predictions: list, references: list) -> dict[str, float]:
+        check_rows(self.registered_name, predictions, references)
+        what = f'metric "{self.registered_name}"'
+        judge = trained_judge(self.cfg, what)
+        real = [single_reference(self.registered_name, row, ref) for row, ref in enumerate(references)]
+        reference_features = judge.features(judge.tensors(real, f"{what} (references)"))
+        values = {self.registered_name: frechet(judge.features(judge.tensors(predictions, what)), reference_features)}
+        shown = torch.randperm(len(judge.training_images), generator=torch.Generator().manual_seed(self.cfg.seed))
+        from_training = judge.features(judge.training_images[shown[:len(real)]])
+        values["real_frechet_distance"] = frechet(from_training, reference_features)
+        return values
+
+
+@dataclasses.dataclass
+class PSNRConfig:
+    channels: int = 1  # compare in grey (1) or RGB (3)
+
+
+@register_metric("psnr", dataclass=PSNRConfig)
+class PeakSignalToNoise(Metric):
+    """PSNR in dB of each generated image against its reference image (resized to the generated size), from the
+    mean squared error over all rows (pixels in [0, 1])."""
+
+    def __init__(self, cfg: PSNRConfig):
+        self.cfg = cfg
+
+    def compute(self, predictions: list, references: list) -> dict[str, float]:
+        check_rows(self.registered_name, predictions, references)
+        generated, real = [], []
+        for row, (prediction, reference) in enumerate(zip(predictions, references)):
+            side = max(prediction.size)
+            try:
+                generated.append(image_tensor(prediction, side, self.cfg.channels))
+                real.append(image_tensor(single_reference(self.registered_name, row, reference), side, self.cfg.channels))
+            except (MediaError, AttributeError) as err:
+                raise MetricInputError(f'metric "{self.registered_name}", row {row}: expected images, got {err}') from err
+        return {self.registered_name: psnr(torch.stack(generated), torch.stack(real))}
+
+
+def frechet(first: np.ndarray, second: np.ndarray) -> float:
+    """||mu1 - mu2||^2 + tr(C1 + C2 - 2 (C1 C2)^(1/2)), the trace of the root from the eigenvalues of the symmetric
+    C1^(1/2) C2 C1^(1/2)."""
+    mu1, mu2 = first.mean(axis=0), second.mean(axis=0)
+    c1, c2 = np.cov(first, rowvar=False), np.cov(second, rowvar=False)
+    values, vectors = np.linalg.eigh(c1)
+    root1 = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    cross = np.linalg.eigvalsh(root1 @ c2 @ root1)
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(c1) + np.trace(c2) - 2 * np.sqrt(np.clip(cross, 0, None)).sum())
