@@ -132,3 +132,53 @@ def trained_checkpoint(tmp_path_factory) -> TrainedCheckpoint:
     finally:
         torch.set_num_threads(threads)
     return TrainedCheckpoint(os.path.join(save_dir, "checkpoint_last.pt"), data_dir, dict(INSTRUCTIONS), rows)
+
+
+@pytest.fixture(scope="session")
+def image_tokenizer(tmp_path_factory):
+    """An fsq tokenizer (8x8 grey digits -> 4x4 codes of 125) trained for 250 updates on real digit scans; the scans of
+    `image_data.split(digit_rows())[1]` are held out from it."""
+    from image_data import TOKENIZER, digit_rows, split
+
+    from ofasys_fs.engine.tokenizer_training import TokenizerTrainConfig, train_image_tokenizer
+
+    path = str(tmp_path_factory.mktemp("image_tokenizer") / "digits.pt")
+    train, _ = split(digit_rows())
+    return train_image_tokenizer(train, path, TOKENIZER, TokenizerTrainConfig(max_update=250, log_interval=250),
+                                 log=lambda line: None)
+
+
+T2I_CLASSES = (0, 1, 4, 7)
+T2I_OPTIONS = dict(arch="micro", device="cpu", dropout=0.0, label_smoothing=0.0, num_bins=0, batch_size=16,
+                   max_update=150, lr=3e-3, warmup_updates=10, lr_scheduler="fixed", log_interval=1000,
+                   disable_validation=True, seed=1)
+
+
+def train_text_to_image(rows: list, folder, tokenizer_path: str) -> str:
+    """A micro text_to_image model trained on `rows` (a small text tokenizer keeps the output layer small)."""
+    from image_data import NAMES
+
+    from ofasys_fs.engine.trainer import Trainer
+    from ofasys_fs.registry import build_task
+    from ofasys_fs.tokenizer import train_tokenizer
+
+    text_tokenizer = str(folder / "text_tokenizer.json")
+    train_tokenizer([" ".join(f"a handwritten {name}" for name in NAMES)] * 20, 300, text_tokenizer)
+    task = build_task("text_to_image").add_dataset(rows, "train")
+    Trainer(image_tokenizer=tokenizer_path, tokenizer=text_tokenizer, save_dir=str(folder / "ckpt"),
+            save_interval_updates=T2I_OPTIONS["max_update"], **T2I_OPTIONS).fit(tasks=[task])
+    return str(folder / "ckpt" / "checkpoint_last.pt")
+
+
+@pytest.fixture(scope="session")
+def text_to_image_checkpoint(tmp_path_factory, image_tokenizer) -> str:
+    """A micro text_to_image model trained on the captions of 4 digit classes (the held-out scans left out)."""
+    return train_text_to_image(text_to_image_rows()[0], tmp_path_factory.mktemp("text_to_image"), image_tokenizer.path)
+
+
+def text_to_image_rows() -> tuple[list, list]:
+    """(train, held-out) scans of the 4 classes, held out as they are from the image tokenizer."""
+    from image_data import NAMES, digit_rows, split
+
+    names = {NAMES[digit] for digit in T2I_CLASSES}
+    return tuple([row for row in rows if row["label"] in names] for rows in split(digit_rows()))

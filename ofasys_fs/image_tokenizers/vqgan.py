@@ -24,6 +24,9 @@ from .vqgan_layers import Decoder, Encoder
 
 DDCONFIG_KEYS = ("ch", "out_ch", "ch_mult", "num_res_blocks", "attn_resolutions", "in_channels", "resolution",
                  "z_channels")
+# the Gumbel VQGAN OFASys generates with (taming's vqgan_gumbel_f8: 256 px -> 32 x 32 codes of 8192)
+OFASYS_DDCONFIG = {"double_z": False, "z_channels": 256, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+                   "ch_mult": [1, 1, 2, 4], "num_res_blocks": 2, "attn_resolutions": [32], "dropout": 0.0}
 WEIGHT_PREFIXES = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.", "quantize.")  # the rest: losses
 
 
@@ -31,8 +34,9 @@ WEIGHT_PREFIXES = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.", "q
 class VQGANConfig:
     """taming's `model.params`: the encoder/decoder `ddconfig`, the codebook size and width, the quantiser."""
 
-    ddconfig: dict[str, Any] = option({}, "taming's ddconfig (ch, ch_mult, num_res_blocks, attn_resolutions, "
-                                          "in_channels, out_ch, resolution, z_channels, dropout)")
+    ddconfig: dict[str, Any] = option(dict(OFASYS_DDCONFIG), "taming's ddconfig (ch, ch_mult, num_res_blocks, "
+                                                             "attn_resolutions, in_channels, out_ch, resolution, "
+                                                             "z_channels, dropout); default: OFASys's")
     n_embed: int = option(8192, "codebook size (codes)", check=at_least(1))
     embed_dim: int = option(256, "codebook vector width", check=at_least(1))
     quantizer: Literal["gumbel", "nearest"] = option("gumbel", "gumbel (GumbelVQ, OFASys's) or nearest (VQModel)")
