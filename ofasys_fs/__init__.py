@@ -33,6 +33,7 @@ _LAZY = {
     "OFASys": "ofasys_fs.hub",
     "Output": "ofasys_fs.hub",
     "train_image_tokenizer": "ofasys_fs.engine.tokenizer_training",
+    "TokenizerTrainConfig": "ofasys_fs.engine.tokenizer_training",
     "load_image_tokenizer": "ofasys_fs.image_tokenizers.files",
     "save_image_tokenizer": "ofasys_fs.image_tokenizers.files",
 }

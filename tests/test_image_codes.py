@@ -1,6 +1,8 @@
 """The image_code preprocessor and adaptor (issue 21): an image as `<code>_i` target tokens constrained to the code
 ids, codes given directly in every form, an encoder piece with 2-D positions, and clear errors for bad images,
 codes, grids and tokenizer files."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -145,3 +147,58 @@ def test_bad_tokenizer_files_are_named(image_tokenizer, tmp_path, kind, message)
         Trainer(arch="micro", device="cpu", num_bins=0, max_update=1, no_save=True,
                 image_tokenizer=str(path)).fit(tasks=[task])
     assert str(path) in str(caught.value) and message in str(caught.value)
+
+
+def test_preprocess_checks_image_outputs_with_the_image_tokenizer(image_tokenizer, tmp_path, capsys):
+    from PIL import Image
+
+    from ofasys_fs.cli.preprocess import main as preprocess_main
+
+    (tmp_path / "images").mkdir()
+    rows = digit_rows()[:6]
+    for index, row in enumerate(rows):
+        Image.fromarray(row["img"]).save(tmp_path / "images" / f"{index}.png")
+    lines = [{"text": row["text"], "img": f"images/{index}.png"} for index, row in enumerate(rows)]
+    lines[4]["img"] = "images/missing.png"
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    argv = ["--input", str(tmp_path / "train.jsonl"), "--destdir", str(tmp_path / "shards"), "--instruction",
+            build_task("text_to_image").instruction.text]
+    assert preprocess_main(argv) == 1
+    assert "needs an image tokenizer: set image_tokenizer=PATH" in capsys.readouterr().err
+    assert preprocess_main([*argv, "--image-tokenizer", image_tokenizer.path]) == 1
+    assert "line 5 (row 4): column 'img'" in capsys.readouterr().err
+    assert preprocess_main([*argv, "--image-tokenizer", image_tokenizer.path, "--skip-bad-rows"]) == 0
+    assert "wrote 5 rows" in capsys.readouterr().out
+
+
+def test_shards_can_store_image_codes_for_one_tokenizer(image_tokenizer, tmp_path, capsys):
+    from PIL import Image
+
+    from ofasys_fs.cli.preprocess import main as preprocess_main
+    from ofasys_fs.data.dataset import TaskDataset
+    from ofasys_fs.data.shards import read_manifest
+    from ofasys_fs.errors import DataError
+
+    (tmp_path / "images").mkdir()
+    rows = digit_rows()[:5]
+    for index, row in enumerate(rows):
+        Image.fromarray(row["img"]).save(tmp_path / "images" / f"{index}.png")
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps({"text": row["text"], "img": f"images/{i}.png"}) + "\n"
+                                                  for i, row in enumerate(rows)))
+    task = build_task("text_to_image")
+    assert preprocess_main(["--input", str(tmp_path / "train.jsonl"), "--destdir", str(tmp_path / "shards"),
+                            "--instruction", task.instruction.text, "--image-tokenizer", image_tokenizer.path,
+                            "--image-codes"]) == 0
+    assert "img (json)" in capsys.readouterr().out
+    assert read_manifest(str(tmp_path / "shards"))["image_codes"] == {"img": image_tokenizer.tokenizer.content_hash}
+    task.add_dataset(str(tmp_path / "shards"), "train")
+    vocab = Vocabulary.default(num_bins=0, num_codes=125)
+    encoder = RowEncoder.for_task(task, vocab, DataConfig(image_tokenizers={"": image_tokenizer.path}))
+    from_codes = TaskDataset(task, "train", encoder)[2].decoder_tokens
+    from_image = encoder_for("[TEXT:text] -> [IMAGE:img,tokenizer=TOK]", vocab, image_tokenizer.path).encode(
+        rows[2], ctx()).decoder_tokens
+    assert torch.equal(from_codes, from_image)
+    other = tmp_path / "other.pt"
+    save_image_tokenizer(build_image_tokenizer(TOKENIZER), str(other))
+    with pytest.raises(DataError, match="holds the image codes of tokenizer sha256:.* in column 'img'"):
+        TaskDataset(task, "train", RowEncoder.for_task(task, vocab, DataConfig(image_tokenizers={"": str(other)})))

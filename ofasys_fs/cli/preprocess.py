@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"tokens of the trained tokenizer (default: {DEFAULT_VOCAB_SIZE})")
     parser.add_argument("--text-columns", type=comma_list,
                         help="columns to train the tokenizer on (default: every string column that is not media)")
+    parser.add_argument("--image-tokenizer", help="the image tokenizer file of the instruction's image_code slots "
+                                                  "(IMAGE outputs), to validate their images")
+    parser.add_argument("--image-codes", action="store_true",
+                        help="store the codes of the columns only image_code slots read instead of their images "
+                             "(training then needs the same tokenizer; the manifest records it)")
     parser.add_argument("--user-dir", action="append", default=[], help="plugin package to import (repeatable)")
     add_debug_flag(parser)
     return parser
@@ -59,7 +64,7 @@ def options_from_args(args: argparse.Namespace) -> PreprocessOptions:
         input=args.input, destdir=args.destdir, split=args.split, instruction=args.instruction,
         workers=args.workers, skip_bad_rows=args.skip_bad_rows, media_columns=args.media_columns,
         train_tokenizer=args.train_tokenizer, vocab_size=args.vocab_size, text_columns=args.text_columns,
-        user_dirs=tuple(args.user_dir))
+        image_tokenizer=args.image_tokenizer, image_codes=args.image_codes, user_dirs=tuple(args.user_dir))
 
 
 def report_skipped(reason: str) -> None:

@@ -30,6 +30,15 @@ class TaskDataset(torch.utils.data.Dataset):
                 f"task {task.name!r}, split {split!r}: {self.rows.description} was preprocessed with tokenizer "
                 f"{recorded[:12]}, but the model uses tokenizer {ours[:12]}; run ofasys-preprocess again with the "
                 f"model's tokenizer, or train with the tokenizer the shards were made with")
+        for column, stored in (getattr(self.rows, "image_codes", None) or {}).items():
+            for slot, preprocessor in encoder.preprocessors.items():
+                used = getattr(getattr(preprocessor, "tokenizer", None), "content_hash", stored)
+                if slot.name == column and used != stored:
+                    raise DataError(
+                        f"task {task.name!r}, split {split!r}: {self.rows.description} holds the image codes of "
+                        f"tokenizer {stored[:20]}... in column {column!r}, but the task encodes images with "
+                        f"{used[:20]}...; run ofasys-preprocess --image-codes with the model's image tokenizer, or "
+                        f"train with the one the shards were made with")
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -10,13 +10,15 @@ from typing import Callable, Optional
 
 from ..errors import ConfigError, DataError
 from ..instruction import Instruction
+from ..preprocess.config import DataConfig
+from ..preprocess.image_code import code_only_columns, code_slots, resolve_image_tokenizers, tokenizer_name
 from ..registry import import_user_dir
 from ..tokenizer import train_tokenizer
 from ..vocab import VocabConfig, Vocabulary
 from .media_columns import choose_media_columns
 from .preprocess_input import open_input, sample_rows
 from .row_preparer import RowPreparer
-from .rows import RowSource
+from .rows import IMAGE_CODES_KEY, RowSource
 from .shard_writing import TOKENIZER_FILE, log_skipped_row, write_split
 from .shards import MANIFEST, is_shard_dir, read_manifest
 from .text_corpus import default_text_columns, tokenizer_corpus
@@ -38,6 +40,8 @@ class PreprocessOptions:
     train_tokenizer: bool = False  # train a byte-level BPE on the text columns and save it as TOKENIZER_FILE
     vocab_size: int = DEFAULT_VOCAB_SIZE
     text_columns: Optional[Sequence[str]] = None  # default: every string column that is not media
+    image_tokenizer: Optional[str] = None  # of the instruction's image_code slots (IMAGE outputs)
+    image_codes: bool = False  # store the codes of columns only image_code slots read, instead of their images
     user_dirs: Sequence[str] = ()  # plugin packages to import first
 
 
@@ -52,10 +56,21 @@ def preprocess(options: PreprocessOptions, on_skip: Callable[[str], None] = log_
     media_columns = choose_media_columns(options.media_columns, instruction, samples, source.base_dir) | input_media
     vocab, tokenizer_json = choose_vocabulary(options, source, samples, media_columns)
     check_tokenizer_agrees(options.destdir, vocab)
-    preparer = RowPreparer(source, frozenset(media_columns), options.split, options.instruction, vocab)
+    data_cfg, code_columns, extra = None, frozenset(), {"source": options.input}
+    if instruction is not None and code_slots([instruction]):
+        tokenizers = resolve_image_tokenizers(options.image_tokenizer, [instruction])  # a bad file fails here, first
+        default = {"": os.path.abspath(options.image_tokenizer)} if options.image_tokenizer else {}
+        data_cfg = DataConfig(image_tokenizers=default)  # workers load the file themselves
+        if options.image_codes:
+            code_columns = frozenset(code_only_columns([instruction]))
+            extra[IMAGE_CODES_KEY] = {slot.name: tokenizers[tokenizer_name(slot)].content_hash
+                                      for slot in code_slots([instruction]) if slot.name in code_columns}
+    elif options.image_codes:
+        raise ConfigError("--image-codes stores the codes of image_code slots (IMAGE outputs); the instruction has none")
+    preparer = RowPreparer(source, frozenset(media_columns - code_columns), options.split, options.instruction, vocab,
+                           data_cfg, code_columns)
     if instruction is not None:
         preparer.encoder()
-    extra = {"source": options.input}
     if options.instruction:
         extra["instruction"] = options.instruction
     return write_split(preparer, options.destdir, extra, workers=options.workers,

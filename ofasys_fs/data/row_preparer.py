@@ -13,6 +13,7 @@ import torch
 from ..contracts import SampleContext
 from ..instruction import Instruction, InstructionError
 from ..media import MediaError, encoded_source
+from ..preprocess.config import DataConfig
 from ..vocab import Vocabulary
 from .encode import RowEncoder
 from .rows import RowSource
@@ -36,6 +37,8 @@ class RowPreparer:
     split: str
     instruction: Optional[str] = None
     vocab: Optional[Vocabulary] = None
+    data_cfg: Optional[DataConfig] = None
+    code_columns: frozenset = frozenset()  # columns whose images are stored as their image codes
     _encoder: Any = dataclasses.field(default=None, repr=False)
 
     def __getstate__(self) -> dict:
@@ -49,6 +52,8 @@ class RowPreparer:
                    for name, value in raw.items()}
             if self.instruction is not None:
                 self._validate(row, index)
+            for column in self.code_columns:
+                row[column] = self._codes(column, row[column])
         except (ValueError, OSError) as err:  # DataError, MediaError, InstructionError, ShardError are ValueErrors
             where, message = self.source.where(index), row_problem(err)
             located = message if message.startswith(where) else f"{where}: {message}"  # a DataError names it already
@@ -77,9 +82,16 @@ class RowPreparer:
         before any row is read. Closed-set answers are not checked: the task's answer set is only known when
         training (its answers, or its training targets), and a test split may have no targets at all."""
         if self._encoder is None:
-            self._encoder = RowEncoder(TASK_NAME, [Instruction.parse(self.instruction)], self.vocab, None,
+            self._encoder = RowEncoder(TASK_NAME, [Instruction.parse(self.instruction)], self.vocab, self.data_cfg,
                                        check_closed_set=False)
         return self._encoder
+
+    def _codes(self, column: str, value: Any) -> Optional[list]:
+        """The image codes of a code column's value, by its image_code slot (encoded already by _validate)."""
+        if value is None:
+            return None
+        preprocessor = next(p for slot, p in self.encoder().preprocessors.items() if slot.name == column)
+        return preprocessor.codes(value, self.source.base_dir).tolist()
 
     def _validate(self, row: dict, index: int) -> None:
         context = SampleContext(split=bind_split(self.split), task=TASK_NAME, row_index=index,

@@ -14,6 +14,7 @@ from ..errors import DataError
 from .shards import ShardDataset, is_shard_dir
 
 FILE_SUFFIXES = (".jsonl", ".json", ".tsv", ".parquet")
+IMAGE_CODES_KEY = "image_codes"  # shard manifest: column -> content hash of the image tokenizer of its codes
 
 
 class RowSource(abc.ABC):
@@ -22,6 +23,7 @@ class RowSource(abc.ABC):
     base_dir: Optional[str] = None
     description: str = "rows"
     tokenizer_hash: Optional[str] = None  # shards: the tokenizer their rows were validated with
+    image_codes: Optional[dict] = None  # shards: column -> hash of the image tokenizer whose codes it holds
 
     @abc.abstractmethod
     def __len__(self) -> int:
@@ -59,7 +61,7 @@ class PreparedRows(RowSource):
     def __init__(self, source: RowSource, prepare: Callable[[dict, Optional[str]], dict]):
         self.source, self.prepare = source, prepare
         self.base_dir, self.description = source.base_dir, source.description
-        self.tokenizer_hash = source.tokenizer_hash
+        self.tokenizer_hash, self.image_codes = source.tokenizer_hash, source.image_codes
 
     def __len__(self) -> int:
         return len(self.source)
@@ -259,6 +261,7 @@ class ShardRows(RowSource):
         self.dataset, self.base_dir = dataset, os.path.abspath(path)
         self.description = f"{path} (split {split})"
         self.tokenizer_hash = dataset.manifest.get("tokenizer_hash")
+        self.image_codes = dataset.manifest.get(IMAGE_CODES_KEY)
 
     def __len__(self) -> int:
         return len(self.dataset)

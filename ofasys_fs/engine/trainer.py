@@ -161,13 +161,15 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
 
     def find_unused_parameters(self) -> bool:
         """DDP's search for parameters without gradient (docs/distributed.md: measured cost), on when a task
-        does not feed every adaptor of the model or a CTC head exists, unless the config decides."""
+        does not feed every adaptor of the model, a CTC head exists, or an output adaptor (image_code) serves the
+        decoder only (its encoder-side weights get no gradient), unless the config decides."""
         chosen = self.cfg.distributed.find_unused_parameters
         if chosen is not None:
             return chosen
         every = set(self.model.adaptor_names)
         fed = [self.model.adaptors_for(task.templates) for task in self.tasks]
-        return any(names != every for names in fed) or "ctc_head" in self.model._modules
+        outputs = any(template.output_modality != "TEXT" for task in self.tasks for template in task.templates)
+        return any(names != every for names in fed) or "ctc_head" in self.model._modules or outputs
 
     def check_tasks(self, tasks: Optional[Sequence[Task]]) -> list[Task]:
         if tasks is None and self.cfg.tasks:

@@ -34,7 +34,7 @@ class TargetFreeEncoder:
     and a target the task could not encode (e.g. an answer outside the closed set) must not stop it."""
 
     def __init__(self, encoder: RowEncoder):
-        self.encoder, self.vocab = encoder, encoder.vocab
+        self.encoder, self.vocab, self.preprocessors = encoder, encoder.vocab, encoder.preprocessors
         self.target_columns = target_only_columns(encoder.templates)
 
     def encode(self, row: dict, ctx: SampleContext) -> Example:

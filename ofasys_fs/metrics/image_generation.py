@@ -4,6 +4,7 @@ generated vs real images) and "psnr" (generated vs reference pixels, e.g. image 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import torch
@@ -29,9 +30,9 @@ class ClassifierAccuracy(Metric):
         judge = trained_judge(self.cfg, f'metric "{self.registered_name}"')
         labels = [str(single_reference(self.registered_name, row, ref)) for row, ref in enumerate(references)]
         unknown = sorted(set(labels) - set(judge.classes))
-        if unknown:
-            raise MetricInputError(f'metric "{self.registered_name}": reference labels {unknown[:5]} are not among '
-                                   f"the classes of its training images {judge.classes[:10]}")
+        if unknown:  # the judge cannot name them: such rows count as misses
+            warnings.warn(f'metric "{self.registered_name}": reference labels {unknown[:5]} are not among the classes '
+                          f"of its training images {judge.classes[:10]}; their rows count as misses", stacklevel=2)
         predicted = judge.predict(judge.tensors(predictions, f'metric "{self.registered_name}"'))
         values = {self.registered_name: sum(p == t for p, t in zip(predicted, labels)) / len(labels)}
         if judge.real_accuracy is not None:

@@ -19,7 +19,7 @@ import torch
 
 from ..contracts import ImageTokenizer, Preprocessor, SampleContext
 from ..errors import ConfigError
-from ..image_tokenizers.files import load_image_tokenizer, remembered
+from ..image_tokenizers.files import HASH_PREFIX, load_image_tokenizer, remembered
 from ..image_tokenizers.images import image_tensor, to_pil
 from ..registry import register_preprocessor
 from .common import stack_items
@@ -42,6 +42,14 @@ def code_slots(templates) -> list:
             if slot.modality != "PLAIN" and slot.preprocess == PREPROCESS_NAME]
 
 
+def code_only_columns(templates) -> set:
+    """Columns that only image_code slots read (their images can be stored as codes)."""
+    coded = {slot.name for slot in code_slots(templates) if slot.name}
+    others = {slot.name for template in templates for slot in (*template.encoder, *template.decoder)
+              if slot.name and slot.modality != "PLAIN" and slot.preprocess != PREPROCESS_NAME}
+    return coded - others
+
+
 def resolve_image_tokenizers(default: Optional[str], templates) -> dict[str, ImageTokenizer]:
     """The tokenizers the templates' image_code slots need, by how they name them ('': `default`, a path)."""
     found: dict[str, ImageTokenizer] = {}
@@ -59,10 +67,12 @@ def resolve_image_tokenizers(default: Optional[str], templates) -> dict[str, Ima
 
 
 def tokenizer_for(slot: Any, data_cfg: DataConfig) -> ImageTokenizer:
-    """The slot's tokenizer: the one training recorded for its name (by content hash), else its own file."""
+    """The slot's tokenizer: the one the data config gives for its name (a content hash, as training records it,
+    or a file), else its own file."""
     name = tokenizer_name(slot)
     if name in data_cfg.image_tokenizers:
-        return remembered(data_cfg.image_tokenizers[name])
+        reference = data_cfg.image_tokenizers[name]
+        return remembered(reference) if reference.startswith(HASH_PREFIX) else load_image_tokenizer(reference)
     if name:
         return load_image_tokenizer(name)
     raise ValueError("no image tokenizer: give the model's image_tokenizer=PATH (Trainer(image_tokenizer=...), "
@@ -93,15 +103,19 @@ class ImageCodePreprocessor(Preprocessor):
         self.cache: dict = {}
 
     def __call__(self, value: Any, ctx: SampleContext) -> dict[str, torch.Tensor]:
-        key = cache_key(value, ctx.base_dir)
+        return {"tokens": self.codes(value, ctx.base_dir) + self.token_range.start}
+
+    def codes(self, value: Any, base_dir: Optional[str] = None) -> torch.Tensor:
+        """The value's rows x cols codes, row by row (an image is encoded once per process and value)."""
+        key = cache_key(value, base_dir)
         codes = self.cache.get(key) if key is not None else None
         if codes is None:
             codes = self.given_codes(value)
             if codes is None:
-                codes = self.encode_image(value, ctx)
+                codes = self.encode_image(value, base_dir)
                 if key is not None and len(self.cache) < CACHE_ROWS:
                     self.cache[key] = codes
-        return {"tokens": codes + self.token_range.start}
+        return codes
 
     def given_codes(self, value: Any) -> Optional[torch.Tensor]:
         """The codes of a value that holds them (None for an image); ValueError for a wrong count or range."""
@@ -126,9 +140,9 @@ class ImageCodePreprocessor(Preprocessor):
         return torch.tensor(codes, dtype=torch.long)
 
     @torch.no_grad()
-    def encode_image(self, value: Any, ctx: SampleContext) -> torch.Tensor:
+    def encode_image(self, value: Any, base_dir: Optional[str]) -> torch.Tensor:
         size, channels = self.tokenizer.image_size, self.tokenizer.channels
-        return self.tokenizer.encode(image_tensor(value, size, channels, ctx.base_dir)[None])[0].reshape(-1)
+        return self.tokenizer.encode(image_tensor(value, size, channels, base_dir)[None])[0].reshape(-1)
 
     def collate(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return stack_items(items, "IMAGE codes")

@@ -3,6 +3,7 @@ an image tokenizer (the model's `image_tokenizer` option)."""
 import os
 from typing import Optional
 
+from ..generators.config import GenerationConfig
 from ..registry import register_task
 from .base import Task
 
@@ -28,6 +29,7 @@ class TextToImage(ImageOutputTask):
 
     default_instruction = ('what is the complete image? caption: [TEXT:text]"? -> '
                            '[IMAGE:img,preprocess=image_vqgan,adaptor=image_vqgan]')
+    default_generation = GenerationConfig(guidance_scale=3.0)  # the caption counts 3x (classifier-free guidance)
 
 
 @register_task("image_infilling")

@@ -9,13 +9,15 @@ shortcut. Rules:
   global one for an unseen value): what the wording of a question alone predicts;
 - `mean_box`: the mean training box;
 - `random_of:<column>`: an item of the row's list <column> picked at random (seeded), e.g. a digit of the
-  canvas: what a rule that reads every candidate perfectly but ignores what singles one out scores.
+  canvas: what a rule that reads every candidate perfectly but ignores what singles one out scores;
+- `random_train`: the target of a training row picked at random (seeded), e.g. a real image for a caption
+  that it does not show.
 """
 from __future__ import annotations
 
 import collections
 import importlib
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -51,8 +53,13 @@ def random_of(_: str, candidates: str, train_rows: list[dict], test_rows: list[d
     return f"a random one of the row's {candidates}", picks
 
 
+def random_train(column: str, _: str, train_rows: list[dict], test_rows: list[dict]) -> tuple[str, list]:
+    rng = np.random.default_rng(0)
+    return "a random training image", [train_rows[int(rng.integers(len(train_rows)))][column] for _ in test_rows]
+
+
 RULES: dict[str, Rule] = {"majority": majority, "majority_per": majority_per, "mean_box": mean_box,
-                          "random_of": random_of}
+                          "random_of": random_of, "random_train": random_train}
 
 
 def headline(metric: str, values: dict[str, float]) -> float:
@@ -73,15 +80,17 @@ def rule_predictions(rule: str, column: str, train_rows: list[dict], test_rows: 
     return RULES[name](column, argument, train_rows, test_rows)
 
 
-def best_baseline(rules: tuple[str, ...], metric: str, column: str, train_rows: list[dict],
-                  test_rows: list[dict]) -> tuple[str, dict[str, float]]:
-    """(description, metric values) of the rule that scores best on the test rows by the metric's headline."""
-    references = [row[column] for row in test_rows]
+def best_baseline(rules: tuple[str, ...], metric, column: str, train_rows: list[dict], test_rows: list[dict],
+                  references: Optional[str] = None) -> tuple[str, dict[str, float]]:
+    """(description, metric values) of the rule that scores best on the test rows by the metric's headline; the
+    rules predict `column`, scored against `references` (default: `column`). `metric`: a name or {"name", ...}."""
+    truth = [row[references or column] for row in test_rows]
+    name = metric["name"] if isinstance(metric, dict) else metric
     scored = []
     for rule in rules:
         description, predictions = rule_predictions(rule, column, train_rows, test_rows)
-        values, higher_is_better = score(metric, predictions, references)
-        value = headline(metric, values)
+        values, higher_is_better = score(metric, predictions, truth)
+        value = headline(name, values)
         scored.append((value if higher_is_better else -value, description, values))
     _, description, values = max(scored, key=lambda item: item[0])
     return description, values

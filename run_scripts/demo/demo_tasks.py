@@ -1,17 +1,20 @@
 """The demo's tasks: instruction, metric, data builder, split sizes and trivial baseline of each.
 
-All of them are trained into ONE model; together their inputs cover IMAGE, TEXT, BOX, AUDIO, STRUCT and VIDEO.
+All of them are trained into ONE model; together their inputs cover IMAGE, TEXT, BOX, AUDIO, STRUCT and VIDEO,
+and their outputs TEXT, BOX and IMAGE.
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from ofasys_fs.tasks.base import Task
+from ofasys_fs.tasks.image_generation import TextToImage
 
 from .data_common import SplitSizes
 from .data_digits import build_digit_classify, build_digit_grounding, build_digit_motion, build_digit_region
+from .data_images import build_digit_images
 from .data_iris import build_iris
 from .data_reuters import build_reuters_topic
 from .data_speech import build_spoken_digits
@@ -32,6 +35,16 @@ class DemoTask:
     baseline: str  # the trivial rule of baselines.py (majority, mean_box) every task must clearly beat
     stricter: tuple[str, ...] = ()  # rules that see part of the input; the table shows the best of them
     share: float = 1.0  # relative share of the training batches (harder tasks get more)
+    references: Optional[str] = None  # the column the metric compares with (default: the target column)
+    # the metric's options from the (train, test) rows with absolute media paths, e.g. the real images of a judge
+    metric_options: Optional[Callable[[list, list], dict]] = None
+    variants: tuple = ()  # (name, ofasys-generate flags): other decoding settings reported beside the table
+
+
+def judged_by_a_classifier(train_rows: list[dict], test_rows: list[dict]) -> dict:
+    """classifier_accuracy's judge: a classifier trained on the real training scans; its accuracy on the real test
+    scans is reported beside the model's as the ceiling."""
+    return {"train_data": train_rows, "test_data": test_rows, "image_column": "img", "label_column": "label"}
 
 
 def ignoring_cache(builder: Callable[[Path, SplitSizes, int], None]) -> Callable[[Path, SplitSizes, int, Path], None]:
@@ -81,6 +94,11 @@ TASKS = (
              source="a real digit sliding across 8 frames (synthetic motion)",
              sizes=SplitSizes(800, 64, 300), build=ignoring_cache(build_digit_motion),
              baseline="majority", share=0.6),
+    DemoTask(name="text_to_image", instruction=TextToImage.default_instruction, metric="classifier_accuracy",
+             inputs="TEXT -> IMAGE", source="scikit-learn digits (real 8x8 scans) for captions like 'a handwritten "
+                                            "seven'", sizes=SplitSizes(1078, 64, 300),
+             build=ignoring_cache(build_digit_images), baseline="random_train", share=1.0, references="label",
+             metric_options=judged_by_a_classifier),
 )
 
 

@@ -11,6 +11,7 @@ from ofasys_fs.metrics.box_iou import box_iou
 
 from .baselines import best_baseline, headline
 from .demo_tasks import DemoTask, target_column
+from .image_report import image_outputs, with_absolute
 from .pictures import draw_curves, draw_grounding
 
 CLEAR_MARGIN = 0.10  # "clearly above the baseline": at least this much more of a 0-1 metric
@@ -27,25 +28,38 @@ def read_predictions(path: Path, expected_rows: int) -> list[dict]:
     return outputs
 
 
-def prediction(output: dict):
-    """What the metric scores: the box of a BOX output, else the text."""
+def prediction(output: dict, folder: Path):
+    """What the metric scores: the image file of an IMAGE output (in `folder`), the box of a BOX output, else the
+    text."""
+    if "files" in output:
+        return str(folder / output["files"][0])
     return output["box"] if "box" in output else output.get("text", "")
 
 
-def score_task(task: DemoTask, outputs: list[dict], train_rows: list[dict], test_rows: list[dict]) -> dict:
+def metric_spec(task: DemoTask, train_rows: list[dict], test_rows: list[dict]):
+    """The task's metric name, or {"name", **options} when its options come from the data."""
+    if task.metric_options is None:
+        return task.metric
+    return {"name": task.metric, **task.metric_options(train_rows, test_rows)}
+
+
+def score_task(task: DemoTask, outputs: list[dict], train_rows: list[dict], test_rows: list[dict],
+               folder: Path) -> dict:
     """One row of the table: the model's value of the task's metric on the test rows, its trivial baseline's
-    and, if the task has stricter rules, the best of them."""
-    column = target_column(task)
-    references = [row[column] for row in test_rows]
-    model_values, _ = score(task.metric, [prediction(output) for output in outputs], references)
+    and, if the task has stricter rules, the best of them (`folder`: where ofasys-generate wrote media files)."""
+    column, metric = target_column(task), metric_spec(task, train_rows, test_rows)
+    references = [row[task.references or column] for row in test_rows]
+    model_values, _ = score(metric, [prediction(output, folder) for output in outputs], references)
     model = headline(task.metric, model_values)
-    baseline_is, baseline_values = best_baseline((task.baseline,), task.metric, column, train_rows, test_rows)
+    baseline_is, baseline_values = best_baseline((task.baseline,), metric, column, train_rows, test_rows,
+                                                 task.references)
     row = {"task": task.name, "inputs": task.inputs, "metric": task.metric, "test_rows": len(test_rows),
            "model": model, "baseline": headline(task.metric, baseline_values), "baseline_is": baseline_is,
            "stricter": None, "stricter_is": None, "above_stricter": None}
     row["clearly_above"] = model - row["baseline"] >= CLEAR_MARGIN
     if task.stricter:
-        stricter_is, stricter_values = best_baseline(task.stricter, task.metric, column, train_rows, test_rows)
+        stricter_is, stricter_values = best_baseline(task.stricter, metric, column, train_rows, test_rows,
+                                                     task.references)
         row.update(stricter=headline(task.metric, stricter_values), stricter_is=stricter_is)
         row["above_stricter"] = model - row["stricter"] >= CLEAR_MARGIN
     return row
@@ -106,7 +120,14 @@ def write_report(out: Path, tasks: Sequence[DemoTask], predictions: dict[str, Pa
     for task in tasks:
         train_rows, test_rows = data[task.name]
         outputs = read_predictions(predictions[task.name], len(test_rows))
-        rows.append(score_task(task, outputs, train_rows, test_rows))
+        if task.metric_options is not None:  # the metric reads the rows' media itself
+            column, folder = target_column(task), out / "raw" / task.name
+            train_rows, test_rows = (with_absolute(rows, folder, column) for rows in (train_rows, test_rows))
+        rows.append(score_task(task, outputs, train_rows, test_rows, predictions[task.name].parent))
+        if "files" in outputs[0]:
+            note, picture = image_outputs(out, task, outputs, train_rows, test_rows, predictions[task.name].parent)
+            notes.append(note)
+            pictures.append(picture)
         if outputs and "box" in outputs[0]:
             pictures.append(draw_grounding(grounding_examples(out, task, outputs, test_rows),
                                            out / f"grounding_{task.name}.png"))

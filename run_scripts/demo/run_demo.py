@@ -26,10 +26,12 @@ import yaml
 from ofasys_fs.cli.generate import main as generate_main
 from ofasys_fs.cli.preprocess import main as preprocess_main
 from ofasys_fs.cli.train import main as train_main
+from ofasys_fs.cli.train_image_tokenizer import main as tokenizer_main
 
 from .data_common import SPLITS, read_split
 from .data_reuters import ReutersUnavailable
 from .demo_tasks import TASKS, DemoTask
+from .image_report import TOKENIZER_FILE
 from .report import write_report
 
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ofasys_fs"
@@ -52,11 +54,15 @@ class Settings:
     threads: int = 1  # torch threads: small ops gain nothing from a second one, and lose a lot when cores are shared
     num_bins: int = 16  # box coordinates on a 16-step grid: 3 px steps on the 48 px canvas
     generate_batch_size: int = 100
+    tokenizer_updates: int = 600  # of the fsq image tokenizer that text_to_image generates in
 
 
-FULL = Settings(rows_factor=1.0, max_update=7500, validate_interval_updates=750, log_interval=50, warmup_updates=500)
+FULL = Settings(rows_factor=1.0, max_update=8250, validate_interval_updates=750, log_interval=50, warmup_updates=500)
 SMOKE = Settings(rows_factor=0.03, max_update=60, validate_interval_updates=30, log_interval=10, batch_size=8,
-                 warmup_updates=10)
+                 warmup_updates=10, tokenizer_updates=20)
+IMAGE_TASK = "text_to_image"  # the task whose images train the image tokenizer
+# the tokenizer: 8x8 grey scans -> 4 x 4 codes of 5 x 5 x 5 = 125 (docs/image_generation.md)
+TOKENIZER_FLAGS = ("--column", "img", "--image-size", "8", "--grid", "4", "--levels", "5,5,5", "--hidden", "32")
 
 
 class DemoError(RuntimeError):
@@ -75,11 +81,20 @@ def build_data(out: Path, settings: Settings, seed: int, cache_dir: Path) -> Non
         task.build(out / "raw" / task.name, task.sizes.scaled(settings.rows_factor), seed, cache_dir)
 
 
+def train_image_tokenizer(out: Path, settings: Settings, seed: int) -> None:
+    """The fsq tokenizer of the image task, on its training scans (its valid scans give the log's PSNR)."""
+    folder = out / "raw" / IMAGE_TASK
+    call("ofasys-train-image-tokenizer", tokenizer_main, [
+        "--data", str(folder / "train.jsonl"), "--valid-data", str(folder / "valid.jsonl"), "--out",
+        str(out / TOKENIZER_FILE), *TOKENIZER_FLAGS, "--max-update", str(settings.tokenizer_updates),
+        "--log-interval", str(max(settings.tokenizer_updates // 3, 1)), "--seed", str(seed)])
+
+
 def preprocess(out: Path, task: DemoTask) -> None:
     for split in SPLITS:
         call("ofasys-preprocess", preprocess_main, [
             "--input", str(out / "raw" / task.name / f"{split}.jsonl"), "--destdir", str(out / "shards" / task.name),
-            "--split", split, "--instruction", task.instruction,
+            "--split", split, "--instruction", task.instruction, "--image-tokenizer", str(out / TOKENIZER_FILE),
         ])
 
 
@@ -93,10 +108,11 @@ def train_config(out: Path, settings: Settings, seed: int) -> dict:
                          "sampling": "weights=" + ",".join(f"{task.name}:{task.share}" for task in TASKS)},
         "checkpoint": {"save_dir": str(out / "checkpoints"), "save_interval_updates": settings.max_update},
         "model": {"arch": settings.arch, "attention_heads": settings.attention_heads,
-                  "image_size": settings.image_size},
+                  "image_size": settings.image_size, "image_tokenizer": str(out / TOKENIZER_FILE)},
         "validation": {"validate_interval_updates": settings.validate_interval_updates},
-        "vocab": {"num_bins": settings.num_bins, "num_codes": 0},
-        "tasks": [{"name": task.name, "instruction": task.instruction, "metric": task.metric,
+        "vocab": {"num_bins": settings.num_bins},  # code ids: as many as the image tokenizer has codes
+        "tasks": [{"name": task.name, "instruction": task.instruction,
+                   "metric": None if task.metric_options else task.metric,  # a judge's data is not a YAML value
                    "data": str(out / "shards" / task.name)} for task in TASKS],
     }
 
@@ -111,12 +127,14 @@ def train(out: Path, settings: Settings, seed: int) -> Path:
 
 
 def generate(out: Path, checkpoint: Path, task: DemoTask, settings: Settings) -> Path:
-    results = out / "predictions" / f"{task.name}.jsonl"
-    call("ofasys-generate", generate_main, [
-        "--path", str(checkpoint), "--task", task.name, "--data", str(out / "shards" / task.name),
-        "--gen-subset", "test", "--results-path", str(results), "--batch-size", str(settings.generate_batch_size),
-    ])
-    return results
+    """The task's test predictions (and those of its decoding variants, predictions/<task>_<variant>.jsonl)."""
+    for suffix, flags in (("", ()), *((f"_{name}", flags) for name, flags in task.variants)):
+        call("ofasys-generate", generate_main, [
+            "--path", str(checkpoint), "--task", task.name, "--data", str(out / "shards" / task.name),
+            "--gen-subset", "test", "--results-path", str(out / "predictions" / f"{task.name}{suffix}.jsonl"),
+            "--batch-size", str(settings.generate_batch_size), "--sampling-seed", "1", *flags,
+        ])
+    return out / "predictions" / f"{task.name}.jsonl"
 
 
 class StepTimer:
@@ -150,6 +168,7 @@ def run(out: Path, settings: Settings, seed: int, cache_dir: Path) -> list[dict]
     timed = StepTimer()
     with torch_threads(settings.threads):
         timed("build data", lambda: build_data(out, settings, seed, cache_dir))
+        timed("ofasys-train-image-tokenizer", lambda: train_image_tokenizer(out, settings, seed))
         timed("ofasys-preprocess", lambda: [preprocess(out, task) for task in TASKS])
         checkpoint = timed("ofasys-train", lambda: train(out, settings, seed))
         predictions = timed("ofasys-generate", lambda: {task.name: generate(out, checkpoint, task, settings)
