@@ -71,11 +71,15 @@ LAYOUT: dict[str, tuple[str, Callable[[Any], bool]]] = {
 
 
 # Keys that checkpoints of earlier versions lack.
+def _is_tokenizer(value: Any) -> bool:
+    return (_dict_with(kind=_is_str, config=_is_dict, weights=_is_weights)(value)
+            and {"kind", "config", "weights"} <= set(value))
+
+
 OPTIONAL_LAYOUT: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "image_tokenizers": ("a dict of content hash -> {'kind', 'config', 'weights'}",
                          lambda value: isinstance(value, dict) and all(
-                             isinstance(key, str) and _dict_with(kind=_is_str, config=_is_dict, weights=_is_weights)(item)
-                             and {"kind", "config", "weights"} <= set(item) for key, item in value.items())),
+                             isinstance(key, str) and _is_tokenizer(item) for key, item in value.items())),
 }
 
 

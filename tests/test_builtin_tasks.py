@@ -29,7 +29,7 @@ WORDS = "red green blue small large dog cat bird tree house".split()
 IMAGE_SIZE = (48, 40)  # width, height of the synthetic images; boxes are in these pixels
 BOX = [4.0, 6.0, 30.0, 28.0]
 GENERATION_OPTIONS = {"beam", "nbest", "max_len_a", "max_len_b", "min_len", "lenpen", "unkpen", "temperature",
-                      "sampling", "sampling_topk", "sampling_topp", "no_repeat_ngram_size", "generator"}
+                      "sampling", "sampling_topk", "sampling_topp", "no_repeat_ngram_size", "generator", "guidance_scale"}
 SUDOKU = "534678912672195348198342567859761423426853791713924856961537284287419635345286179"
 
 
@@ -110,15 +110,17 @@ def media(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, media):
-    """(checkpoint path, train log records, the tasks) of one micro run over every built-in task."""
+def trained(tmp_path_factory, media, image_tokenizer):
+    """(checkpoint path, train log records, the tasks) of one micro run over every built-in task (the IMAGE
+    outputs in the session's digit image tokenizer)."""
     save_dir = tmp_path_factory.mktemp("builtin_ckpt")
     tasks = []
     for name in BUILTINS:
         task = build_task(name)
         tasks.append(task.add_dataset(synthetic_rows(task, media), "train"))
-    Trainer(arch="micro", device="cpu", num_bins=16, num_codes=0, batch_size=2, max_update=2, sampling="all",
-            lr=1e-3, save_dir=str(save_dir), log_interval=1, seed=1, disable_validation=True).fit(tasks=tasks)
+    Trainer(arch="micro", device="cpu", num_bins=16, image_tokenizer=image_tokenizer.path, batch_size=2, max_update=2,
+            sampling="all", lr=1e-3, save_dir=str(save_dir), log_interval=1, seed=1,
+            disable_validation=True).fit(tasks=tasks)
     records = [json.loads(line) for line in open(save_dir / "train_log.jsonl", encoding="utf-8")]
     return str(save_dir / "checkpoint_last.pt"), records, {task.name: task for task in tasks}
 
@@ -171,6 +173,8 @@ def test_trains_and_decodes(name, trained, hub, media):
         assert len(output.box) == 4 and all(0 <= v <= max(IMAGE_SIZE) for v in output.box)
     elif any(slot.attrs.get("closed_set") for slot in template.decoder):
         assert output.text in task.answers
+    elif template.output_modality == "IMAGE":
+        assert output.image.size == (8, 8) and output.text is None
     else:
         assert isinstance(output.text, str)
 

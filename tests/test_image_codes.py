@@ -52,13 +52,16 @@ def test_codes_given_directly_equal_the_image_codes(vocab, image_tokenizer, form
     encoder = encoder_for("[TEXT:text] -> [IMAGE:img,tokenizer=TOK]", vocab, image_tokenizer.path)
     row = digit_rows()[5]
     codes = image_tokenizer.tokenizer.encode(torch.tensor(row["img"] / 255.0, dtype=torch.float32)[None, None])[0]
-    given = {"list": codes.flatten().tolist(), "rows": codes.tolist(), "text": " ".join(map(str, codes.flatten().tolist())),
+    flat = codes.flatten().tolist()
+    given = {"list": flat, "rows": codes.tolist(), "text": " ".join(map(str, flat)),
              "array": codes.numpy().astype(np.int32), "tensor": codes}[form]
-    assert torch.equal(encoder.encode({**row, "img": given}, ctx()).decoder_tokens, encoder.encode(row, ctx()).decoder_tokens)
+    expected = encoder.encode(row, ctx()).decoder_tokens
+    assert torch.equal(encoder.encode({**row, "img": given}, ctx()).decoder_tokens, expected)
 
 
 def test_an_encoder_code_piece_is_embedded_with_grid_positions(vocab, image_tokenizer):
-    encoder = encoder_for("[IMAGE:codes,preprocess=image_code,tokenizer=TOK] what digit? -> [TEXT:label]", vocab, image_tokenizer.path)
+    encoder = encoder_for("[IMAGE:codes,preprocess=image_code,tokenizer=TOK] what digit? -> [TEXT:label]", vocab,
+                          image_tokenizer.path)
     rows = [{"codes": list(range(16)), "label": "zero"}, {"codes": [3] * 16, "label": "one"}]
     sample = encoder.collate([encoder.encode(row, ctx(row=i)) for i, row in enumerate(rows)])
     piece = sample["net_input"]["encoder"][0]

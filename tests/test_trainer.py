@@ -263,7 +263,8 @@ def test_checkpoint_has_the_design_keys_loads_weights_only_and_rebuilds_the_mode
     assert names == ["checkpoint_4.pt", "checkpoint_best.pt", "checkpoint_last.pt"]
     state = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)
     assert sorted(state) == sorted(["version", "model", "ema", "optimizer", "lr_scheduler", "sampler", "rng", "vocab",
-                                    "config", "tasks", "user_dirs", "train_meta"])
+                                    "config", "tasks", "user_dirs", "train_meta", "image_tokenizers"])
+    assert state["image_tokenizers"] == {}  # no task generates images
     assert state["train_meta"]["num_updates"] == 4 and state["train_meta"]["best_weights"] == "ema"
     assert state["sampler"]["num_updates"] == 4 and set(state["sampler"]["tasks"]) == {"copy", "colour"}
     assert Vocabulary.from_dict(state["vocab"]) == trainer.vocab

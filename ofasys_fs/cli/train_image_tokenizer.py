@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if args.from_vqgan or args.vqgan_config:
         if not (args.from_vqgan and args.vqgan_config) or args.data:
-            raise ConfigError("convert with --from-vqgan CKPT --vqgan-config YAML (and no --data), or train with --data")
+            raise ConfigError("convert with --from-vqgan CKPT --vqgan-config YAML (and no --data), or train with "
+                              "--data")
         tokenizer = VQGANTokenizer.from_taming(args.from_vqgan, args.vqgan_config)
         reference = save_image_tokenizer(tokenizer, args.out, info={"converted_from": args.from_vqgan})
         print(f"{PROG}: wrote {args.out} ({tokenizer.num_codes} codes, grid {tokenizer.grid[0]}x{tokenizer.grid[1]}, "

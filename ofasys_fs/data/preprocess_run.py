@@ -66,7 +66,8 @@ def preprocess(options: PreprocessOptions, on_skip: Callable[[str], None] = log_
             extra[IMAGE_CODES_KEY] = {slot.name: tokenizers[tokenizer_name(slot)].content_hash
                                       for slot in code_slots([instruction]) if slot.name in code_columns}
     elif options.image_codes:
-        raise ConfigError("--image-codes stores the codes of image_code slots (IMAGE outputs); the instruction has none")
+        raise ConfigError("--image-codes stores the codes of image_code slots (IMAGE outputs); the instruction has "
+                          "none")
     preparer = RowPreparer(source, frozenset(media_columns - code_columns), options.split, options.instruction, vocab,
                            data_cfg, code_columns)
     if instruction is not None:

@@ -100,7 +100,8 @@ def train_image_tokenizer(data: Any, out: str, tokenizer: Union[str, dict, Any] 
     try:
         model.reconstruction_loss(torch.zeros(1, model.channels, model.image_size, model.image_size))
     except NotImplementedError as err:
-        raise ConfigError(f"image tokenizer {type(model).registered_name!r} is not trained by ofasys_fs ({err})") from None
+        raise ConfigError(f"image tokenizer {type(model).registered_name!r} is not trained by ofasys_fs "
+                          f"({err})") from None
     images = load_images(data, cfg.column, model.image_size, model.channels)
     if valid_data is not None:
         train, valid = images, load_images(valid_data, cfg.column, model.image_size, model.channels, "valid")
@@ -119,7 +120,8 @@ def train_image_tokenizer(data: Any, out: str, tokenizer: Union[str, dict, Any] 
         lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * update / cfg.max_update))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        rows = torch.from_numpy(rng_for(cfg.seed, "image_tokenizer", update, 0, "batch").integers(len(train), size=cfg.batch_size))
+        batch_rng = rng_for(cfg.seed, "image_tokenizer", update, 0, "batch")
+        rows = torch.from_numpy(batch_rng.integers(len(train), size=cfg.batch_size))
         loss, _ = model.reconstruction_loss(train[rows])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -152,7 +154,8 @@ def evaluate(model: ImageTokenizer, valid: torch.Tensor, train: torch.Tensor) ->
     mean_image = train.mean(dim=0, keepdim=True).expand_as(valid)
     used = torch.unique(torch.cat([model.encode(train[start:start + 256]).flatten()
                                    for start in range(0, len(train), 256)])).numel()
-    return {"valid_mse": float(torch.mean((reconstructed - valid) ** 2)), "valid_psnr": round(psnr(reconstructed, valid), 2),
+    return {"valid_mse": float(torch.mean((reconstructed - valid) ** 2)),
+            "valid_psnr": round(psnr(reconstructed, valid), 2),
             "mean_image_mse": float(torch.mean((mean_image - valid) ** 2)),
             "mean_image_psnr": round(psnr(mean_image, valid), 2), "codes_used": used, "num_codes": model.num_codes}
 
@@ -184,8 +187,8 @@ def resume(path: str, settings: dict, model: ImageTokenizer, optimizer: torch.op
     if state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path} is not an image tokenizer training state; remove it to start afresh")
     if state.get("settings") != settings:
-        raise ConfigError(f"{path} is the state of an interrupted run with other settings or data ({state.get('settings')}); "
-                          f"give the same ones to resume it, or remove it to start afresh")
+        raise ConfigError(f"{path} is the state of an interrupted run with other settings or data "
+                          f"({state.get('settings')}); give the same ones to resume it, or remove it to start afresh")
     model.load_state_dict(state["weights"])
     optimizer.load_state_dict(state["optimizer"])
     log(f"resuming from {path} at update {state['update']}")

@@ -82,12 +82,14 @@ class PeakSignalToNoise(Metric):
         check_rows(self.registered_name, predictions, references)
         generated, real = [], []
         for row, (prediction, reference) in enumerate(zip(predictions, references)):
-            side = max(prediction.size)
+            reference = single_reference(self.registered_name, row, reference)
             try:
+                side = max(prediction.size)
                 generated.append(image_tensor(prediction, side, self.cfg.channels))
-                real.append(image_tensor(single_reference(self.registered_name, row, reference), side, self.cfg.channels))
+                real.append(image_tensor(reference, side, self.cfg.channels))
             except (MediaError, AttributeError) as err:
-                raise MetricInputError(f'metric "{self.registered_name}", row {row}: expected images, got {err}') from err
+                raise MetricInputError(f'metric "{self.registered_name}", row {row}: expected images, '
+                                       f"got {err}") from err
         return {self.registered_name: psnr(torch.stack(generated), torch.stack(real))}
 
 

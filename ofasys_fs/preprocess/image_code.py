@@ -98,8 +98,8 @@ class ImageCodePreprocessor(Preprocessor):
                              f"{len(self.token_range)} code ids (VocabConfig num_codes); leave num_codes unset to "
                              f"take the tokenizer's")
         if self.text_like and self.length + 1 > self.data_cfg.max_target_positions:
-            raise ValueError(f"its image tokenizer makes {self.rows}x{self.cols} = {self.length} codes, which with </s> "
-                             f"exceed the model's max_target_positions={self.data_cfg.max_target_positions}")
+            raise ValueError(f"its image tokenizer makes {self.rows}x{self.cols} = {self.length} codes, which with "
+                             f"</s> exceed the model's max_target_positions={self.data_cfg.max_target_positions}")
         self.cache: dict = {}
 
     def __call__(self, value: Any, ctx: SampleContext) -> dict[str, torch.Tensor]:

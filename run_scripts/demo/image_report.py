@@ -36,7 +36,8 @@ def image_outputs(out: Path, task: DemoTask, outputs: list[dict], train_rows: li
     """(a note for the report, the picture of generated samples per class)."""
     column, labels = target_column(task), [row[task.references] for row in test_rows]
     options = task.metric_options(train_rows, test_rows)
-    accuracy, distance = (build_metric({"name": name, **options}) for name in ("classifier_accuracy", "frechet_distance"))
+    accuracy, distance = (build_metric({"name": name, **options})
+                          for name in ("classifier_accuracy", "frechet_distance"))
     tokenizer = load_image_tokenizer(str(out / TOKENIZER_FILE))
     real = torch.stack([image_tensor(row[column], tokenizer.image_size, tokenizer.channels) for row in test_rows])
     reconstructed = reconstruct(tokenizer, real)
