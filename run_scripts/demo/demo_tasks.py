@@ -98,7 +98,8 @@ TASKS = (
              inputs="TEXT -> IMAGE", source="scikit-learn digits (real 8x8 scans) for captions like 'a handwritten "
                                             "seven'", sizes=SplitSizes(1078, 64, 300),
              build=ignoring_cache(build_digit_images), baseline="random_train", share=1.0, references="label",
-             metric_options=judged_by_a_classifier),
+             metric_options=judged_by_a_classifier,
+             variants=(("without_guidance", ("--guidance-scale", "1")), ("greedy", ("--no-do-sample",)))),
 )
 
 

@@ -48,8 +48,11 @@ def image_outputs(out: Path, task: DemoTask, outputs: list[dict], train_rows: li
               "reconstructions": rebuilt}
     distances = {name: distance.compute(images, truth)["frechet_distance"] for name, images in scored.items()}
     ceiling = accuracy.compute(rebuilt, labels)
-    variants = [f"{name}: {accuracy.compute(generated_files(read_lines(path), folder), labels)[task.metric]:.3f}"
-                for name, path in variant_files(out, task)]
+    variants = []
+    for name, path in variant_files(out, task):
+        images = generated_files(read_lines(path), folder)
+        variants.append(f"{name}: {task.metric} {accuracy.compute(images, labels)[task.metric]:.3f}, Fréchet "
+                        f"distance {distance.compute(images, truth)['frechet_distance']:.2f}")
     note = (f"{task.name}: the judge reads the real test scans at {ceiling['real_accuracy']:.3f}; the tokenizer's "
             f"reconstructions of them (the ceiling: {psnr(reconstructed, real):.1f} dB) "
             f"at {ceiling[task.metric]:.3f}. Fréchet distance to the real test scans (lower is better): "
