@@ -205,3 +205,13 @@ def test_shards_can_store_image_codes_for_one_tokenizer(image_tokenizer, tmp_pat
     save_image_tokenizer(build_image_tokenizer(TOKENIZER), str(other))
     with pytest.raises(DataError, match="holds the image codes of tokenizer sha256:.* in column 'img'"):
         TaskDataset(task, "train", RowEncoder.for_task(task, vocab, DataConfig(image_tokenizers={"": str(other)})))
+
+
+def test_an_output_only_adaptor_turns_on_the_unused_parameter_search(image_tokenizer):
+    """image_code serves only the decoder here: its encoder-side weights get no gradient, which DDP must know."""
+    task = build_task("text_to_image").add_dataset(digit_rows()[:4], "train")
+    trainer = Trainer(arch="micro", device="cpu", num_bins=0, max_update=1, no_save=True, batch_size=4,
+                      image_tokenizer=image_tokenizer.path)
+    model = trainer.fit(tasks=[task])
+    unused = [name for name, p in model.named_parameters() if p.grad is None and "image_code" in name]
+    assert unused and trainer.find_unused_parameters() is True
