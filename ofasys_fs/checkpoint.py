@@ -87,6 +87,15 @@ def unpickler_refusal(path: str, err: Exception) -> CheckpointError:
                            f"{reason}; nothing in it was run")
 
 
+def checkpoints_beside(path: str) -> str:
+    """What the folder of a missing checkpoint holds, to name the one the user meant."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"the folder {folder} does not exist either"
+    found = sorted(name for name in os.listdir(folder) if name.endswith(".pt"))
+    return f"{folder} holds {', '.join(found)}" if found else f"{folder} holds no checkpoint (*.pt)"
+
+
 def load_checkpoint(path: str, map_location: Any = "cpu") -> dict[str, Any]:
     """Load with `weights_only=True` (a file that would run code when unpickled is refused) after checking the
     archive's CRCs (a damaged file is refused rather than loaded with wrong values)."""
@@ -94,7 +103,7 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is a folder; expected a checkpoint file such as "
                               f"{os.path.join(path, 'checkpoint_last.pt')}")
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist; {checkpoints_beside(path)}")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): truncated or corrupt (a write that never "
                               f"finished?)")

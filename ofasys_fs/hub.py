@@ -8,6 +8,7 @@ preprocessing settings and the trained tasks (instructions, closed answer sets, 
 """
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 import warnings
@@ -93,12 +94,22 @@ class OFASys:
         if instruction not in self.predictors:
             template = Instruction.parse(instruction)
             task = self.matching_task(template)
+            if task is None and self.tasks:
+                warnings.warn(self.unmatched(template), stacklevel=3)
             answers = task.answers if task is not None else self.closed_set_answers(template)
             encoder = RowEncoder(task.name if task else INFERENCE_TASK, [template], self.vocab, self.data_cfg, answers)
             self.check_adaptors(encoder)
             self.predictors[instruction] = Predictor(self.model, encoder, task.generation if task else None,
                                                      self.seed, task.prepared_rows if task else None)
         return self.predictors[instruction]
+
+    def unmatched(self, template: Instruction) -> str:
+        """The warning for an instruction that is no trained task's template, naming the nearest one."""
+        trained = {t.text: task.name for task in self.tasks for t in task.templates}
+        nearest = difflib.get_close_matches(template.text, trained, n=1, cutoff=0.0)[0]
+        return (f"the instruction {template.text!r} matches no task {self.path or 'this model'} was trained on, so it "
+                f"decodes with its output kind's defaults, without a task's decoding settings or closed answer set; "
+                f"the nearest trained instruction is {nearest!r} (task {trained[nearest]!r})")
 
     def task_predictor(self, task: Task) -> Predictor:
         """The Predictor of a task with all its templates (drawn per row as in validation)."""

@@ -3,9 +3,11 @@
     ofasys-generate --path CKPT --task NAME --data D [--gen-subset test] [--beam 5 ...] [--results-path OUT]
     ofasys-generate --path CKPT --instruction I --data D ...
 
-Writes one JSON line per input row, in input order: {"id": row index, "text"/"box"/"objects", "tokens",
-"score", "positional_scores"}, to OUT (a file, or generate-<subset>.jsonl in a folder) or to stdout; then a
-score summary when the rows hold references. The same Predictor as OFASys.inference produces the outputs.
+Writes one JSON line per input row, in input order: {"id": row index, "source": the row's input columns,
+"reference" (when the row has one), "text"/"box"/"objects", "tokens", "score", "positional_scores"}, to OUT
+(fairseq's --results-path: a folder that gets generate-<subset>.jsonl; a path ending in .jsonl is the file itself)
+or to stdout; then a score summary, or a line saying why there is none. The same Predictor as OFASys.inference
+produces the outputs.
 """
 from __future__ import annotations
 
@@ -19,14 +21,14 @@ from ..errors import ConfigError
 from ..inference.evaluate import references_of, score
 from ..instruction import column_value
 from ..tasks.base import SPLITS, Task
-from .command import entry_point
+from .command import CommandParser, entry_point
 from .inference_args import add_checkpoint_args, add_generation_args, given_generation_options, load_model
 
 PROG = "ofasys-generate"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Decode rows with a trained checkpoint "
+    parser = CommandParser(prog=PROG, description="Decode rows with a trained checkpoint "
                                                             "(docs/inference.md).")
     what = parser.add_argument_group("what to decode")
     what.add_argument("--task", help="a task of the checkpoint (its templates, answers and decoding defaults)")
@@ -35,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--data", required=True, help="a .jsonl/.tsv/.parquet file, a folder holding "
                                                     "<gen-subset>.jsonl/..., or a shard folder")
     what.add_argument("--gen-subset", default="test", help="the split to read from a folder (default: test)")
-    what.add_argument("--results-path", help="write the JSON lines here (a file, or a folder for "
-                                             "generate-<subset>.jsonl); default: stdout")
+    what.add_argument("--results-path", help="a folder to write generate-<gen-subset>.jsonl into (a path ending in "
+                                             ".jsonl: that file); default: stdout")
     what.add_argument("--scoring", help="metric to score with (default: the task's metric)")
     add_checkpoint_args(parser)
     add_generation_args(parser)
@@ -44,18 +46,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def results_file(path: str, subset: str) -> str:
-    """--results-path as a file path: a folder (existing, or written with a trailing slash) gets
-    generate-<subset>.jsonl."""
-    if os.path.isdir(path) or path.endswith(os.sep):
+    """--results-path as a file path: a folder (fairseq) gets generate-<subset>.jsonl; a path ending in .jsonl
+    is the file."""
+    if not path.endswith(".jsonl"):
         os.makedirs(path, exist_ok=True)
         return os.path.join(path, f"generate-{subset}.jsonl")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return path
 
 
-def write_lines(pairs: list, stream: Any) -> None:
+def json_value(value: Any) -> Any:
+    """A row value as JSON can hold it (media bytes and arrays are described, not written)."""
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        shape = getattr(value, "shape", None)
+        return f"<{type(value).__name__} {list(shape) if shape is not None else len(value)}>"
+
+
+def write_lines(pairs: list, rows: Any, inputs: list[str], references: Optional[str], stream: Any) -> None:
+    """One JSON line per decoded row: its id, its input columns, its reference (when it has one), the output."""
     for index, output in pairs:
-        stream.write(json.dumps({"id": index, **output.to_dict()}) + "\n")
+        row = rows[index]
+        line = {"id": index, "source": {name: json_value(column_value(row, name)) for name in inputs}}
+        reference = column_value(row, references) if references else None
+        if reference is not None:
+            line["reference"] = json_value(reference)
+        stream.write(json.dumps({**line, **output.to_dict()}) + "\n")
 
 
 def summary(name: str, subset: str, metric: Any, rows: Any, pairs: list, column: str,
@@ -86,19 +104,23 @@ def generate(args: argparse.Namespace) -> int:
     pairs = predictor.predict_indexed(rows, options=options, batch_size=args.batch_size,
                                       split=args.gen_subset if args.gen_subset in SPLITS else "test",
                                       progress=sys.stderr.isatty())
+    inputs = sorted({slot.name for template in predictor.encoder.templates for slot in template.encoder if slot.name})
     if args.results_path:
         path = results_file(args.results_path, args.gen_subset)
         with open(path, "w", encoding="utf-8") as handle:
-            write_lines(pairs, handle)
+            write_lines(pairs, rows, inputs, task.references, handle)
         print(f"{PROG}: wrote {len(pairs)} rows to {path}", file=sys.stderr)
     else:
-        write_lines(pairs, sys.stdout)
+        write_lines(pairs, rows, inputs, task.references, sys.stdout)
     metric = args.scoring or task.metric
-    if metric:
-        line = summary(predictor.task_name, args.gen_subset, metric, rows, pairs, task.references,
-                       predictor.layout.prediction)
-        report = sys.stdout if args.results_path else sys.stderr
-        print(line or f"{PROG}: not scored: no row has references in column {task.references!r}", file=report)
+    report = sys.stdout if args.results_path else sys.stderr
+    if not metric:
+        print(f"{PROG}: not scored: task {task.name!r} has no metric; pass --scoring METRIC (docs/metrics.md)",
+              file=report)
+        return 0
+    line = summary(predictor.task_name, args.gen_subset, metric, rows, pairs, task.references,
+                   predictor.layout.prediction)
+    print(line or f"{PROG}: not scored: no row has references in column {task.references!r}", file=report)
     return 0
 
 

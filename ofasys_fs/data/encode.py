@@ -15,7 +15,7 @@ from typing import Any, Optional, Union
 import torch
 
 from ..contracts import Preprocessor, SampleContext
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..instruction import BoundSlot, Instruction, InstructionError, Slot, parse_templates
 from ..media import load_image
 from ..preprocess.config import DataConfig
@@ -109,8 +109,8 @@ class RowEncoder:
 
     # ---- construction ------------------------------------------------------------------------
 
-    def _error(self, reason: str) -> ValueError:
-        return ValueError(f"task {self.task_name!r}: {reason}")
+    def _error(self, reason: str) -> ConfigError:
+        return ConfigError(f"task {self.task_name!r}: {reason}")
 
     def _check_template(self, template: Instruction) -> None:
         if template.output_modality != "TEXT":

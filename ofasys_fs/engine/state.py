@@ -295,6 +295,7 @@ class TrainerCheckpoints:
             "best_checkpoint_metric": self.cfg.checkpoint.best_checkpoint_metric,
             "validations_without_improvement": self.validations_without_improvement,
             "best_weights": "ema" if self.ema is not None else "model",
+            "best_source": "validation" if self.validates() else "the last checkpoint: no validation data",
             "meters": self.logger.state_dict(),
         }
         if self.scaler is not None:

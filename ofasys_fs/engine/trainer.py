@@ -21,8 +21,7 @@ from torch import nn
 from ..config import load_config
 from ..data.encode import RowEncoder
 from ..devices import move_to, resolve_device
-from ..errors import ConfigError, TrainingError
-from ..inference.evaluate import evaluate, merge_metrics
+from ..errors import ConfigError, DataError, TrainingError
 from ..models.generalist import GeneralistModel
 from ..preprocess.config import DataConfig
 from ..registry import CRITERION_REGISTRY, LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY, import_user_dir
@@ -44,7 +43,7 @@ from .distributed import (
 )
 from .ema import EMA
 from .logging import TrainLogger
-from .validation import valid_loss
+from .validation import TrainerValidation
 
 MAX_CONSECUTIVE_BAD_STEPS = 5  # non-finite losses in a row before training stops
 MIN_LOSS_SCALE = 1e-4  # fp16: fairseq's --min-loss-scale default
@@ -55,7 +54,7 @@ def row_ids(sample: dict) -> list:
     return sample["id"].tolist() if "id" in sample else []
 
 
-class Trainer(checkpoint_state.TrainerCheckpoints):
+class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
     """Trains one GeneralistModel on many tasks; `Trainer(max_update=..., lr=..., ...)` takes any flat
     option of TrainConfig (docs/config.md), or a resolved `config`."""
 
@@ -136,6 +135,8 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
         self.best = meta.get("best") if same_metric else None
         self.validations_without_improvement = int(meta.get("validations_without_improvement", 0))
         self.bad_steps = 0
+        self.bad_rows: set[str] = set()
+        self.written: set[str] = set()
         sampler = meta.get("sampler")
         self.batches = train_batches(self.tasks, self.encoders, cfg, sampler["tasks"] if sampler else None,
                                      world.rank, world.world_size)
@@ -259,22 +260,61 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
             splits = ", ".join(f"{split} {len(rows)}" for split, rows in task.datasets.items())
             self.logger.info(f"task {task.name}: {splits} rows; batch {task.batch_size or self.cfg.dataset.batch_size}"
                              f"; weight {task.weight}; share of batches {share:.2f}")
+        if not self.validates() and not self.cfg.checkpoint.no_save:
+            self.logger.info("no validation (no task has a valid split, or disable_validation): checkpoint_best.pt "
+                             "will be the last checkpoint")
 
     # ------------------------------------------------------------------------------- the loop
 
     def train_loop(self) -> None:
-        """Update until max_update / max_epoch / patience; validate and save as configured, and at the end."""
+        """Update until max_update / max_epoch / patience; validate and save as configured, and at the end; then
+        one summary line. A data error saves checkpoint_last.pt first (one process), so the run can resume."""
         cfg = self.cfg
+        if self.num_updates and self.should_stop():
+            self.logger.info(f"nothing to train: the run in {cfg.checkpoint.save_dir} is already at update "
+                             f"{self.num_updates} (max_update {cfg.optimization.max_update}, max_epoch "
+                             f"{cfg.optimization.max_epoch}); raise them to train on")
         epochs = self.batches.completed_epochs
-        while not self.should_stop():
-            if not self.train_step(self.batches.micro_batches(self.num_updates)):
-                continue
-            epoch_ended, epochs = self.batches.completed_epochs > epochs, self.batches.completed_epochs
-            validate = self.due(cfg.validation.validate_interval_updates, epoch_ended, cfg.validation.validate_interval)
-            save = self.due(cfg.checkpoint.save_interval_updates, epoch_ended, 1)
-            self.validate_and_save(validate, save, numbered=save)
+        try:
+            while not self.should_stop():
+                if not self.train_step(self.batches.micro_batches(self.num_updates)):
+                    continue
+                epoch_ended, epochs = self.batches.completed_epochs > epochs, self.batches.completed_epochs
+                validate = self.due(cfg.validation.validate_interval_updates, epoch_ended,
+                                    cfg.validation.validate_interval)
+                save = self.due(cfg.checkpoint.save_interval_updates, epoch_ended, 1)
+                interval = cfg.checkpoint.save_interval_updates > 0
+                self.validate_and_save(validate, save, numbered=save and (interval or not cfg.checkpoint.no_epoch_checkpoints))
+        except DataError as err:
+            self.save_before_stopping()
+            raise DataError(f"{err}. To check every row before training: ofasys-preprocess --input FILE "
+                            f"--instruction '...'; to skip bad rows: --skip-bad-rows") from err
         self.validate_and_save(validate=self.done_at.get("validate") != self.num_updates,
                                save=self.done_at.get("save") != self.num_updates, numbered=False)
+        self.logger.info(self.summary())
+
+    def save_before_stopping(self) -> None:
+        """checkpoint_last.pt of the updates made so far, to resume from once the data is fixed (one process only:
+        other ranks are elsewhere in the loop)."""
+        cfg = self.cfg.checkpoint
+        if cfg.no_save or not self.num_updates or self.dist.world.world_size > 1:
+            return
+        if self.done_at.get("save") != self.num_updates:
+            checkpoint_state.write_checkpoints(self.checkpoint(), cfg.save_dir, ["checkpoint_last.pt"])
+        self.logger.info(f"stopped by a data error: checkpoint_last.pt holds update {self.num_updates}")
+
+    def summary(self) -> str:
+        """The run's last line: updates, checkpoints written, the best value and where."""
+        cfg = self.cfg.checkpoint
+        line = f"done: {self.num_updates} updates"
+        if self.bad_rows:
+            line += f"; {len(self.bad_rows)} bad rows skipped"
+        if cfg.no_save:
+            return line + "; no checkpoints (no_save)"
+        line += f"; checkpoints in {cfg.save_dir}: {', '.join(sorted(self.written)) or 'none written by this run'}"
+        if self.best is None:
+            return line + "; checkpoint_best.pt = the last checkpoint (no task has validation data)"
+        return line + f"; best {cfg.best_checkpoint_metric} {self.best:.4g} in checkpoint_best.pt"
 
     def due(self, interval_updates: int, epoch_ended: bool, interval_epochs: int) -> bool:
         """Every interval_updates updates when set, else at the end of every interval_epochs-th epoch."""
@@ -345,6 +385,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
         Every rank runs the backward, even of a bad loss (a skipped update is decided on all ranks together);
         a dummy batch (no rows for this rank at an epoch's end) counts for nothing."""
         dummy = sample.pop("dummy", False)
+        self.report_bad_rows(sample.pop("bad_rows", []))
         with self.autocast():
             loss, size, log = self.criteria[sample["task"]](self.train_model, sample)
         finite = math.isfinite(float(log.get("loss", loss.detach())))
@@ -352,6 +393,13 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
             loss, size, log = loss * 0.0, 0, None
         (self.scaler.scale(loss) if self.scaler else loss).backward()
         return sample["task"], size, log, None if finite or dummy else row_ids(sample)
+
+    def report_bad_rows(self, reasons: list[str]) -> None:
+        """Rows left out of a batch by --skip-bad-rows: each reported and counted once (every epoch skips it)."""
+        for reason in reasons:
+            if reason not in self.bad_rows:
+                self.bad_rows.add(reason)
+                self.logger.info(f"skipped a bad row ({len(self.bad_rows)} so far): {reason}")
 
     def normalise_and_clip(self, sample_size: float) -> float:
         """Divide the gradients summed over all ranks by the total sample size, clip to clip_norm; returns the
@@ -390,71 +438,16 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
             )
         return False
 
-    # ------------------------------------------------------------------------- validation
-
-    @torch.no_grad()
-    def validate(self) -> dict[str, dict[str, float]]:
-        """Loss of every task with a valid split: {task: {"loss", "nll_loss", "ppl", "accuracy", ...}}, plus
-        for a task with a metric the generated outputs' score ({"cider": ...}; docs/inference.md).
-
-        With EMA the averaged weights are scored.
-        """
-        results = {}
-        with self.ema.apply_to(self.model) if self.ema is not None else nullcontext():
-            for task in self.tasks:
-                if "valid" in task.datasets:
-                    results[task.name] = valid_loss(self.model, self.criteria[task.name], task,
-                                                    self.encoders[task.name], self.cfg, self.autocast)
-                    if task.metric:
-                        results[task.name] = merge_metrics(results[task.name], self.generation_metrics(task))
-        return results
-
-    def generation_metrics(self, task: Task) -> dict[str, float]:
-        """Decode the task's valid rows (at most max_valid_samples) and score them with its metric."""
-        cfg = self.cfg
-        with self.autocast():
-            evaluation = evaluate(self.model, task, "valid", encoder=self.encoders[task.name],
-                                  max_samples=cfg.validation.max_valid_samples,
-                                  options=cfg.generation.given(),
-                                  batch_size=task.batch_size or cfg.dataset.batch_size,
-                                  num_workers=cfg.dataset.num_workers, seed=cfg.common.seed,
-                                  gather=self.dist.gather_to_main, **self.strategy.validation_shard())
-        for key in evaluation.metrics:
-            self.metric_directions[key] = self.metric_directions[f"{task.name}.{key}"] = evaluation.higher_is_better
-        return evaluation.metrics
-
-    def score(self, results: dict[str, dict[str, float]]) -> float:
-        """The best_checkpoint_metric: "TASK.METRIC", or a metric name averaged over the tasks (default loss)."""
-        name = self.cfg.checkpoint.best_checkpoint_metric
-        task, dot, metric = name.rpartition(".")
-        if dot:
-            if metric not in results.get(task, {}):
-                raise ConfigError(f"best_checkpoint_metric {name!r}: validation gave {self.metric_names(results)}")
-            return results[task][metric]
-        values = [stats[name] for stats in results.values() if name in stats]
-        if not values:
-            raise ConfigError(f"best_checkpoint_metric {name!r}: validation gave {self.metric_names(results)}")
-        return sum(values) / len(values)
-
-    @staticmethod
-    def metric_names(results: dict) -> list[str]:
-        return [f"{task}.{metric}" for task, stats in results.items() for metric in stats]
-
-    def improved(self, value: float) -> bool:
-        """Better than the best so far: in the direction of a generation metric (its higher_is_better), else as
-        maximize_best_checkpoint_metric says."""
-        if self.best is None:
-            return True
-        ckpt = self.cfg.checkpoint
-        maximize = self.metric_directions.get(ckpt.best_checkpoint_metric, ckpt.maximize_best_checkpoint_metric)
-        return value > self.best if maximize else value < self.best
-
     # ------------------------------------------------------------------------- checkpoints
+
+    def validates(self) -> bool:
+        """Whether this run validates at all (some task has valid rows, and validation is on)."""
+        return not self.cfg.validation.disable_validation and any("valid" in t.datasets for t in self.tasks)
 
     def validate_and_save(self, validate: bool, save: bool, numbered: bool) -> None:
         is_best = False
         cfg = self.cfg
-        if validate and not cfg.validation.disable_validation and any("valid" in t.datasets for t in self.tasks):
+        if validate and self.validates():
             # rank 0 holds the generation metrics; every rank must take the same best/patience decisions
             results, self.metric_directions = self.dist.broadcast_object((self.validate(), self.metric_directions))
             value = self.score(results)
@@ -469,11 +462,13 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
             return
         if save:
             self.done_at["save"] = self.num_updates
-        names = (["checkpoint_last.pt"] if save else []) + (["checkpoint_best.pt"] if is_best else [])
+        best_is_last = save and not self.validates()
+        names = (["checkpoint_last.pt"] if save else []) + (["checkpoint_best.pt"] if is_best or best_is_last else [])
         if numbered:
             names.append(f"checkpoint_{self.num_updates}.pt")
         state = self.checkpoint()
         if state is not None:
             checkpoint_state.write_checkpoints(state, cfg.checkpoint.save_dir, names)
+            self.written.update(names)
         if numbered and self.dist.world.is_main:
             checkpoint_state.prune_numbered(cfg.checkpoint.save_dir, cfg.checkpoint.keep_last_n)
