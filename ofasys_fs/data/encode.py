@@ -175,7 +175,7 @@ class RowEncoder:
         try:
             bound = template.bind(row, ctx.split)
         except InstructionError as err:
-            raise EncodeError(str(err), ctx.task, ctx.row_index) from None
+            raise EncodeError(err.one_line(), ctx.task, ctx.row_index) from None
         features = {}
         for position, piece in enumerate(bound.encoder):
             if not piece.slot.text_like:

@@ -233,6 +233,15 @@ def remove_stale_temp_files(save_dir: str) -> list[str]:
     return stale
 
 
+def kept_checkpoints(save_dir: str, written: set[str]) -> list[str]:
+    """The checkpoints of `written` still in save_dir (pruning removes old numbered ones): last, best, then the
+    numbered ones by update."""
+    kept = [name for name in written if os.path.isfile(os.path.join(save_dir, name))]
+    order = {"checkpoint_last.pt": -2, "checkpoint_best.pt": -1}
+    return sorted(kept, key=lambda name: order.get(name, int(NUMBERED.fullmatch(name).group(1))
+                                                   if NUMBERED.fullmatch(name) else 0))
+
+
 def prune_numbered(save_dir: str, keep_last_n: int) -> None:
     """Delete all but the newest keep_last_n checkpoint_<update>.pt files (-1 keeps them all)."""
     if keep_last_n < 0:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..config import load_config
+from ..data.dataset import TaskDataset
 from ..data.encode import RowEncoder
 from ..devices import move_to, resolve_device
 from ..errors import ConfigError, DataError, TrainingError
@@ -117,6 +118,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
         torch.manual_seed(rank_seed(cfg.common.seed, world.rank))  # each rank its own dropout stream
         self.data_cfg = DataConfig.for_model(self.model.cfg, cfg.dataset.truncate_long)
         self.encoders = {task.name: RowEncoder.for_task(task, self.vocab, self.data_cfg) for task in self.tasks}
+        self.check_first_rows()
         self.criteria = {task.name: self.build_criterion(task) for task in self.tasks}
         resumed = self.load_initial_weights()
         self.strategy = make_strategy(self.dist, cfg.distributed.ddp_backend, self.find_unused_parameters())
@@ -226,6 +228,14 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
             for module in with_backbone:
                 module.freeze_backbone()
 
+    def check_first_rows(self) -> None:
+        """Encode each task's first training row now: a column name or form that fits no row (a typo in the
+        instruction, another file) is an error before the model is built, not some updates later."""
+        if self.cfg.dataset.skip_bad_rows:
+            return
+        for task in self.tasks:
+            TaskDataset(task, "train", self.encoders[task.name], self.cfg.common.seed)[0]
+
     def build_criterion(self, task: Task) -> nn.Module:
         options = {"label_smoothing": self.cfg.optimization.label_smoothing}
         return CRITERION_REGISTRY.build_with(task.criterion, options).to(self.device)
@@ -311,7 +321,8 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
             line += f"; {len(self.bad_rows)} bad rows skipped"
         if cfg.no_save:
             return line + "; no checkpoints (no_save)"
-        line += f"; checkpoints in {cfg.save_dir}: {', '.join(sorted(self.written)) or 'none written by this run'}"
+        kept = checkpoint_state.kept_checkpoints(cfg.save_dir, self.written)
+        line += f"; checkpoints in {cfg.save_dir}: {', '.join(kept) or 'none written by this run'}"
         if self.best is None:
             return line + "; checkpoint_best.pt = the last checkpoint (no task has validation data)"
         return line + f"; best {cfg.best_checkpoint_metric} {self.best:.4g} in checkpoint_best.pt"
