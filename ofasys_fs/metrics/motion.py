@@ -15,7 +15,7 @@ from ..registry import register_metric
 from .metric_inputs import MetricInputError, check_rows, single_reference
 from .motion_classifier import MotionClassifierConfig, labelled_windows, motion_classifier
 
-MAX_RANK = 3  # R-precision reported at k = 1 .. min(3, classes)
+MAX_RANK = 3  # R-precision reported at k = 2 .. min(3, classes - 1) (k = 1 is the accuracy)
 
 
 def frechet_distance(first: np.ndarray, second: np.ndarray) -> float:
@@ -29,6 +29,13 @@ def frechet_distance(first: np.ndarray, second: np.ndarray) -> float:
     root1 = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
     cross = np.sqrt(np.clip(np.linalg.eigvalsh(root1 @ cov2 @ root1), 0, None)).sum()
     return mean_gap + float(np.trace(cov1) + np.trace(cov2) - 2 * cross)
+
+
+def label_ranks(probabilities: np.ndarray, targets: list[int]) -> np.ndarray:
+    """Per row, how many classes the classifier ranks above the row's target class (0: recognised); ties count
+    against the target. R-precision at k is the share of ranks below k."""
+    target = probabilities[np.arange(len(targets)), targets]
+    return (probabilities >= target[:, None]).sum(axis=1) - 1
 
 
 class _ClassifierMetric(Metric):
@@ -52,11 +59,10 @@ class MotionAccuracy(_ClassifierMetric):
         if unknown:
             raise MetricInputError(f'metric "{self.registered_name}": labels {unknown} are not classes of the motion '
                                    f"classifier ({trained.labels})")
-        probabilities = trained.probabilities(self.windows(trained, predictions, "prediction"))
-        order = probabilities.argsort(dim=-1, descending=True).numpy()
-        ranks = np.array([list(order[row]).index(trained.labels.index(label)) for row, label in enumerate(labels)])
+        probabilities = trained.probabilities(self.windows(trained, predictions, "prediction")).numpy()
+        ranks = label_ranks(probabilities, [trained.labels.index(label) for label in labels])
         scores = {"motion_accuracy": float(np.mean(ranks == 0))}
-        for k in range(2, min(MAX_RANK, len(trained.labels)) + 1):
+        for k in range(2, min(MAX_RANK, len(trained.labels) - 1) + 1):
             scores[f"motion_r_precision@{k}"] = float(np.mean(ranks < k))
         if trained.ceiling is not None:
             scores["motion_classifier_ceiling"] = trained.ceiling
