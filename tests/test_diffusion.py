@@ -71,7 +71,8 @@ def test_classifier_free_guidance_extrapolates_from_the_unconditional_prediction
     assert torch.equal(guided(conditional, unconditional, 1.0), conditional)
     assert torch.equal(guided(conditional, unconditional, 0.0), unconditional)
     weight = 2.0  # OFASys's guidance_weight w: (1 + w) cond - w uncond
-    assert torch.equal(guided(conditional, unconditional, 1 + weight), (1 + weight) * conditional - weight * unconditional)
+    assert torch.equal(guided(conditional, unconditional, 1 + weight),
+                       (1 + weight) * conditional - weight * unconditional)
 
 
 def test_diffusion_loss_weights_by_snr_and_ignores_padded_frames():
@@ -99,5 +100,5 @@ def test_corrupt_draws_one_timestep_per_row_reproducibly():
     again, same_steps = corrupt(clean, scheduler, torch.Generator().manual_seed(3))
     assert timesteps.shape == (64,) and 0 <= timesteps.min() and timesteps.max() < 100
     assert torch.equal(noisy, again) and torch.equal(timesteps, same_steps)
-    torch.testing.assert_close(scheduler.add_noise(clean, scheduler.predicted_noise(noisy, clean, timesteps), timesteps),
-                               noisy, rtol=1e-4, atol=1e-4)
+    noise = scheduler.predicted_noise(noisy, clean, timesteps)
+    torch.testing.assert_close(scheduler.add_noise(clean, noise, timesteps), noisy, rtol=1e-4, atol=1e-4)

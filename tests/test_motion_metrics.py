@@ -22,8 +22,8 @@ def rows(held_out: bool) -> list[dict]:
         for block in range(7):
             if (block % 3 == 2) == held_out:
                 starts = [3 * block + offset for offset in (0, 1)] if held_out else [3 * block]
-                out += [{"motion": {"path": clip(name), "start": s, "end": s + (1.2 if held_out else 3)}, "label": label}
-                        for s in starts]
+                length = 1.2 if held_out else 3
+                out += [{"motion": {"path": clip(name), "start": s, "end": s + length}, "label": label} for s in starts]
     return out
 
 
@@ -107,7 +107,8 @@ def test_motion_metrics_refuse_unusable_input_clearly(settings):
         build_metric("motion_accuracy").compute([{"path": clip(JUMPS)}], ["jumping"])
     metric = build_metric({"name": "motion_accuracy", **settings})
     with pytest.raises(MetricInputError, match=r'"motion_accuracy": the prediction of row 1: .*01_01.bvh\' has 15 '
-                                               r"frames at 30 fps; the motion classifier needs at least its window of 32"):
+                                               r"frames at 30 fps; the motion classifier needs at least its window "
+                                               r"of 32"):
         metric.compute([{"path": clip(JUMPS), "end": 2}, {"path": clip(JUMPS), "end": 0.5}], ["jumping"] * 2)
     with pytest.raises(MetricInputError, match=r"labels \['boxing'\] are not classes of the motion classifier"):
         metric.compute([{"path": clip(JUMPS), "end": 2}], ["boxing"])

@@ -95,5 +95,6 @@ def test_adaptor_embeds_frames_of_any_skeleton_up_to_its_feature_size():
     alone = adaptor({"modality": "MOTION", "frames": frames[1:, :3]})
     torch.testing.assert_close(alone.embeddings, out.embeddings[1:, :3])  # frames are embedded one by one
     assert adaptor({"frames": torch.randn(1, 4, 132)}).embeddings.shape == (1, 4, 64)  # a 21-joint skeleton
-    with pytest.raises(ValueError, match=r"features <= 200\], got \[1, 4, 300\].*raise model config motion_feature_dim"):
+    with pytest.raises(ValueError, match=r"features <= 200\], got \[1, 4, 300\].*raise model config "
+                                         r"motion_feature_dim"):
         adaptor({"frames": torch.randn(1, 4, 300)})

@@ -23,17 +23,11 @@ class Motion6dAdaptor(Adaptor):
         self.feature_dim = model_cfg.motion_feature_dim
         self.frame_mlp = nn.Sequential(nn.Linear(self.feature_dim, dim), nn.GELU(), nn.Linear(dim, dim))
         self.layer_norm = nn.LayerNorm(dim)
-        self.positions = SequencePositions(
-            model_cfg.motion_max_frames, dim, model_cfg.encoder_layers, model_cfg.attention_heads,
-            model_cfg.text_rel_buckets, model_cfg.text_rel_max_distance,
-            owner="motion_6d adaptor (motion_max_frames)",
-        )
+        self.positions = SequencePositions.for_encoder_piece(
+            model_cfg, model_cfg.motion_max_frames, "motion_6d adaptor (motion_max_frames)")
 
     def frames(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        frames = batch.get("frames")
-        if frames is None:
-            raise KeyError(f'motion_6d adaptor: the {batch.get("modality", "?")} piece has no "frames" tensor '
-                           f"(keys: {sorted(batch)})")
+        frames = self.required(batch, "frames")
         if frames.dim() != 3 or frames.size(1) == 0 or frames.size(2) > self.feature_dim:
             raise ValueError(f"motion_6d adaptor: expected frames [batch, frames >= 1, features <= "
                              f"{self.feature_dim}], got {list(frames.shape)}; a skeleton of J joints has 6 + 6 J "

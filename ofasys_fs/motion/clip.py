@@ -42,7 +42,8 @@ class Motion:
         frames = len(self.root_positions)
         if self.root_positions.shape != (frames, 3) or self.rotations.shape != (frames, self.skeleton.num_joints, 3, 3):
             raise ValueError(f"{self.source}: root_positions {self.root_positions.shape} and rotations "
-                             f"{self.rotations.shape} do not fit {self.skeleton.num_joints} joints over {frames} frames")
+                             f"{self.rotations.shape} do not fit {self.skeleton.num_joints} joints over {frames} "
+                             f"frames")
 
     # ---- BVH channels ---------------------------------------------------------------------------
 
@@ -130,8 +131,8 @@ class Motion:
         rotations = self.rotations[before]
         between = weight > 0
         if between.any():
-            rotations[between] = slerp(rotations[between], self.rotations[after[between]],
-                                       np.broadcast_to(weight[between, None], (int(between.sum()), self.skeleton.num_joints)))
+            weights = np.repeat(weight[between, None], self.skeleton.num_joints, axis=1)
+            rotations[between] = slerp(rotations[between], self.rotations[after[between]], weights)
         return Motion(self.skeleton, positions, rotations, float(fps), self.source)
 
     def windows(self, length: int, stride: int) -> Iterator["Motion"]:

@@ -1,10 +1,10 @@
 """The "motion_6d" preprocessor (encoder side): any motion value -> the normalised motion_6d features of one
 window, for captioning or classifying motion. As a decoder output (generation) it is not available yet.
 
-A clip is resampled to the slot's fps (default DataConfig.motion_fps); with the slot's max_length=N it yields a window of N frames (a
-random one on the train split, the centred one elsewhere) and a shorter clip is an error; without it, the whole
-clip. Features are normalised with `statistics` when a task sets them (fitted on its training split, and then
-every clip must use their skeleton), else with the data-free default of the clip's skeleton.
+A clip is resampled to the slot's fps (default DataConfig.motion_fps); with the slot's max_length=N it yields a
+window of N frames (a random one on the train split, the centred one elsewhere) and a shorter clip is an error;
+without it, the whole clip. Features are normalised with `statistics` when a task sets them (fitted on its
+training split; every clip must then use their skeleton), else with the data-free default of the clip's skeleton.
 """
 from __future__ import annotations
 
