@@ -1,6 +1,9 @@
 """BVH in and out, forward kinematics, rotations, the motion_6d representation (exact round trip on real CMU clips),
 resampling, windows, anchoring, normalisation statistics, the writers, and clear errors on bad motion files."""
+import functools
+import http.server
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -182,6 +185,26 @@ def test_loading_forms_bytes_npz_npy_and_in_memory(tmp_path):
                     array_fps=120)
     with pytest.raises(MotionError, match="unrecognised content"):
         load_motion(b"GIF89a not a motion")
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_a_bvh_url_is_fetched_and_parsed(tmp_path):
+    (tmp_path / "tiny.bvh").write_text(TINY)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietFiles, directory=tmp_path))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/tiny.bvh"
+        np.testing.assert_allclose(load_motion(url).joint_positions(), Motion.from_bvh(TINY).joint_positions())
+        with pytest.raises(MotionError, match=r"URL 'http://127.0.0.1:\d+/tiny.bvh'.*holds no frame"):
+            load_motion({"path": url, "start": 5})
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @needs_clips
