@@ -14,7 +14,10 @@ $(STAMP): requirements.txt setup.cfg setup.py
 
 install: $(STAMP)
 
+# The motion tests read CMU clips from Debian's assimp-testmodels: installed, or fetched once into ~/.cache/ofasys_fs
+# (without it they are skipped, saying so).
 test: $(STAMP)
+	$(PY) -m run_scripts.demo.data_motion
 	$(PY) -m pytest -q --durations=25 tests
 
 # The main job: data, preprocessing, training, evaluation and pictures in demo_out/ (run_scripts/demo/README.md).

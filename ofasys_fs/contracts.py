@@ -66,6 +66,14 @@ class Adaptor(nn.Module, abc.ABC):
     def forward(self, batch: dict[str, torch.Tensor]) -> "AdaptorOutput":
         ...
 
+    def required(self, batch: dict[str, torch.Tensor], key: str) -> torch.Tensor:
+        """batch[key], or a KeyError naming the adaptor, the piece's modality and the keys the piece has."""
+        if batch.get(key) is None:
+            name = getattr(type(self), "registered_name", type(self).__name__)
+            raise KeyError(f'{name} adaptor: the {batch.get("modality", "?")} piece has no "{key}" tensor '
+                           f"(keys: {sorted(batch)})")
+        return batch[key]
+
 
 @dataclasses.dataclass
 class AdaptorOutput:

@@ -322,6 +322,11 @@ register_attr_schema(
 )
 register_attr_schema("audio_mel", {"AUDIO"}, dict(_N_FRAMES_PER_STEP), sides=("decoder",), adaptor="audio_mel")
 register_attr_schema(
-    "motion_6d", {"MOTION"}, {"max_length": Attr(int, None, min=1, help="truncate to this many frames")},
+    "motion_6d",
+    {"MOTION"},
+    {"max_length": Attr(int, None, min=1, help="a window of this many frames (train: a random one, else the "
+                                               "centred one; a shorter clip is an error); default: the whole clip"),
+     "fps": Attr(float, None, min=1, help="frames per second clips are resampled to (default: the data config's "
+                                          "motion_fps, 30)")},
     adaptor="motion_6d",
 )

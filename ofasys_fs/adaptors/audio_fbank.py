@@ -54,17 +54,11 @@ class AudioFbankAdaptor(Adaptor):
         )
         self.proj = nn.Linear(dim, dim)
         self.layer_norm = nn.LayerNorm(dim)
-        self.positions = SequencePositions(
-            model_cfg.audio_max_positions, dim, model_cfg.encoder_layers, model_cfg.attention_heads,
-            model_cfg.text_rel_buckets, model_cfg.text_rel_max_distance,
-            owner="audio_fbank adaptor (audio_max_positions, after 4x subsampling)",
-        )
+        self.positions = SequencePositions.for_encoder_piece(
+            model_cfg, model_cfg.audio_max_positions, "audio_fbank adaptor (audio_max_positions, after 4x subsampling)")
 
     def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        fbank = batch.get("fbank")
-        if fbank is None:
-            raise KeyError(f'audio_fbank adaptor: the {batch.get("modality", "?")} piece has no "fbank" tensor '
-                           f"(keys: {sorted(batch)})")
+        fbank = self.required(batch, "fbank")
         if fbank.dim() != 3 or fbank.size(-1) != self.feature_dim or fbank.size(1) == 0:
             raise ValueError(
                 f"audio_fbank adaptor: expected fbank [batch, frames >= 1, {self.feature_dim}], "

@@ -53,6 +53,9 @@ class ModelConfig:
     audio_max_positions: int = option(750, "audio_fbank: positions after 4x subsampling (750 = 30 s)",
                                       check=at_least(1))
     video_max_frames: int = option(32, "video_frames: most frames a video piece may have", check=at_least(1))
+    motion_feature_dim: int = option(512, "motion_6d: features per frame the adaptor takes (6 + 6 x joints; smaller "
+                                          "skeletons are zero-padded)", check=at_least(1))
+    motion_max_frames: int = option(512, "motion_6d: most frames a motion piece may have", check=at_least(1))
     ctc_head: Optional[bool] = option(None, "CTC phone head on the encoder (None: when a task's criterion uses one)")
     ctc_phone_start: Optional[int] = option(None, "CTC head: first phone id (set when the model is built)",
                                             check=at_least(0))

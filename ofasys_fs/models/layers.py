@@ -106,6 +106,12 @@ class SequencePositions(nn.Module):
         self.layer_norm = nn.LayerNorm(embed_dim)
         self.relative = RelativePositionBias(num_buckets, num_layers, num_heads)
 
+    @classmethod
+    def for_encoder_piece(cls, model_cfg: ModelConfig, max_positions: int, owner: str) -> "SequencePositions":
+        """The positions of a 1-D encoder piece (audio, motion): a bias table per encoder layer, text's buckets."""
+        return cls(max_positions, model_cfg.embed_dim, model_cfg.encoder_layers, model_cfg.attention_heads,
+                   model_cfg.text_rel_buckets, model_cfg.text_rel_max_distance, owner)
+
     def positions(self, length: int, device: torch.device) -> torch.Tensor:
         """0..length-1, with a clear error when the sequence is longer than the table."""
         if length > self.max_positions:

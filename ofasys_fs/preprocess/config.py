@@ -7,7 +7,7 @@ import math
 from typing import Any, Union
 
 from ..errors import ConfigError
-from ..options import at_least, check_fields, option
+from ..options import at_least, check_fields, option, positive
 
 PerChannel = Union[float, tuple[float, float, float]]
 
@@ -31,7 +31,7 @@ def positive_channels(value: PerChannel) -> None:
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """What a row's preprocessing depends on besides the instruction: image geometry and normalisation, audio
-    rate, video frames, and the length limits of the model's position tables."""
+    rate, video frames, motion frame rate, and the length limits of the model's position tables."""
 
     image_size: int = option(64, "image side in pixels (from the model's image adaptor)", check=at_least(1))
     image_mean: PerChannel = option((0.5, 0.5, 0.5), "per-channel mean subtracted from pixels in [0, 1] (OFA: 0.5)",
@@ -41,6 +41,7 @@ class DataConfig:
     image_augment: bool = option(False, "train split: random resized crop and horizontal flip")
     sample_rate: int = option(16000, "audio is resampled to this rate (Hz)", check=at_least(1))
     video_frames: int = option(8, "frames sampled per video (a slot's num_frames overrides it)", check=at_least(1))
+    motion_fps: float = option(30.0, "motion clips are resampled to this many frames per second", check=positive)
     max_source_positions: int = option(1024, "encoder positions per sample", check=at_least(1))
     max_target_positions: int = option(1024, "decoder positions per sample", check=at_least(1))
     truncate_long: bool = option(False, "truncate groups longer than the positions instead of failing")

@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import os
 import shutil
 import sys
 import time
@@ -28,11 +27,9 @@ from ofasys_fs.cli.preprocess import main as preprocess_main
 from ofasys_fs.cli.train import main as train_main
 
 from .data_common import SPLITS, read_split
-from .data_reuters import ReutersUnavailable
+from .debian_package import DEFAULT_CACHE, PackageUnavailable
 from .demo_tasks import TASKS, DemoTask
 from .report import write_report
-
-DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ofasys_fs"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +174,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         settings = dataclasses.replace(settings, max_update=args.max_update)
     try:
         run(Path(args.out), settings, args.seed, Path(args.cache_dir))
-    except (DemoError, ReutersUnavailable) as err:
+    except (DemoError, PackageUnavailable) as err:
         print(f"demo: error: {err}", file=sys.stderr)
         return 1
     return 0
