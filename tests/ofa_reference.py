@@ -87,8 +87,19 @@ def ffn(name, d):
         norm(f"{name}.ffn_layernorm", d.ffn) + norm(f"{name}.final_layer_norm", d.dim)
 
 
-def fairseq_shapes(d: Dims, vocab: int) -> list:
-    """(name, shape) of every tensor of an OFA fairseq checkpoint (released NormFormer flags on)."""
+NORMFORMER = ("c_attn", "attn_ln", "self_attn_ln", "cross_attn_ln", "ffn_layernorm")  # --scale-heads/-attn/-fc
+
+
+def fairseq_shapes(d: Dims, vocab: int, normformer: bool = True) -> list:
+    """(name, shape) of every tensor of an OFA fairseq checkpoint: with the NormFormer parts of the released
+    checkpoints, or without them (OFA's arch defaults)."""
+    shapes = normformer_shapes(d, vocab)
+    return shapes if normformer else [(name, shape) for name, shape in shapes
+                                      if not set(name.split(".")) & set(NORMFORMER)]
+
+
+def normformer_shapes(d: Dims, vocab: int) -> list:
+    """The released checkpoints' tensors, in OFA's order (tests/data/ofa_tiny_keys.tsv)."""
     positions, cells = d.max_positions + 2, d.image_buckets**2 + 1
     token_rows, image_rows = 2 * d.token_buckets - 1, (2 * d.image_buckets - 1) ** 2 + 3
     shapes = [("encoder.version", (1,)), ("encoder.embed_tokens.weight", (vocab, d.dim))]
@@ -156,12 +167,12 @@ def image_buckets(bucket_size):
 
 # ---- random weights -----------------------------------------------------------------------------------------
 
-def random_weights(d: Dims, vocab: int, seed: int = 0) -> dict:
+def random_weights(d: Dims, vocab: int, seed: int = 0, normformer: bool = True) -> dict:
     """Random OFA weights of every name and shape, scaled so that activations stay finite and every part matters
     (relative tables, head gains and norms far from their initial values)."""
     generator = torch.Generator().manual_seed(seed)
     state = {}
-    for name, shape in fairseq_shapes(d, vocab):
+    for name, shape in fairseq_shapes(d, vocab, normformer):
         if name.endswith("num_batches_tracked"):
             state[name] = torch.tensor(7)
         elif name.endswith("running_var"):
@@ -192,6 +203,11 @@ def random_weights(d: Dims, vocab: int, seed: int = 0) -> dict:
 
 def layer_norm(x, sd, name):
     return F.layer_norm(x, x.shape[-1:], sd[f"{name}.weight"], sd[f"{name}.bias"], 1e-5)
+
+
+def normformer_norm(x, sd, name):
+    """A NormFormer layer norm (attn_ln, ffn_layernorm, ...): the identity when the model was built without it."""
+    return layer_norm(x, sd, name) if f"{name}.weight" in sd else x
 
 
 def dense(x, sd, name):
@@ -238,13 +254,15 @@ def attention_block(query, memory, sd, name, heads, bias, key_padding=None, caus
         logits = logits + torch.full(logits.shape[-2:], float("-inf")).triu(1)
     if key_padding is not None:
         logits = logits.masked_fill(key_padding[:, None, None, :], float("-inf"))
-    out = torch.softmax(logits.float(), dim=-1) @ v * sd[f"{name}.c_attn"][:, None, None]
+    out = torch.softmax(logits.float(), dim=-1) @ v
+    if f"{name}.c_attn" in sd:
+        out = out * sd[f"{name}.c_attn"][:, None, None]
     return dense(out.transpose(1, 2).flatten(2), sd, f"{name}.out_proj")
 
 
 def feed_forward(x, sd, name):
-    hidden = layer_norm(F.gelu(dense(layer_norm(x, sd, f"{name}.final_layer_norm"), sd, f"{name}.fc1")), sd,
-                        f"{name}.ffn_layernorm")
+    hidden = normformer_norm(F.gelu(dense(layer_norm(x, sd, f"{name}.final_layer_norm"), sd, f"{name}.fc1")), sd,
+                             f"{name}.ffn_layernorm")
     return x + dense(hidden, sd, f"{name}.fc2")
 
 
@@ -270,14 +288,15 @@ def encode(sd, d: Dims, tokens, images):
         bias[:, :, count:, count:] += sd[f"encoder.token_rel_pos_table_list.{i}.weight"][token_index].permute(2, 0, 1)
         bias[:, :, :count, :count] += sd[f"encoder.image_rel_pos_table_list.{i}.weight"][image_index].permute(2, 0, 1)
         normed = layer_norm(x, sd, f"{name}.self_attn_layer_norm")
-        x = x + layer_norm(attention_block(normed, normed, sd, f"{name}.self_attn", d.heads, bias, padding), sd,
-                           f"{name}.attn_ln")
+        x = x + normformer_norm(attention_block(normed, normed, sd, f"{name}.self_attn", d.heads, bias, padding), sd,
+                                f"{name}.attn_ln")
         x = feed_forward(x, sd, name)
     return layer_norm(x, sd, "encoder.layer_norm"), padding, positions
 
 
-def decode(sd, d: Dims, prev, encoded):
-    """Teacher-forced log-probs [B, Tt, V] for decoder input `prev` (<s> ...)."""
+def decode(sd, d: Dims, prev, encoded, entangle=False):
+    """Teacher-forced log-probs [B, Tt, V] for decoder input `prev` (<s> ...); `entangle`: OFA without
+    --disable-entangle, which adds the raw position rows to the token embeddings."""
     memory, padding, encoder_positions = encoded
     length = prev.shape[1]
     positions = layer_norm(sd["decoder.embed_positions.weight"][:length], sd, "decoder.pos_ln")[None]
@@ -286,16 +305,19 @@ def decode(sd, d: Dims, prev, encoded):
     cross_bias = position_bias(positions, encoder_positions, sd, "decoder.cross_pos_q_linear",
                                "decoder.cross_pos_k_linear", d.heads)
     index = token_buckets(d.token_buckets, d.max_positions)[:length, :length]
-    y = layer_norm(sd["decoder.embed_tokens.weight"][prev], sd, "decoder.layernorm_embedding")
+    tokens = sd["decoder.embed_tokens.weight"][prev]
+    if entangle:
+        tokens = tokens + sd["decoder.embed_positions.weight"][:length]
+    y = layer_norm(tokens, sd, "decoder.layernorm_embedding")
     for i in range(d.decoder_layers):
         name = f"decoder.layers.{i}"
         bias = self_bias + sd[f"decoder.token_rel_pos_table_list.{i}.weight"][index].permute(2, 0, 1)
         normed = layer_norm(y, sd, f"{name}.self_attn_layer_norm")
-        y = y + layer_norm(attention_block(normed, normed, sd, f"{name}.self_attn", d.heads, bias, causal=True), sd,
-                           f"{name}.self_attn_ln")
+        y = y + normformer_norm(attention_block(normed, normed, sd, f"{name}.self_attn", d.heads, bias, causal=True),
+                                sd, f"{name}.self_attn_ln")
         normed = layer_norm(y, sd, f"{name}.encoder_attn_layer_norm")
-        y = y + layer_norm(attention_block(normed, memory, sd, f"{name}.encoder_attn", d.heads, cross_bias, padding),
-                           sd, f"{name}.cross_attn_ln")
+        y = y + normformer_norm(attention_block(normed, memory, sd, f"{name}.encoder_attn", d.heads, cross_bias,
+                                                padding), sd, f"{name}.cross_attn_ln")
         y = feed_forward(y, sd, name)
     logits = layer_norm(y, sd, "decoder.layer_norm") @ sd["decoder.output_projection.weight"].T
     return torch.log_softmax(logits.float(), dim=-1)
@@ -367,15 +389,17 @@ def gpt2_ids(folder, text):
     return tokenizer.encode(text).ids
 
 
-def write_fairseq_checkpoint(path, state, d: Dims, codes, bins, image_size, **extra):
+def write_fairseq_checkpoint(path, state, d: Dims, codes, bins, image_size, released=True, **extra):
     """OFA's fairseq layout: weights under 'model', the run's options as an argparse.Namespace under 'args', fairseq's
-    training state beside them (numpy scalars and an omegaconf config, as real checkpoints hold)."""
+    training state beside them (numpy scalars and an omegaconf config, as real checkpoints hold). `released`: the
+    released checkpoints' flags (--scale-* --disable-entangle), else OFA's arch defaults."""
     import omegaconf
 
     args = argparse.Namespace(arch="ofa_tiny", encoder_embed_dim=d.dim, token_bucket_size=d.token_buckets,
-                              image_bucket_size=d.image_buckets, attn_scale_factor=2, scale_attn=True, scale_fc=True,
-                              scale_heads=True, disable_entangle=True, no_scale_embedding=True,
-                              patch_image_size=image_size, code_dict_size=codes, num_bins=bins, selected_cols="0,4,2")
+                              image_bucket_size=d.image_buckets, attn_scale_factor=2, scale_attn=released,
+                              scale_fc=released, scale_heads=released, disable_entangle=released,
+                              no_scale_embedding=True, patch_image_size=image_size, code_dict_size=codes,
+                              num_bins=bins, selected_cols="0,4,2")
     torch.save({"args": args, "cfg": {"common": omegaconf.OmegaConf.create({"seed": 7, "fp16": True})},
                 "model": state, "optimizer_history": [{"num_updates": np.int64(100), "lr": np.float64(1e-5)}],
                 "extra_state": {"best": np.float32(0.5), "metrics": {}}, "last_optimizer_state": None, **extra}, path)

@@ -141,25 +141,42 @@ def test_documented_commands_convert_all_three_layouts(ofa, capsys):
     assert all(torch.equal(again_weights[key], value) for key, value in fairseq["model"].items())
 
 
-def test_converted_model_computes_what_ofa_computes(ofa):
+def check_against_reference(model, weights, vocab_size, entangle=False):
     """Teacher-forced log-probs of a padded image + text batch, and step-by-step decoding with the K/V cache."""
-    model = OFASys.from_pretrained(str(ofa.folder / "ofa_tiny_fs.pt"), device="cpu").model
     generator = torch.Generator().manual_seed(3)
     images = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
-    tokens = torch.randint(4, ofa.vocab_size, (2, 7), generator=generator)
+    tokens = torch.randint(4, vocab_size, (2, 7), generator=generator)
     tokens[:, 0], tokens[0, -1], tokens[1, 4], tokens[1, 5:] = 0, 2, 2, 1
-    prev = torch.randint(4, ofa.vocab_size, (2, 6), generator=generator)
+    prev = torch.randint(4, vocab_size, (2, 6), generator=generator)
     prev[:, 0] = 0
     pieces = [{"modality": "TEXT", "adaptor": "text", "tokens": tokens, "padding_mask": tokens.eq(1)},
               {"modality": "IMAGE", "adaptor": "image_resnet", "image": images}]  # image_first puts it first
     with torch.no_grad():
-        expected = ref.decode(ofa.weights, DIMS, prev, ref.encode(ofa.weights, DIMS, tokens, images))
+        expected = ref.decode(weights, DIMS, prev, ref.encode(weights, DIMS, tokens, images), entangle)
         logits, extra = model({"net_input": {"encoder": pieces, "prev_output_tokens": prev}})
         state = {}
         steps = [model.decoder(prev[:, :t + 1], extra["encoder_out"], state)[0] for t in range(prev.size(1))]
     torch.testing.assert_close(torch.log_softmax(logits, -1), expected, rtol=0, atol=5e-5)
     torch.testing.assert_close(torch.log_softmax(torch.cat(steps, 1), -1), expected, rtol=0, atol=5e-5)
     assert expected.std() > 1  # the comparison is not between two near-constant tensors
+
+
+def test_converted_model_computes_what_ofa_computes(ofa):
+    check_against_reference(OFASys.from_pretrained(str(ofa.folder / "ofa_tiny_fs.pt"), device="cpu").model,
+                            ofa.weights, ofa.vocab_size)
+
+
+def test_a_model_with_ofa_s_arch_defaults_converts_and_computes_what_ofa_computes(ofa):
+    """OFA's arch defaults rather than the released flags: no NormFormer parts, decoder positions added to the
+    token embeddings (no --disable-entangle)."""
+    weights = ref.random_weights(DIMS, ofa.vocab_size, seed=5, normformer=False)
+    ref.write_fairseq_checkpoint(ofa.folder / "defaults.pt", weights, DIMS, CODES, BINS, IMAGE_SIZE, released=False)
+    report = convert_ofa(str(ofa.folder / "defaults.pt"), str(ofa.folder / "defaults_fs.pt"),
+                         bpe_dir=str(ofa.folder / "OFA" / "utils" / "BPE"))
+    assert not (report.config.scale_heads or report.config.scale_attn or report.config.scale_fc)
+    assert report.config.entangle_decoder_positions
+    check_against_reference(OFASys.from_pretrained(str(ofa.folder / "defaults_fs.pt"), device="cpu").model, weights,
+                            ofa.vocab_size, entangle=True)
 
 
 def test_greedy_caption_and_its_log_probs_equal_ofa_s(ofa):
@@ -273,3 +290,18 @@ def test_ofa_layer_flags_mix_with_an_ofasys_fs_arch():
     logits, _ = model({"net_input": {"encoder": [{"modality": "TEXT", "adaptor": "text", "tokens": tokens}],
                                      "prev_output_tokens": tokens}})
     assert logits.shape == (2, 5, 50) and torch.isfinite(logits).all()
+
+
+def test_use_ema_takes_the_ema_weights_of_a_fairseq_checkpoint(ofa):
+    ema = ref.random_weights(DIMS, ofa.vocab_size, seed=9)
+    path = ofa.folder / "with_ema.pt"
+    ref.write_fairseq_checkpoint(path, ofa.weights, DIMS, CODES, BINS, IMAGE_SIZE)
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["extra_state"]["ema"] = ema
+    torch.save(checkpoint, path)
+    bpe = str(ofa.folder / "OFA" / "utils" / "BPE")
+    convert_ofa(str(path), str(ofa.folder / "ema_fs.pt"), bpe_dir=bpe, use_ema=True)
+    weights = converted(ofa, "ema_fs.pt")["model"]
+    assert torch.equal(weights["encoder.layers.0.ffn.block.fc1.weight"], ema["encoder.layers.0.fc1.weight"])
+    with pytest.raises(CheckpointError, match=r"has no EMA weights \(extra_state\['ema'\]\)"):
+        convert_ofa(str(ofa.folder / "ofa_tiny.pt"), str(ofa.folder / "x.pt"), bpe_dir=bpe, use_ema=True)

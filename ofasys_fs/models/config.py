@@ -102,6 +102,9 @@ class ModelConfig:
     checkpoint_activations: bool = option(False, "recompute activations in the backward pass to save memory")
     entangle_position_embedding: bool = option(
         False, "add the position vectors to the token/patch embeddings too, not only to the attention biases (OFA)")
+    entangle_decoder_positions: bool = option(
+        False, "decoder: add the raw position table rows to the token embeddings before their layer norm (OFA "
+               "trained without --disable-entangle; its released checkpoints were trained with it)")
 
     def __post_init__(self) -> None:
         check_fields(self, "model config")

@@ -180,7 +180,10 @@ class Decoder(nn.Module):
         """Decoder input [B, T] -> (logits [B, T, V] or [B, 1, V] when incremental, {"hidden": ...})."""
         length = prev_output_tokens.size(1)
         start = self.cached_steps(incremental_state, length)
-        x = self.tokens(prev_output_tokens[:, start:])
+        raw_positions = None
+        if self.cfg.entangle_decoder_positions:
+            raw_positions = self.positions.table(self.positions.positions(length, prev_output_tokens.device)[start:])
+        x = self.tokens(prev_output_tokens[:, start:], raw_positions)
         if self.cfg.entangle_position_embedding:
             x = x + self.positions.embeddings(self.positions.positions(length, x.device)[start:])
         x = self.dropout(x)

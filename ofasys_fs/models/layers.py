@@ -48,9 +48,13 @@ class ScaledTokenEmbedding(nn.Module):
         self.type_embedding = type_vector(dim) if type_embedding else None
         self.layer_norm = nn.LayerNorm(dim)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, extra: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Token ids [B, T] -> [B, T, D]; `extra` ([T, D] or [B, T, D]) is added before the norm too."""
         x = self.embed_tokens(tokens) * self.scale
-        return self.layer_norm(x if self.type_embedding is None else x + self.type_embedding)
+        for addend in (self.type_embedding, extra):
+            if addend is not None:
+                x = x + addend
+        return self.layer_norm(x)
 
 
 def type_vector(dim: int) -> nn.Parameter:

@@ -19,10 +19,10 @@ from .ofa_sources import OFASource, read_source
 from .ofa_vocab import ofasys_rows, source_vocabulary
 from .ofa_weights import check_against_model, infer_config, map_weights, ofa_name
 
-SHAPE_FIELDS = ("embed_dim", "ffn_embed_dim", "attention_heads", "encoder_layers", "decoder_layers",
+MODEL_FIELDS = ("embed_dim", "ffn_embed_dim", "attention_heads", "encoder_layers", "decoder_layers",
                 "max_source_positions", "max_target_positions", "text_rel_buckets", "text_rel_max_distance",
                 "image_rel_buckets", "resnet_depth", "image_size", "type_embedding", "scale_heads", "scale_attn",
-                "scale_fc")
+                "scale_fc", "entangle_decoder_positions")  # what a converted model may set apart from its arch
 
 
 @dataclasses.dataclass
@@ -41,7 +41,7 @@ class ConversionReport:
         """The ofasys-train model flags that build this model: its arch plus the fields that differ from it."""
         preset = resolve_config(ModelConfig(arch=self.config.arch))
         flags = ["--arch", self.config.arch]
-        for name in SHAPE_FIELDS:
+        for name in MODEL_FIELDS:
             value, flag = getattr(self.config, name), name.replace("_", "-")
             if value != getattr(preset, name):
                 flags += [f"--{flag}"] if value is True else [f"--no-{flag}"] if value is False else [f"--{flag}",

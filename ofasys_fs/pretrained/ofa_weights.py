@@ -101,8 +101,8 @@ def resnet_depth(weights: dict) -> Optional[int]:
 
 def check_settings(settings: dict[str, Any]) -> None:
     """Refuse OFA options that change the computation in ways the converted model would not reproduce."""
-    expected = {"attn_scale_factor": 2, "no_scale_embedding": True, "disable_entangle": True,
-                "entangle_position_embedding": False, "encoder_normalize_before": True,
+    expected = {"attn_scale_factor": 2, "no_scale_embedding": True, "entangle_position_embedding": False,
+                "encoder_normalize_before": True,
                 "decoder_normalize_before": True, "share_all_embeddings": True}
     wrong = {key: settings[key] for key, value in expected.items() if key in settings and settings[key] != value}
     if wrong:
@@ -139,6 +139,7 @@ def infer_config(weights: dict[str, torch.Tensor], settings: dict[str, Any],
         scale_attn="encoder.layers.0.attn_ln.weight" in weights,
         scale_fc="encoder.layers.0.ffn_layernorm.weight" in weights,
         image_size=image_size or settings.get("patch_image_size") or DEFAULT_PATCH_IMAGE_SIZE,
+        entangle_decoder_positions=settings.get("disable_entangle", True) is False,
         resnet_depth=resnet_depth(weights), image_adaptor="image_resnet",
     )
     if fields["resnet_depth"] is not None:
