@@ -14,8 +14,10 @@ import torch
 from PIL import Image
 
 import ofa_reference as ref
+from ofasys_fs import convert_ofa
 from ofasys_fs.cli import convert_ofa as convert_cli
 from ofasys_fs.cli import train as train_cli
+from ofasys_fs.contracts import SampleContext
 from ofasys_fs.errors import CheckpointError
 from ofasys_fs.hub import OFASys
 from ofasys_fs.models.archs import resolve_config
@@ -23,7 +25,6 @@ from ofasys_fs.models.config import ModelConfig
 from ofasys_fs.models.generalist import GeneralistModel
 from ofasys_fs.preprocess.config import DataConfig
 from ofasys_fs.preprocess.image import ImagePreprocessor
-from ofasys_fs.pretrained.convert import convert_ofa
 from ofasys_fs.pretrained.ofa_weights import check_against_model, infer_config, map_weights, ofa_name
 from ofasys_fs.vocab import Vocabulary
 
@@ -305,3 +306,32 @@ def test_use_ema_takes_the_ema_weights_of_a_fairseq_checkpoint(ofa):
     assert torch.equal(weights["encoder.layers.0.ffn.block.fc1.weight"], ema["encoder.layers.0.fc1.weight"])
     with pytest.raises(CheckpointError, match=r"has no EMA weights \(extra_state\['ema'\]\)"):
         convert_ofa(str(ofa.folder / "ofa_tiny.pt"), str(ofa.folder / "x.pt"), bpe_dir=bpe, use_ema=True)
+
+
+PROMPTS = [  # OFA's prompt for each task (data/*_dataset.py), as an instruction, a row, and the output kind
+    (CAPTION, {"img": "cat.jpg"}, " what does the image describe?", "text"),
+    ("[IMAGE:img] [TEXT:question] -> [TEXT:answer]", {"img": "cat.jpg", "question": "what color is the cat?"},
+     " what color is the cat?", "text"),
+    ('[IMAGE:img] which region does the text " [TEXT:cap] " describe? -> [BOX:box]', {"img": "cat.jpg", "cap": "a cat"},
+     ' which region does the text " a cat " describe?', "box"),
+    ('[IMAGE:img] does the image describe " [TEXT:hyp] "? -> [TEXT:label]', {"img": "cat.jpg", "hyp": "two dogs"},
+     ' does the image describe " two dogs "?', "text"),
+    ('what is the summary of article " [TEXT:src] "? -> [TEXT:tgt]', {"src": "a cat sleeps on the sofa"},
+     ' what is the summary of article " a cat sleeps on the sofa "?', "text"),
+]
+
+
+@pytest.mark.parametrize("instruction, row, prompt, output", PROMPTS, ids=["caption", "vqa", "grounding", "snli_ve",
+                                                                          "gigaword"])
+def test_ofa_s_task_prompts_encode_to_ofa_s_ids_and_decode(ofa, instruction, row, prompt, output):
+    with inside(ofa.folder):
+        model = OFASys.from_pretrained("ofa_tiny_fs.pt", device="cpu")
+        example = model.predictor(instruction).encoder.encode(row, SampleContext(base_dir=str(ofa.folder)))
+        out = model.inference(instruction, data=row, beam=2, max_len_b=4)
+    [text] = [piece["tokens"].tolist() for piece in example.encoder if piece["modality"] == "TEXT"]
+    ids = [4 + ofa.order.index(i) for i in ref.gpt2_ids(ofa.folder / "OFA" / "utils" / "BPE", prompt)]
+    assert text == [0, *ids, 2]
+    if output == "box":
+        assert len(out.box) == 4 and all(0 <= x <= 50 for x in out.box[::2]) and all(0 <= y <= 40 for y in out.box[1::2])
+    else:
+        assert out.tokens and out.text is not None

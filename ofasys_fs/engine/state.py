@@ -157,7 +157,12 @@ def load_finetune(state: dict, path: str, model: nn.Module, vocab: Vocabulary) -
     """Start from a checkpoint's weights, non-strict (new tasks may add adaptors); the vocab must match."""
     check_vocab(state, vocab, path)
     weights = inference_weights(state)
-    missing, unexpected = load_model_weights(model, weights, path, strict=False)
+    try:
+        missing, unexpected = load_model_weights(model, weights, path, strict=False)
+    except CheckpointError as err:
+        arch = (state["config"].get("model") or {}).get("arch")
+        raise CheckpointError(f"{err}. The checkpoint's model is arch {arch!r} with its own sizes: leave out --arch "
+                              f"(and the sizes) to fine-tune that model") from None
     return FinetuneReport(path, len(weights) - len(unexpected), missing, unexpected)
 
 
@@ -250,17 +255,20 @@ class TrainerCheckpoints:
     finetune_state: Optional[dict] = None  # the --finetune-from-model checkpoint, loaded once
 
     def finetune_vocabulary(self) -> Vocabulary:
-        """The run's vocabulary. With --finetune-from-model, the model and vocab sections left at their defaults
-        become the checkpoint's (its model config and vocabulary, e.g. one converted from OFA's weights), so that
-        naming the checkpoint is enough to start from it; sections the run sets are kept (and must fit it)."""
+        """The run's vocabulary. With --finetune-from-model, a run that names no arch fine-tunes the checkpoint's
+        model (its config, with the model options the run sets on top, e.g. drop_path_rate), and a run that sets
+        no vocab options uses its vocabulary, so that naming the checkpoint is enough to start from it (e.g. one
+        converted from OFA's weights); a run that names an arch builds that arch, whose weights must fit."""
         path = self.cfg.checkpoint.finetune_from_model
         if not path:
             return Vocabulary.from_config(self.cfg.vocab)
         self.finetune_state = load_checkpoint(path)
         stored = self.finetune_state["config"].get("model")
-        if self.cfg.model == ModelConfig() and isinstance(stored, dict):
+        defaults = dataclasses.asdict(ModelConfig())
+        given = {key: value for key, value in dataclasses.asdict(self.cfg.model).items() if value != defaults[key]}
+        if "arch" not in given and isinstance(stored, dict):
             try:
-                model_cfg = ModelConfig(**{**stored, "image_backbone_weights": None})
+                model_cfg = ModelConfig(**{**stored, "image_backbone_weights": None, **given})
             except TypeError as err:
                 raise CheckpointError(f"{path}: its model config does not fit this ofasys_fs version: {err}") from err
             self.cfg = dataclasses.replace(self.cfg, model=model_cfg)
