@@ -135,6 +135,9 @@ def test_documented_commands_convert_all_three_layouts(ofa, capsys):
         assert vocab.encode(text) == expected and len(vocab) == ofa.vocab_size
         assert vocab.decode([0, *expected, 2, vocab.bin_id(3)]) == text.strip() + " <bin>_3"
     assert ofasys["vocab"]["hash"] == fairseq["vocab"]["hash"]
+    loaded = OFASys.from_pretrained(str(ofa.folder / "ofa_tiny_fs.pt"), device="cpu")  # round trip, strictly
+    assert all(torch.equal(value, fairseq["model"][key]) for key, value in loaded.model.state_dict().items())
+    assert loaded.vocab.hash == fairseq["vocab"]["hash"] and loaded.data_cfg.image_resize == "pil"
     again = convert_ofa(str(ofa.folder / "ofa_tiny.pt"), str(ofa.folder / "again.pt"),
                         bpe_dir=str(ofa.folder / "OFA" / "utils" / "BPE"))
     assert again.train_flags()[:2] == ["--arch", "ofa_base"] and "--embed-dim" in again.train_flags()

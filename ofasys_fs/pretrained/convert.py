@@ -57,8 +57,8 @@ class ConversionReport:
         if self.unmapped:
             lines.append(f"not mapped ({len(self.unmapped)} tensors or rows):")
             lines += [f"  {name}: {reason}" for name, reason in sorted(self.unmapped.items())]
-        lines.append("fine-tune with: ofasys-train ... " + " ".join(self.train_flags())
-                     + f" --finetune-from-model {self.out}")
+        lines.append(f"fine-tune: ofasys-train ... --finetune-from-model {self.out} (this model; to name its arch "
+                     f"instead: {' '.join(self.train_flags())})")
         return lines
 
 

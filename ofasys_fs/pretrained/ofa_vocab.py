@@ -19,7 +19,7 @@ import torch
 from ..errors import CheckpointError
 from ..tokenizer import SPECIAL_TOKENS, gpt2_tokenizer_json, read_fairseq_dict
 from ..vocab import Vocabulary, VocabConfig
-from .ofa_sources import FAIRSEQ, HUGGINGFACE, OFASource
+from .ofa_sources import HUGGINGFACE, OFASource
 
 BPE_FILES = ("encoder.json", "vocab.bpe", "dict.txt")
 OFA_NUM_BINS, OFA_NUM_CODES = 1000, 8192
@@ -53,7 +53,8 @@ def source_vocabulary(source: OFASource, bpe_dir: Optional[str]) -> tuple[Vocabu
                                              bpe_file(bpe_dir, "vocab.bpe", source.layout))
         text_ids = read_fairseq_dict(bpe_file(bpe_dir, "dict.txt", source.layout), token_count(tokenizer_json))
         names = sorted(source.token_rows or (), key=(source.token_rows or {}).get)
-    config = vocab_config(names, source.settings, rows, len(text_ids), source.path)
+    config = vocab_config(names, source.settings, rows, len(text_ids), source.path,
+                          all_named=source.token_rows is not None)
     vocab = Vocabulary(config, tokenizer_json, text_ids)
     if rows is not None and len(vocab) != rows:
         sizes = {kind: len(vocab.range(kind)) for kind in ("special", "text", "mask", "code", "bin", "phone")}
@@ -95,12 +96,15 @@ def numbered(names: list[str], pattern: str) -> int:
 
 
 def vocab_config(names: list[str], settings: dict[str, Any], rows: Optional[int], text_size: int,
-                 path: str) -> VocabConfig:
-    """Codes and bins from the token names when listed (Hugging Face <code_i>/<bin_i>, OFASys <code>_i/<bin>_i),
-    else from the run's settings (code_dict_size, num_bins), else OFA's counts; the rest of the rows are codes."""
+                 path: str, all_named: bool = False) -> VocabConfig:
+    """Codes and bins from the token names when listed (Hugging Face <code_i>/<bin_i>, OFASys <code>_i/<bin>_i;
+    `all_named`: the names list every row, as OFASys's do), else from the run's settings (code_dict_size,
+    num_bins), else OFA's counts with the rest of the rows as codes."""
     codes = numbered(names, r"<code_(\d+)>") or numbered(names, re.escape(OFASYS_CODE) + r"(\d+)")
     bins = numbered(names, r"<bin_(\d+)>") or numbered(names, re.escape(OFASYS_BIN) + r"(\d+)")
     phones = tuple(name[len(OFASYS_PHONE):] for name in names if name.startswith(OFASYS_PHONE))
+    if all_named:
+        return VocabConfig(num_codes=codes, num_bins=bins, phones=phones, reserved=0)
     bins = bins or int(settings.get("num_bins", OFA_NUM_BINS))
     if not codes:
         codes = int(settings.get("code_dict_size", OFA_NUM_CODES))

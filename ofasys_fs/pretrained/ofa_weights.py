@@ -102,8 +102,7 @@ def resnet_depth(weights: dict) -> Optional[int]:
 def check_settings(settings: dict[str, Any]) -> None:
     """Refuse OFA options that change the computation in ways the converted model would not reproduce."""
     expected = {"attn_scale_factor": 2, "no_scale_embedding": True, "entangle_position_embedding": False,
-                "encoder_normalize_before": True,
-                "decoder_normalize_before": True, "share_all_embeddings": True}
+                "encoder_normalize_before": True, "decoder_normalize_before": True, "share_all_embeddings": True}
     wrong = {key: settings[key] for key, value in expected.items() if key in settings and settings[key] != value}
     if wrong:
         raise CheckpointError(f"the checkpoint was trained with {wrong}; ofasys_fs reproduces OFA's released "
@@ -118,7 +117,7 @@ def infer_config(weights: dict[str, torch.Tensor], settings: dict[str, Any],
         for marker, option in UNSUPPORTED.items():
             if marker in key.split("."):
                 raise CheckpointError(f"{key}: the checkpoint was trained with {option}, which ofasys_fs does not build")
-    vocab_size, dim = required(weights, "encoder.embed_tokens.weight").shape
+    dim = required(weights, "encoder.embed_tokens.weight").shape[1]
     heads = required(weights, "encoder.token_rel_pos_table_list.0.weight").shape[1]
     ffn = required(weights, "encoder.layers.0.fc1.weight").shape[0]
     decoder_ffn = required(weights, "decoder.layers.0.fc1.weight").shape[0]
