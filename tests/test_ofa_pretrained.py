@@ -1,7 +1,8 @@
 """OFA's released checkpoints in ofasys_fs (docs/pretrained.md): random-weight files in OFA's three published layouts
-(fairseq .pt + BPE trio, Hugging Face folder, OFASys multitask.pt) built from OFA's parameter names and shapes at a
-tiny size, converted by the commands the docs print, then checked against an independent restatement of OFA's
-forward (tests/ofa_reference.py): teacher-forced log-probs, greedy decodes and their per-token log-probs."""
+(fairseq .pt + BPE trio, Hugging Face folder, OFASys multitask.pt; tests/ofa_files.py) built from OFA's parameter
+names and shapes at a tiny size, converted by the commands the docs print, then checked against an independent
+restatement of OFA's forward (tests/ofa_reference.py): teacher-forced log-probs, greedy decodes and their
+per-token log-probs."""
 import contextlib
 import os
 import pathlib
@@ -13,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+import ofa_files as files
 import ofa_reference as ref
 from ofasys_fs import convert_ofa
 from ofasys_fs.cli import convert_ofa as convert_cli
@@ -66,12 +68,12 @@ def caption_rows(folder, count):
 def ofa(tmp_path_factory):
     """OFA's files at a tiny size, named as docs/pretrained.md names them, converted by the documented commands."""
     folder = tmp_path_factory.mktemp("ofa")
-    order = ref.write_bpe_dir(folder / "OFA" / "utils" / "BPE")
+    order = files.write_bpe_dir(folder / "OFA" / "utils" / "BPE")
     vocab_size = 4 + len(order) + 3 + 1 + CODES + BINS
     weights = ref.random_weights(DIMS, vocab_size)
-    ref.write_fairseq_checkpoint(folder / "ofa_tiny.pt", weights, DIMS, CODES, BINS, IMAGE_SIZE)
-    ref.write_huggingface_folder(folder / "ofa-tiny", weights, DIMS, folder / "OFA" / "utils" / "BPE", order, CODES, BINS)
-    ref.write_ofasys_checkpoint(folder / "multitask.pt", weights, DIMS, order, CODES, BINS)
+    files.write_fairseq_checkpoint(folder / "ofa_tiny.pt", weights, DIMS, CODES, BINS, IMAGE_SIZE)
+    files.write_huggingface_folder(folder / "ofa-tiny", weights, DIMS, folder / "OFA" / "utils" / "BPE", order, CODES, BINS)
+    files.write_ofasys_checkpoint(folder / "multitask.pt", weights, DIMS, order, CODES, BINS)
     (folder / "data" / "coco").mkdir(parents=True)
     for split, count in (("train", 4), ("valid", 2)):
         rows = caption_rows(folder / "data" / "coco", count)
@@ -129,7 +131,7 @@ def test_documented_commands_convert_all_three_layouts(ofa, capsys):
     assert "embedding row <extra>_0" in ofasys["train_meta"]["converted_from"]["unmapped"]
     # the three vocabularies give OFA's ids: 4 + the dict.txt line of each GPT-2 token
     text = " what does the image describe?"
-    expected = [4 + ofa.order.index(i) for i in ref.gpt2_ids(ofa.folder / "OFA" / "utils" / "BPE", text)]
+    expected = [4 + ofa.order.index(i) for i in files.gpt2_ids(ofa.folder / "OFA" / "utils" / "BPE", text)]
     for checkpoint in (fairseq, huggingface, ofasys):
         vocab = Vocabulary.from_dict(checkpoint["vocab"])
         assert vocab.encode(text) == expected and len(vocab) == ofa.vocab_size
@@ -174,7 +176,7 @@ def test_a_model_with_ofa_s_arch_defaults_converts_and_computes_what_ofa_compute
     """OFA's arch defaults rather than the released flags: no NormFormer parts, decoder positions added to the
     token embeddings (no --disable-entangle)."""
     weights = ref.random_weights(DIMS, ofa.vocab_size, seed=5, normformer=False)
-    ref.write_fairseq_checkpoint(ofa.folder / "defaults.pt", weights, DIMS, CODES, BINS, IMAGE_SIZE, released=False)
+    files.write_fairseq_checkpoint(ofa.folder / "defaults.pt", weights, DIMS, CODES, BINS, IMAGE_SIZE, released=False)
     report = convert_ofa(str(ofa.folder / "defaults.pt"), str(ofa.folder / "defaults_fs.pt"),
                          bpe_dir=str(ofa.folder / "OFA" / "utils" / "BPE"))
     assert not (report.config.scale_heads or report.config.scale_attn or report.config.scale_fc)
@@ -188,7 +190,7 @@ def test_greedy_caption_and_its_log_probs_equal_ofa_s(ofa):
     with inside(ofa.folder):
         model = OFASys.from_pretrained("ofa_tiny_fs.pt", device="cpu")
         out = model.inference(CAPTION, data={"img": "cat.jpg"}, beam=1, max_len_b=8, no_repeat_ngram_size=1)
-    prompt = [4 + ofa.order.index(i) for i in ref.gpt2_ids(ofa.folder / "OFA" / "utils" / "BPE",
+    prompt = [4 + ofa.order.index(i) for i in files.gpt2_ids(ofa.folder / "OFA" / "utils" / "BPE",
                                                          " what does the image describe?")]
     image = ref.pixels(Image.open(ofa.folder / "cat.jpg"), IMAGE_SIZE)[None]
     tokens, scores = ref.greedy(ofa.weights, DIMS, torch.tensor([[0, *prompt, 2]]), image, max_len=8)
@@ -230,7 +232,7 @@ def corrupted(ofa, name, change):
     weights = dict(ofa.weights)
     change(weights)
     path = ofa.folder / name
-    ref.write_fairseq_checkpoint(path, weights, DIMS, CODES, BINS, IMAGE_SIZE)
+    files.write_fairseq_checkpoint(path, weights, DIMS, CODES, BINS, IMAGE_SIZE)
     return str(path)
 
 
@@ -299,7 +301,7 @@ def test_ofa_layer_flags_mix_with_an_ofasys_fs_arch():
 def test_use_ema_takes_the_ema_weights_of_a_fairseq_checkpoint(ofa):
     ema = ref.random_weights(DIMS, ofa.vocab_size, seed=9)
     path = ofa.folder / "with_ema.pt"
-    ref.write_fairseq_checkpoint(path, ofa.weights, DIMS, CODES, BINS, IMAGE_SIZE)
+    files.write_fairseq_checkpoint(path, ofa.weights, DIMS, CODES, BINS, IMAGE_SIZE)
     checkpoint = torch.load(path, weights_only=False)
     checkpoint["extra_state"]["ema"] = ema
     torch.save(checkpoint, path)
@@ -332,7 +334,7 @@ def test_ofa_s_task_prompts_encode_to_ofa_s_ids_and_decode(ofa, instruction, row
         example = model.predictor(instruction).encoder.encode(row, SampleContext(base_dir=str(ofa.folder)))
         out = model.inference(instruction, data=row, beam=2, max_len_b=4)
     [text] = [piece["tokens"].tolist() for piece in example.encoder if piece["modality"] == "TEXT"]
-    ids = [4 + ofa.order.index(i) for i in ref.gpt2_ids(ofa.folder / "OFA" / "utils" / "BPE", prompt)]
+    ids = [4 + ofa.order.index(i) for i in files.gpt2_ids(ofa.folder / "OFA" / "utils" / "BPE", prompt)]
     assert text == [0, *ids, 2]
     if output == "box":
         assert len(out.box) == 4 and all(0 <= x <= 50 for x in out.box[::2]) and all(0 <= y <= 40 for y in out.box[1::2])
