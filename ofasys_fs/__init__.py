@@ -30,6 +30,7 @@ _LAZY = {
     "Trainer": "ofasys_fs.engine.trainer",
     "OFASys": "ofasys_fs.hub",
     "Output": "ofasys_fs.hub",
+    "convert_ofa": "ofasys_fs.pretrained.convert",
 }
 
 __all__ = sorted(_LAZY) + ["import_user_dir", "load_builtins", "__version__"]

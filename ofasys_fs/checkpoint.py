@@ -1,6 +1,7 @@
 """Checkpoint files: atomic writes, `weights_only` loads, and the key list of docs/design.md §14."""
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import pickle
@@ -125,6 +126,17 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> dict[str, Any]:
     if problem is not None:
         raise CheckpointError(f"{path} {problem}")
     return state
+
+
+def model_description(model: Any, data_cfg: Any) -> dict:
+    """The checkpoint's config entries that rebuild the model and its preprocessing from the file alone
+    (OFASys.from_pretrained): a GeneralistModel's resolved config, vocab size and adaptors, and its DataConfig."""
+    return {
+        "model": dataclasses.asdict(model.cfg),
+        "vocab_size": model.vocab_size,
+        "adaptor_names": list(model.adaptor_names),
+        "data": data_cfg.to_dict(),
+    }
 
 
 def inference_weights(state: dict) -> dict:

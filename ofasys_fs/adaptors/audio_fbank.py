@@ -8,7 +8,7 @@ from torch import nn
 
 from ..contracts import Adaptor, AdaptorOutput
 from ..models.config import ModelConfig
-from ..models.layers import SequencePositions
+from ..models.positions import SequencePositions
 from ..registry import register_adaptor
 
 KERNEL_SIZE = 5  # per conv, padding KERNEL_SIZE // 2 and stride 2: each conv maps T steps to ceil(T / 2)
@@ -54,8 +54,10 @@ class AudioFbankAdaptor(Adaptor):
         )
         self.proj = nn.Linear(dim, dim)
         self.layer_norm = nn.LayerNorm(dim)
-        self.positions = SequencePositions.for_encoder_piece(
-            model_cfg, model_cfg.audio_max_positions, "audio_fbank adaptor (audio_max_positions, after 4x subsampling)")
+        self.positions = SequencePositions(
+            model_cfg.audio_max_positions, model_cfg, model_cfg.encoder_layers,
+            owner="audio_fbank adaptor (audio_max_positions, after 4x subsampling)",
+        )
 
     def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         fbank = self.required(batch, "fbank")

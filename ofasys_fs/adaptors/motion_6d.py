@@ -8,7 +8,7 @@ from torch import nn
 
 from ..contracts import Adaptor, AdaptorOutput
 from ..models.config import ModelConfig
-from ..models.layers import SequencePositions
+from ..models.positions import SequencePositions
 from ..registry import register_adaptor
 
 
@@ -23,8 +23,8 @@ class Motion6dAdaptor(Adaptor):
         self.feature_dim = model_cfg.motion_feature_dim
         self.frame_mlp = nn.Sequential(nn.Linear(self.feature_dim, dim), nn.GELU(), nn.Linear(dim, dim))
         self.layer_norm = nn.LayerNorm(dim)
-        self.positions = SequencePositions.for_encoder_piece(
-            model_cfg, model_cfg.motion_max_frames, "motion_6d adaptor (motion_max_frames)")
+        self.positions = SequencePositions(model_cfg.motion_max_frames, model_cfg, model_cfg.encoder_layers,
+                                           owner="motion_6d adaptor (motion_max_frames)")
 
     def frames(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         frames = self.required(batch, "frames")

@@ -28,7 +28,6 @@ from ..preprocess.config import DataConfig
 from ..registry import CRITERION_REGISTRY, LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY, import_user_dir
 from ..tasks.base import Task
 from ..tasks.config import tasks_from_config
-from ..vocab import Vocabulary
 from . import state as checkpoint_state
 from .batches import train_batches
 from .config import TrainConfig
@@ -113,7 +112,8 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
             if world.is_main and (stale := checkpoint_state.remove_stale_temp_files(cfg.checkpoint.save_dir)):
                 self.say(f"removed unfinished checkpoint writes of an interrupted run: {stale}")
         self.tasks = self.check_tasks(tasks)
-        self.vocab = Vocabulary.from_config(cfg.vocab)
+        self.vocab = self.finetune_vocabulary()
+        cfg = self.cfg  # the model and vocab sections may now be the fine-tuned checkpoint's
         self.model = self.prepare_model(model)
         torch.manual_seed(rank_seed(cfg.common.seed, world.rank))  # each rank its own dropout stream
         self.data_cfg = DataConfig.for_model(self.model.cfg, cfg.dataset.truncate_long)

@@ -19,14 +19,13 @@ from .layers import (
     DecoderLayer,
     EncoderLayer,
     ScaledTokenEmbedding,
-    SequencePositions,
     activation_dtype,
     causal_bias,
-    decoupled_position_bias,
     drop_path_rates,
     padding_bias,
     run_layer,
 )
+from .positions import SequencePositions, decoupled_position_bias
 
 SOURCE_STATE = "source"  # incremental-state key of the per-source caches (one row per encoder row)
 POSITION_STATE = "positions"  # incremental-state key of the decoder's position biases (shared by all rows)
@@ -99,7 +98,10 @@ class Encoder(nn.Module):
         """Encoder pieces (docs/internals.md sample format) -> EncoderOut."""
         if not pieces:
             raise ValueError("encoder: the sample has no encoder pieces")
-        named_outputs = [self.run_adaptor(index, piece) for index, piece in enumerate(pieces)]
+        order = range(len(pieces))
+        if self.cfg.image_first:
+            order = sorted(order, key=lambda index: pieces[index].get("modality") != "IMAGE")
+        named_outputs = [self.run_adaptor(index, pieces[index]) for index in order]
         batch_size = named_outputs[0][1].embeddings.size(0)
         for name, out in named_outputs:
             check_adaptor_output(name, out, batch_size, self.cfg)
@@ -149,11 +151,9 @@ class Decoder(nn.Module):
         super().__init__()
         dim = cfg.embed_dim
         self.cfg = cfg
-        self.tokens = ScaledTokenEmbedding(embed_tokens)
-        self.positions = SequencePositions(
-            cfg.max_target_positions, dim, cfg.decoder_layers, cfg.attention_heads,
-            cfg.text_rel_buckets, cfg.text_rel_max_distance, owner="decoder (max_target_positions)",
-        )
+        self.tokens = ScaledTokenEmbedding(embed_tokens, cfg.scale_embedding)
+        self.positions = SequencePositions(cfg.max_target_positions, cfg, cfg.decoder_layers,
+                                           owner="decoder (max_target_positions)")
         self.self_pos_q, self.self_pos_k = Linear(dim, dim), Linear(dim, dim)
         self.cross_pos_q, self.cross_pos_k = Linear(dim, dim), Linear(dim, dim)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -180,7 +180,10 @@ class Decoder(nn.Module):
         """Decoder input [B, T] -> (logits [B, T, V] or [B, 1, V] when incremental, {"hidden": ...})."""
         length = prev_output_tokens.size(1)
         start = self.cached_steps(incremental_state, length)
-        x = self.tokens(prev_output_tokens[:, start:])
+        raw_positions = None
+        if self.cfg.entangle_decoder_positions:
+            raw_positions = self.positions.table(self.positions.positions(length, prev_output_tokens.device)[start:])
+        x = self.tokens(prev_output_tokens[:, start:], raw_positions)
         if self.cfg.entangle_position_embedding:
             x = x + self.positions.embeddings(self.positions.positions(length, x.device)[start:])
         x = self.dropout(x)

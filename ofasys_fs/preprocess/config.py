@@ -7,7 +7,7 @@ import math
 from typing import Any, Union
 
 from ..errors import ConfigError
-from ..options import at_least, check_fields, option, positive
+from ..options import at_least, check_fields, one_of, option, positive
 
 PerChannel = Union[float, tuple[float, float, float]]
 
@@ -38,6 +38,8 @@ class DataConfig:
                                     check=finite_channels)
     image_std: PerChannel = option((0.5, 0.5, 0.5), "per-channel std pixels are divided by (OFA: 0.5)",
                                    check=positive_channels)
+    image_resize: str = option("torch", "square resize filter: torch (antialiased bicubic) or pil (PIL's bicubic, "
+                                        "OFA's; from the model)", check=one_of("torch", "pil"))
     image_augment: bool = option(False, "train split: random resized crop and horizontal flip")
     sample_rate: int = option(16000, "audio is resampled to this rate (Hz)", check=at_least(1))
     video_frames: int = option(8, "frames sampled per video (a slot's num_frames overrides it)", check=at_least(1))
@@ -53,8 +55,9 @@ class DataConfig:
 
     @classmethod
     def for_model(cls, model_cfg: Any, truncate_long: bool = False) -> "DataConfig":
-        """The preprocessing a model expects: its image side and position tables."""
-        return cls(image_size=model_cfg.image_size, max_source_positions=model_cfg.max_source_positions,
+        """The preprocessing a model expects: its image side and resize filter, and its position tables."""
+        return cls(image_size=model_cfg.image_size, image_resize=model_cfg.image_resize,
+                   max_source_positions=model_cfg.max_source_positions,
                    max_target_positions=model_cfg.max_target_positions, truncate_long=truncate_long)
 
     def to_dict(self) -> dict:
