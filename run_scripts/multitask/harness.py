@@ -120,11 +120,15 @@ def trivial_scores(spec: HarnessTask) -> tuple[float, Optional[float]]:
     return headline(spec.metric, trivial), stricter
 
 
-def run(tasks: Sequence[HarnessTask], updates_per_task: int, options: dict, seed: int) -> list[dict]:
-    """Train the generalist and the specialists; one result row per task."""
+def run(tasks: Sequence[HarnessTask], updates_per_task: int, options: dict, seed: int,
+        with_generalist: bool = True) -> list[dict]:
+    """Train the generalist (unless with_generalist is False: a quick ablation of the specialists alone) and
+    the specialists; one result row per task."""
     started = time.perf_counter()
-    generalist, trainer = train(tasks, updates_per_task * len(tasks), options, seed)
-    general = {spec.name: test_score(generalist, trainer, spec) for spec in tasks}
+    general = {spec.name: float("nan") for spec in tasks}
+    if with_generalist:
+        generalist, trainer = train(tasks, updates_per_task * len(tasks), options, seed)
+        general = {spec.name: test_score(generalist, trainer, spec) for spec in tasks}
     seconds = {"generalist": time.perf_counter() - started}
     results = []
     for spec in tasks:
@@ -171,6 +175,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                         help="a Trainer option for every run (repeatable), e.g. --set sampling=round_robin")
+    parser.add_argument("--only", help="comma-separated task names: run only these tasks of the set")
+    parser.add_argument("--specialists-only", action="store_true", help="skip the generalist (quick ablations)")
     parser.add_argument("--rows-factor", type=float, default=1.0, help="demo tasks: fraction of the demo's rows")
     parser.add_argument("--out", default="multitask_out")
     args = parser.parse_args(argv)
@@ -178,8 +184,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out = Path(args.out)
     names = list(TASK_SETS) if args.tasks == "all" else [args.tasks]
     tasks = [task for name in names for task in TASK_SETS[name](args.seed, out=out, rows_factor=args.rows_factor)]
+    if args.only:
+        tasks = [task for task in tasks if task.name in args.only.split(",")]
     options = parse_options(args.set)
-    results = run(tasks, args.updates_per_task, options, args.seed)
+    results = run(tasks, args.updates_per_task, options, args.seed, not args.specialists_only)
     text = table(results)
     print(text, flush=True)
     out.mkdir(parents=True, exist_ok=True)
