@@ -68,8 +68,9 @@ PHOTO_TASKS = {  # name -> (instruction, metric, trivial rule, stricter rules)
 PHOTO_SIZES = SplitSizes(2000, 0, 300)
 
 
-def photo_tasks(seed: int, sizes: SplitSizes = PHOTO_SIZES, **_) -> list[HarnessTask]:
+def photo_tasks(seed: int, rows_factor: float = 1.0, **_) -> list[HarnessTask]:
     photos = photo_data.Photos()
+    sizes = PHOTO_SIZES.scaled(rows_factor, minimum=4)
     tasks = []
     for name, (instruction, metric, baseline, stricter) in PHOTO_TASKS.items():
         rows = {split: photo_data.BUILDERS[name](photos, split, sizes.of(split), rng_for(seed, name, split))
@@ -177,7 +178,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="a Trainer option for every run (repeatable), e.g. --set sampling=round_robin")
     parser.add_argument("--only", help="comma-separated task names: run only these tasks of the set")
     parser.add_argument("--specialists-only", action="store_true", help="skip the generalist (quick ablations)")
-    parser.add_argument("--rows-factor", type=float, default=1.0, help="demo tasks: fraction of the demo's rows")
+    parser.add_argument("--rows-factor", type=float, default=1.0, help="fraction of each task's rows (smoke runs)")
     parser.add_argument("--out", default="multitask_out")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
