@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt setup.cfg setup.py | sha256sum | cut -c1-16)
 
-.PHONY: test demo demo-smoke install bench
+.PHONY: test demo demo-smoke install bench multitask
 
 $(STAMP): requirements.txt setup.cfg setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: $(STAMP)
 # The same steps on a few rows for about 60 updates; `make test` runs it too (tests/test_demo_smoke.py).
 demo-smoke: $(STAMP)
 	$(PY) -m run_scripts.demo.run_demo --smoke --out demo_out/smoke
+
+# Generalist versus specialists on the real-photo tasks (docs/multitask.md); about 10 minutes on an idle core.
+multitask: $(STAMP)
+	$(PY) -m run_scripts.multitask.harness --tasks photo --updates-per-task 500 --seed 1
 
 # Speed against Hugging Face BART of the same size, and data throughput (run_scripts/bench/RESULTS.md).
 # Installs setup.cfg's `bench` extra (transformers); each script ends with one `RATIO name=value ...` line.

@@ -295,7 +295,9 @@ register_attr_schema(
 register_attr_schema(
     "audio",
     {"AUDIO"},
-    {**_N_FRAMES_PER_STEP, "use_mask": _flag("SpecAugment-style time/frequency masking (train split only)")},
+    {**_N_FRAMES_PER_STEP, "use_mask": _flag("SpecAugment-style time/frequency masking (train split only)"),
+     "cmvn": Attr(str, "global", pattern="global|utterance",
+                  help="fbank normalisation: global (training split's per-bin statistics) or utterance")},
     sides=("encoder",),
     adaptor="audio_fbank",
 )

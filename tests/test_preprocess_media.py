@@ -187,7 +187,7 @@ def test_fbank_of_a_440_hz_tone(tmp_path):
 def test_cmvn_and_flac_resampling(tmp_path):
     stereo = np.stack([noisy_speechlike(0.5), noisy_speechlike(0.5, seed=1)], axis=1)
     soundfile.write(tmp_path / "clip.flac", stereo[::2], RATE // 2)  # 8 kHz stereo
-    fbank = build("[AUDIO:wav]")(str(tmp_path / "clip.flac"), SampleContext())["fbank"]
+    fbank = build("[AUDIO:wav,cmvn=utterance]")(str(tmp_path / "clip.flac"), SampleContext())["fbank"]
     assert fbank.shape == (48, 80)
     assert fbank.mean(0).abs().max() < 1e-4
     assert torch.allclose(fbank.std(0, unbiased=False), torch.ones(80), atol=1e-3)

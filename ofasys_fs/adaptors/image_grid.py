@@ -10,6 +10,7 @@ from torch import nn
 
 from ..contracts import AdaptorOutput
 from ..models.config import ModelConfig
+from ..models.coordinates import coordinate_code
 from ..models.positions import (
     OFA_IMAGE_SPECIAL_BUCKETS,
     RelativePositionBias,
@@ -45,8 +46,14 @@ class GridPositions(nn.Module):
         self.num_buckets, self.max_distance = model_cfg.image_rel_buckets, model_cfg.image_rel_max_distance
         self.row_positions = nn.Embedding(max_grid, dim)
         self.col_positions = nn.Embedding(max_grid, dim)
-        for table in (self.row_positions, self.col_positions):
-            nn.init.normal_(table.weight, std=dim**-0.5)
+        # columns (x) in the first half of the dimensions, rows (y) in the second, in the code of the <bin>s
+        half = dim // 2
+        centres = (torch.arange(max_grid) + 0.5) / max_grid
+        with torch.no_grad():
+            self.col_positions.weight.zero_()
+            self.row_positions.weight.zero_()
+            self.col_positions.weight[:, :half] = coordinate_code(centres, half)
+            self.row_positions.weight[:, half:2 * half] = coordinate_code(centres, half)
         self.position_norm = nn.LayerNorm(dim)
         self.relative = RelativePositionBias(self.num_buckets**2, model_cfg.encoder_layers, model_cfg.attention_heads)
 

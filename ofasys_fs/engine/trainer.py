@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..config import load_config
+from ..data.audio_statistics import with_audio_statistics
 from ..data.dataset import TaskDataset
 from ..data.encode import RowEncoder
 from ..devices import move_to, resolve_device
@@ -116,7 +117,8 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
         cfg = self.cfg  # the model and vocab sections may now be the fine-tuned checkpoint's
         self.model = self.prepare_model(model)
         torch.manual_seed(rank_seed(cfg.common.seed, world.rank))  # each rank its own dropout stream
-        self.data_cfg = DataConfig.for_model(self.model.cfg, cfg.dataset.truncate_long)
+        self.data_cfg = with_audio_statistics(DataConfig.for_model(self.model.cfg, cfg.dataset.truncate_long),
+                                              self.tasks)
         self.encoders = {task.name: RowEncoder.for_task(task, self.vocab, self.data_cfg) for task in self.tasks}
         self.check_first_rows()
         self.criteria = {task.name: self.build_criterion(task) for task in self.tasks}

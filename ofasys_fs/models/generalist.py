@@ -13,6 +13,7 @@ from ..registry import build_adaptor, register_model
 from ..tokenizer import PAD
 from .archs import config_with_overrides, resolve_config
 from .config import ModelConfig
+from .coordinates import coordinate_code
 from .cpu_linear import Linear, linear
 from .ctc_head import CTCHead, ctc_phone_range
 from .layers import (
@@ -312,6 +313,10 @@ class GeneralistModel(Model):
         nn.init.normal_(self.embed_tokens.weight, std=dim**-0.5)
         with torch.no_grad():
             self.embed_tokens.weight[padding_idx].zero_()
+            bins = vocab.range("bin") if hasattr(vocab, "range") else range(0)
+            if len(bins) >= 2:  # both halves: the column code (x) and the row code (y) of the image grid
+                half = coordinate_code(torch.linspace(0, 1, len(bins)), dim // 2)
+                self.embed_tokens.weight[bins.start:bins.stop] = torch.cat([half, half], dim=1)[:, :dim]
         self.encoder = Encoder(self.cfg, {name: build_adaptor(name, self.cfg, self.embed_tokens) for name in names})
         self.decoder = Decoder(self.cfg, self.embed_tokens)
         if phones is not None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from ..errors import ConfigError
 from ..options import at_least, check_fields, one_of, option, positive
 
 PerChannel = Union[float, tuple[float, float, float]]
+BinStatistics = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) per fbank bin
 
 
 def per_channel(value: PerChannel) -> tuple[float, float, float]:
@@ -22,10 +23,25 @@ def finite_channels(value: PerChannel) -> None:
         raise ValueError("must be finite")
 
 
+def bin_statistics(value: Optional[BinStatistics]) -> None:
+    """None, or (mean, std): two equally long lists of finite numbers, every std positive."""
+    if value is None:
+        return
+    if len(value) != 2 or len(value[0]) != len(value[1]) or not len(value[0]):
+        raise ValueError("must be (mean, std): two equally long, non-empty lists of numbers, one per fbank bin")
+    if not all(math.isfinite(v) for part in value for v in part) or min(value[1]) <= 0:
+        raise ValueError("must be finite, with every std positive")
+
+
 def positive_channels(value: PerChannel) -> None:
     finite_channels(value)
     if min(per_channel(value)) <= 0:
         raise ValueError("must be positive")
+
+
+def plain_lists(value: Any) -> Any:
+    """Tuples (nested too) as lists: what a checkpoint's plain config holds."""
+    return [plain_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +58,9 @@ class DataConfig:
                                         "OFA's; from the model)", check=one_of("torch", "pil"))
     image_augment: bool = option(False, "train split: random resized crop and horizontal flip")
     sample_rate: int = option(16000, "audio is resampled to this rate (Hz)", check=at_least(1))
+    audio_cmvn: Optional[BinStatistics] = option(
+        None, "global CMVN of AUDIO slots: per-bin fbank (mean, std) over the training split, computed by training "
+              "(data/audio_statistics.py); None: log-mel features as they are", check=bin_statistics)
     video_frames: int = option(8, "frames sampled per video (a slot's num_frames overrides it)", check=at_least(1))
     motion_fps: float = option(30.0, "motion clips are resampled to this many frames per second", check=positive)
     max_source_positions: int = option(1024, "encoder positions per sample", check=at_least(1))
@@ -52,6 +71,8 @@ class DataConfig:
         check_fields(self, "data config")
         object.__setattr__(self, "image_mean", per_channel(self.image_mean))
         object.__setattr__(self, "image_std", per_channel(self.image_std))
+        if self.audio_cmvn is not None:
+            object.__setattr__(self, "audio_cmvn", tuple(tuple(float(v) for v in part) for part in self.audio_cmvn))
 
     @classmethod
     def for_model(cls, model_cfg: Any, truncate_long: bool = False) -> "DataConfig":
@@ -62,8 +83,7 @@ class DataConfig:
 
     def to_dict(self) -> dict:
         """Plain values for a checkpoint."""
-        return {key: list(value) if isinstance(value, tuple) else value
-                for key, value in dataclasses.asdict(self).items()}
+        return {key: plain_lists(value) for key, value in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, stored: dict) -> "DataConfig":
