@@ -26,9 +26,9 @@ demo-smoke: $(STAMP)
 	$(PY) -m run_scripts.demo.run_demo --smoke --out demo_out/smoke
 
 # Speed against Hugging Face BART of the same size, and data throughput (run_scripts/bench/RESULTS.md).
-# Installs setup.cfg's `bench` extra (transformers); each script ends with one `RATIO name=value ...` line.
+# Installs setup.cfg's `bench` extra (transformers, ctranslate2); each script ends with one `RATIO name=value ...` line.
 bench: $(STAMP)
-	$(PY) -m pip install -q "$$($(PY) -c 'import configparser; c = configparser.ConfigParser(); c.read("setup.cfg"); print(c["options.extras_require"]["bench"].strip())')"
+	$(PY) -m pip install -q $$($(PY) -c 'import configparser; c = configparser.ConfigParser(); c.read("setup.cfg"); print(" ".join(c["options.extras_require"]["bench"].split()))')
 	$(PY) -m run_scripts.bench.train_bench
 	$(PY) -m run_scripts.bench.generate_bench
 	$(PY) -m run_scripts.bench.data_bench
