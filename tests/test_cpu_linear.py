@@ -131,3 +131,24 @@ def test_decoding_follows_weights_changed_between_calls(trained_checkpoint, monk
     after, expected = model.inference(instruction, rows, beam_size=5), fresh.inference(instruction, rows, beam_size=5)
     assert [out.tokens for out in after] == [out.tokens for out in expected] != [out.tokens for out in before]
     assert max(abs(a.score - b.score) for a, b in zip(after, expected)) < 1e-4
+
+
+def test_a_torch_whose_private_ops_fail_or_disagree_turns_the_path_off(monkeypatch):
+    assert cpu_linear.onednn_works()  # this torch: on
+
+    class Broken:
+        @staticmethod
+        def _linear_pointwise(x, weight, bias, *args):
+            raise RuntimeError("unknown signature")
+
+        _reorder_linear_weight = staticmethod(lambda weight, groups: weight)
+
+    class Wrong(Broken):
+        @staticmethod
+        def _linear_pointwise(x, weight, bias, *args):
+            return F.linear(x, weight, bias) + 1
+
+    for namespace, reason in ((Broken, "it failed: unknown signature"), (Wrong, "its result differs")):
+        monkeypatch.setattr(torch.ops, "mkldnn", namespace)
+        with pytest.warns(UserWarning, match=f"oneDNN linear path is off on torch .*{reason}"):
+            assert not cpu_linear.onednn_works.__wrapped__()
