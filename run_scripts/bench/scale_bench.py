@@ -2,7 +2,8 @@
 
     tasks:   training updates/s of a micro model vs the number of tasks in the mix (equal-size synthetic
              text tasks, batch 16, one thread, train_worker.py), DataLoader workers 0 and 1 per task
-    workers: ofasys-preprocess rows/s vs --workers on a jsonl of short text rows with an instruction
+    workers: ofasys-preprocess rows/s vs --workers on a jsonl of 64 px PNG images and their colour names,
+             checked with an instruction (decoding and resizing each image: work worth spreading)
     shards:  opening a shard folder of small records (Task.add_dataset) and reading 1,000 random rows:
              seconds and resident memory vs rows in the shard (each size in a fresh process)
     source:  decoding seconds per call vs source length (our generator, beam 5, 20 decoder steps)
@@ -30,7 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from ofasys_fs.cli.preprocess import main as preprocess_main
 from ofasys_fs.data.shards import ShardWriter
@@ -38,14 +41,14 @@ from ofasys_fs.generators.sequence import SequenceGenerator
 from run_scripts.demo.pictures import curve_panel, grid
 
 from .ab_runs import current_rss_mb, machine_load, ratio_line
-from .train_worker import ROOT, TrainingRun, text_rows
+from .train_worker import COLOURS, ROOT, TrainingRun
 from .twins import TokenBatch, build_ours, vocab_size
 
 FULL = {"tasks": [1, 8, 32], "task_workers": [0, 1], "seconds": 60.0, "warmup": 25.0,
-        "preprocess_rows": 20000, "preprocess_workers": [1, 2],
+        "preprocess_rows": 4000, "preprocess_workers": [1, 2],
         "shard_rows": [10_000, 100_000, 1_000_000], "sources": [32, 64, 128, 256, 512], "decode_calls": 3}
 SMALL = {"tasks": [1, 8], "task_workers": [0], "seconds": 25.0, "warmup": 12.0,
-         "preprocess_rows": 2000, "preprocess_workers": [1, 2],
+         "preprocess_rows": 800, "preprocess_workers": [1, 2],
          "shard_rows": [10_000, 100_000], "sources": [32, 64, 128], "decode_calls": 1}
 RANDOM_READS = 1000
 
@@ -75,19 +78,31 @@ def training_vs_tasks(settings: dict, figures: dict, ratios: dict) -> None:
         report(f"tasks_w{workers}", "ms/update", points, figures, ratios)
 
 
+def image_rows_file(folder: Path, count: int) -> Path:
+    """A jsonl of `count` rows {"img": a 64 px PNG of one colour with noise, "label": its colour name}."""
+    images, rng, lines = folder / "images", np.random.default_rng(0), []
+    images.mkdir(parents=True, exist_ok=True)
+    for index, (name, rgb) in enumerate((name, COLOURS[name]) for name in list(COLOURS) * (count // len(COLOURS))):
+        pixels = np.clip(np.array(rgb) + rng.integers(-30, 30, (64, 64, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(images / f"{index}.png")
+        lines.append(json.dumps({"img": f"images/{index}.png", "label": name}) + "\n")
+    path = folder / "preprocess.jsonl"
+    path.write_text("".join(lines))
+    return path
+
+
 def preprocess_vs_workers(settings: dict, folder: Path, figures: dict, ratios: dict) -> None:
-    data = folder / "preprocess.jsonl"
-    data.write_text("".join(json.dumps(row) + "\n" for row in text_rows(0, settings["preprocess_rows"])))
+    data, rows = image_rows_file(folder, settings["preprocess_rows"]), settings["preprocess_rows"]
     rates = []
     for workers in settings["preprocess_workers"]:
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             status = preprocess_main(["--input", str(data), "--destdir", str(folder / f"shards_w{workers}"),
-                                      "--instruction", "task 0: pick words of [TEXT:src] -> [TEXT:tgt]",
+                                      "--instruction", "[IMAGE:img] what is the colour? -> [TEXT:label]",
                                       "--workers", str(workers)])
         if status != 0:
             raise RuntimeError(f"ofasys-preprocess --workers {workers} exited with {status}")
-        rates.append((workers, settings["preprocess_rows"] / (time.perf_counter() - start)))
+        rates.append((workers, rows / (time.perf_counter() - start)))
     print("preprocess: " + ", ".join(f"--workers {w}: {r:.0f} rows/s" for w, r in rates) + f"; {machine_load()}")
     figures["preprocess"] = {"unit": "rows/s", "points": rates}
     ratios["preprocess_speedup"] = rates[-1][1] / rates[0][1]
