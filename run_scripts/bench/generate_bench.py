@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
+from typing import Optional
 
 import torch
 
@@ -42,20 +43,21 @@ RATIOS = {"": ("ours", "bart"), "_vs_ct2": ("ours", "ct2"), "_vs_ct2_int8": ("ou
 
 class Generation:
     """One `generate` closure over the whole batch; a step is one call. `read(output)` gives per row the decoder
-    steps it ran and its first DECODER_STEPS - 1 (free) token ids."""
+    steps it ran and its first DECODER_STEPS - 1 (free) token ids; `compute` names the arithmetic."""
 
-    def __init__(self, generate, read):
-        self.generate, self.read = generate, read
+    def __init__(self, generate, read, compute: str):
+        self.generate, self.read, self.compute = generate, read, compute
 
     def describe(self) -> dict:
         rows = self.read(self.generate())
-        return {"decoder_steps": sorted({steps for steps, _ in rows}), "tokens": [tokens for _, tokens in rows]}
+        return {"decoder_steps": sorted({steps for steps, _ in rows}), "tokens": [tokens for _, tokens in rows],
+                "compute": self.compute}
 
     def step(self) -> None:
         self.generate()
 
 
-def ours_generation(arch: str, vocab: int, mode: str, quantize: str = None) -> Generation:
+def ours_generation(arch: str, vocab: int, mode: str, quantize: Optional[str] = None) -> Generation:
     model = build_ours(arch, vocab).eval()
     if quantize:
         quantize_linear_layers(model, quantize)
@@ -66,7 +68,8 @@ def ours_generation(arch: str, vocab: int, mode: str, quantize: str = None) -> G
     def read(outputs):  # generated tokens plus the final </s>
         return [(len(best["tokens"]) + 1, best["tokens"]) for best, *_ in outputs]
 
-    return Generation(lambda: generator.generate(model, sample, **options), read)
+    return Generation(lambda: generator.generate(model, sample, **options), read,
+                      "int8 linear layers" if quantize else "float32")
 
 
 def bart_generation(arch: str, vocab: int, mode: str) -> Generation:
@@ -89,7 +92,7 @@ def bart_generation(arch: str, vocab: int, mode: str) -> Generation:
         return [(int((row[1:] == EOS).nonzero()[0]) + 1 if (row[1:] == EOS).any() else row.numel() - 1,
                  row[1:DECODER_STEPS].tolist()) for row in output]
 
-    return Generation(generate, read)
+    return Generation(generate, read, "float32")
 
 
 def ctranslate2_generation(arch: str, vocab: int, mode: str, compute_type: str) -> Generation:
@@ -107,14 +110,15 @@ def ctranslate2_generation(arch: str, vocab: int, mode: str, compute_type: str) 
                "return_end_token": True, "return_scores": True}
 
     def generate():
-        folder  # the converted model's folder lives as long as the translator
         return translator.translate_batch(source, **options)
 
     def read(results):  # generated tokens, an end token included (return_end_token)
         return [(len(best), [token_id(name) for name in best[:DECODER_STEPS - 1]])
                 for best in (result.hypotheses[0] for result in results)]
 
-    return Generation(generate, read)
+    generation = Generation(generate, read, f"compute_type {translator.compute_type}")
+    generation.converted_model = folder  # removed with the contender
+    return generation
 
 
 def contenders_of(arch: str, vocab: int, mode: str, threads: int) -> list[Contender]:
@@ -132,7 +136,8 @@ def check_equal_steps(contenders: list[Contender], mode: str) -> None:
     agree everywhere). Beam search ends differently on the two sides (BART's last step is the forced </s>,
     CTranslate2's a free token), so its best hypotheses may differ and are not compared."""
     for contender in contenders:
-        print(f"{contender.name:>9}: decoder steps per row {contender.describe['decoder_steps']}")
+        print(f"{contender.name:>9}: decoder steps per row {contender.describe['decoder_steps']}, "
+              f"{contender.describe['compute']}")
     unequal = [c.name for c in contenders if c.describe["decoder_steps"] != [DECODER_STEPS]]
     if unequal:
         raise RuntimeError(f"{unequal} did not run exactly {DECODER_STEPS} decoder steps per row: not comparable")
