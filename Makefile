@@ -32,10 +32,13 @@ demo-smoke: $(STAMP)
 multitask: $(STAMP)
 	$(PY) -m run_scripts.multitask.harness --tasks photo --updates-per-task 500 --seed 1
 
-# Speed against Hugging Face BART of the same size, and data throughput (run_scripts/bench/RESULTS.md).
-# Installs setup.cfg's `bench` extra (transformers); each script ends with one `RATIO name=value ...` line.
+# Speed against Hugging Face BART and CTranslate2 of the same size, data throughput, how cost grows with the work
+# and training on a busy machine (run_scripts/bench/RESULTS.md).
+# Installs setup.cfg's `bench` extra (transformers, ctranslate2); each script ends with one `RATIO name=value ...` line.
 bench: $(STAMP)
-	$(PY) -m pip install -q "$$($(PY) -c 'import configparser; c = configparser.ConfigParser(); c.read("setup.cfg"); print(c["options.extras_require"]["bench"].strip())')"
+	$(PY) -m pip install -q $$($(PY) -c 'import configparser; c = configparser.ConfigParser(); c.read("setup.cfg"); print(" ".join(c["options.extras_require"]["bench"].split()))')
 	$(PY) -m run_scripts.bench.train_bench
 	$(PY) -m run_scripts.bench.generate_bench
 	$(PY) -m run_scripts.bench.data_bench
+	$(PY) -m run_scripts.bench.scale_bench --out bench_out/scale
+	$(PY) -m run_scripts.bench.busy_bench

@@ -26,6 +26,7 @@ from .inference.predictor import Predictor
 from .instruction import Instruction
 from .models.config import ModelConfig
 from .models.generalist import GeneralistModel
+from .models.quantize import quantize_linear_layers
 from .preprocess.config import DataConfig
 from .registry import TASK_REGISTRY, import_user_dir
 from .tasks.base import Task
@@ -48,11 +49,13 @@ class OFASys:
 
     @classmethod
     def from_pretrained(cls, path: str, user_dir: Union[str, Sequence[str], None] = None,
-                        device: Union[str, torch.device, None] = None, use_ema: Optional[bool] = None) -> "OFASys":
+                        device: Union[str, torch.device, None] = None, use_ema: Optional[bool] = None,
+                        quantize: Optional[str] = None) -> "OFASys":
         """Load a checkpoint written by the Trainer (weights_only). `user_dir`: plugin folder(s) to import
         (the checkpoint's recorded ones are only named in a warning, never imported); `device`: default cuda when
-        available; `use_ema`: None = the weights the run validated with, True/False = EMA / raw weights."""
-        target = resolve_device("auto" if device is None else device)
+        available (cpu with `quantize`); `use_ema`: None = the weights the run validated with, True/False = EMA /
+        raw weights; `quantize="int8"`: decode with int8 linear layers on CPU (models/quantize.py)."""
+        target = resolve_device(device if device is not None else "cpu" if quantize else "auto")
         state = load_checkpoint(str(path))
         import_plugins(state.get("user_dirs") or [], [user_dir] if isinstance(user_dir, str) else list(user_dir or []))
         description = state.get("config") or {}
@@ -69,6 +72,8 @@ class OFASys:
             raise CheckpointError(f"{path}: its stored vocabulary, tasks or data config cannot be rebuilt: "
                                   f"{err}") from err
         model.to(target)
+        if quantize is not None:
+            quantize_linear_layers(model, quantize)
         return cls(model, vocab, tasks, data_cfg, description.get("train"), str(path))
 
     # ---- tasks and predictors ----------------------------------------------------------------

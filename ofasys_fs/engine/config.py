@@ -27,6 +27,9 @@ class CommonConfig:
     seed: int = option(1, "random seed; data randomness is a pure function of (seed, task, epoch, row)",
                        check=check_seed)
     device: str = option("auto", "auto (CUDA when available), cpu, cuda, cuda:N or mps", check=check_device_name)
+    threads: Optional[int] = option(
+        None, "intra-op threads of the training process (None: at most torch's count, which follows OMP_NUM_THREADS, "
+              "and at most the cores other processes leave free, measured again every 10 s)", check=at_least(1))
     bf16: bool = option(False, "autocast to bfloat16 (CPU and GPU)")
     fp16: bool = option(False, "autocast to float16 with a gradient scaler (GPU only)")
     log_interval: int = option(10, "log training statistics every N updates", check=at_least(1))

@@ -44,6 +44,7 @@ from .distributed import (
 )
 from .ema import EMA
 from .logging import TrainLogger
+from .threads import TrainingThreads
 from .validation import TrainerValidation
 
 MAX_CONSECUTIVE_BAD_STEPS = 5  # non-finite losses in a row before training stops
@@ -65,7 +66,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
         self.cfg: TrainConfig = config if config is not None else load_config(TrainConfig, **options)
         self.model: Optional[GeneralistModel] = None
         self.dist: Optional[Distributed] = None
-        self.batches = self.logger = None
+        self.batches = self.logger = self.threads = None
         self.num_updates = 0
         self.finetune_report = None
         self.metric_directions: dict[str, bool] = {}  # validation metric -> higher is better
@@ -90,7 +91,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
 
     def close(self) -> None:
         """End the data loaders, the logs and the process group this trainer created."""
-        for part in (self.batches, self.logger, self.dist):
+        for part in (self.batches, self.logger, self.dist, self.threads):
             if part is not None:
                 part.close()
 
@@ -100,6 +101,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
             import_user_dir(path)
         torch.manual_seed(cfg.common.seed)
         self.device = resolve_device(cfg.common.device)
+        self.threads = TrainingThreads(cfg.common.threads)
         if cfg.common.fp16 and self.device.type != "cuda":
             raise ConfigError(f"fp16 needs a CUDA device (device is {self.device}); use --bf16 on CPU")
         check_backend(cfg.distributed.ddp_backend, cfg.common.fp16, cfg.optimization.ema_decay)
@@ -267,7 +269,8 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in self.model.parameters())
         self.logger.info(f"model: arch {self.model.cfg.arch}, {total:,} parameters ({trainable:,} trained), "
-                         f"adaptors {list(self.model.adaptor_names)}, device {self.device}; {self.strategy.describe()}")
+                         f"adaptors {list(self.model.adaptor_names)}, device {self.device}, {self.threads.describe()}; "
+                         f"{self.strategy.describe()}")
         for task, share in zip(self.tasks, self.batches.probabilities):
             splits = ", ".join(f"{split} {len(rows)}" for split, rows in task.datasets.items())
             self.logger.info(f"task {task.name}: {splits} rows; batch {task.batch_size or self.cfg.dataset.batch_size}"
@@ -291,6 +294,8 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
             while not self.should_stop():
                 if not self.train_step(self.batches.micro_batches(self.num_updates)):
                     continue
+                if changed := self.threads.adjust():
+                    self.logger.info(changed)
                 epoch_ended, epochs = self.batches.completed_epochs > epochs, self.batches.completed_epochs
                 validate = self.due(cfg.validation.validate_interval_updates, epoch_ended,
                                     cfg.validation.validate_interval)

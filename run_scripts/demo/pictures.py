@@ -38,9 +38,10 @@ def read_curves(log_path: Path, metrics: dict[str, str]) -> dict[str, dict[str, 
     return curves
 
 
-def curve_panel(title: str, series: dict[str, list[tuple[int, float]]], max_y: Optional[float] = None) -> Image.Image:
-    """One line chart of `series` against updates, with a legend; the y axis runs from 0 to max_y (default:
-    a bit above the largest value)."""
+def curve_panel(title: str, series: dict[str, list[tuple[int, float]]], max_y: Optional[float] = None,
+                x_label: str = "updates") -> Image.Image:
+    """One line chart of `series` against updates (or `x_label`), with a legend; the y axis runs from 0 to
+    max_y (default: a bit above the largest value)."""
     image = Image.new("RGB", PANEL, "white")
     draw = ImageDraw.Draw(image)
     points = [point for values in series.values() for point in values]
@@ -62,7 +63,7 @@ def curve_panel(title: str, series: dict[str, list[tuple[int, float]]], max_y: O
         draw.line([left - 3, y, left, y], fill="black")
         draw.text((4, y - 6), f"{max_y * fraction:.2f}", fill="black", font=font(10))
     draw.text((left, bottom + 4), "0", fill="black", font=font(10))
-    draw.text((right - 60, bottom + 4), f"{max_x} updates", fill="black", font=font(10))
+    draw.text((right - 60, bottom + 4), f"{max_x:g} {x_label}", fill="black", font=font(10))
     for row, (name, values) in enumerate(series.items()):
         colour = COLOURS[row % len(COLOURS)]
         if len(values) > 1:

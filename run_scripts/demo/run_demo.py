@@ -29,6 +29,7 @@ from ofasys_fs.cli.train import main as train_main
 from .data_common import SPLITS, read_split
 from .debian_package import DEFAULT_CACHE, PackageUnavailable
 from .demo_tasks import TASKS, DemoTask
+from .machine import describe_machine, free_core_count, machine_line
 from .report import write_report
 
 
@@ -46,7 +47,6 @@ class Settings:
     image_size: int = 64  # easy-VQA's own size; the 48 px canvases scale to it with cells still on patches
     lr: float = 2e-3
     warmup_updates: int = 100
-    threads: int = 1  # torch threads: small ops gain nothing from a second one, and lose a lot when cores are shared
     num_bins: int = 16  # box coordinates on a 16-step grid: 3 px steps on the 48 px canvas
     generate_batch_size: int = 100
 
@@ -132,9 +132,11 @@ class StepTimer:
 
 
 @contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
+def free_threads() -> Iterator[None]:
+    """torch threads = the cores other processes leave free now (ofasys-train measures by itself, and again
+    while it trains: docs/training.md)."""
     previous = torch.get_num_threads()
-    torch.set_num_threads(count)
+    torch.set_num_threads(free_core_count())
     try:
         yield
     finally:
@@ -142,20 +144,26 @@ def torch_threads(count: int) -> Iterator[None]:
 
 
 def run(out: Path, settings: Settings, seed: int, cache_dir: Path) -> list[dict]:
-    """Every step of the demo; returns the table's rows (see report.write_report)."""
+    """Every step of the demo; returns the table's rows (see report.write_report). Each step uses the cores
+    other processes leave free; the machine's matmul rate is printed beside the timings."""
     out.mkdir(parents=True, exist_ok=True)
     timed = StepTimer()
-    with torch_threads(settings.threads):
+    machine = describe_machine(free_core_count())
+    print(f"== demo: {machine_line(machine)}", flush=True)
+    with free_threads():
         timed("build data", lambda: build_data(out, settings, seed, cache_dir))
+    with free_threads():
         timed("ofasys-preprocess", lambda: [preprocess(out, task) for task in TASKS])
-        checkpoint = timed("ofasys-train", lambda: train(out, settings, seed))
+    checkpoint = timed("ofasys-train", lambda: train(out, settings, seed))
+    with free_threads():
         predictions = timed("ofasys-generate", lambda: {task.name: generate(out, checkpoint, task, settings)
                                                          for task in TASKS})
         rows = timed("report", lambda: write_report(out, TASKS, predictions, {
             task.name: (read_split(out / "raw" / task.name, "train"), read_split(out / "raw" / task.name, "test"))
             for task in TASKS}))
-    (out / "timings.json").write_text(json.dumps(timed.seconds, indent=1))
-    print("== demo: seconds per step: " + ", ".join(f"{k} {v:.0f}" for k, v in timed.seconds.items()), flush=True)
+    (out / "timings.json").write_text(json.dumps({**timed.seconds, "machine": machine}, indent=1))
+    print("== demo: seconds per step: " + ", ".join(f"{k} {v:.0f}" for k, v in timed.seconds.items())
+          + f"; {machine_line(machine)}", flush=True)
     return rows
 
 

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-import numpy as np
 import torch
 
 from ofasys_fs import GeneralistModel, Task, Trainer
