@@ -259,7 +259,7 @@ class TrainerCheckpoints:
             restore_weights(state, path, self.model, self.vocab)
             return state, path
         if ckpt_cfg.finetune_from_model:
-            state = load_checkpoint(ckpt_cfg.finetune_from_model)
+            state = load_checkpoint(ckpt_cfg.finetune_from_model, for_inference=True)  # its weights and vocab
             self.finetune_report = load_finetune(state, ckpt_cfg.finetune_from_model, self.model, self.vocab)
             self.say(str(self.finetune_report))
         return None
