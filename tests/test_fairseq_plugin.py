@@ -10,6 +10,7 @@ import os
 import pathlib
 import re
 import shlex
+import subprocess
 import sys
 
 import numpy as np
@@ -226,6 +227,23 @@ def test_ofasys_train_finetunes_from_a_fairseq_checkpoint(commands, workdir):
     report = trainer.finetune_report
     assert report.missing == [] and report.loaded > 20  # the text-only model takes every weight it has
     assert report.unexpected and all(name.startswith("encoder.adaptors.image_patch.") for name in report.unexpected)
+
+
+def test_importing_the_plugin_keeps_logging_and_sys_path_and_registers_once():
+    """As the first importer of fairseq it leaves the root logger as it was; imported again by fairseq as the
+    top-level module `fairseq_plugin` (--user-dir), it registers nothing twice and takes the ofasys_fs folder
+    fairseq put on sys.path off again."""
+    script = ("import argparse, json, logging, sys\nimport ofasys_fs.fairseq_plugin\n"
+              "root = logging.getLogger()\nkept = [root.level, len(root.handlers)]\n"
+              "from fairseq import utils\nfrom fairseq.tasks import TASK_REGISTRY\n"
+              "utils.import_user_module(argparse.Namespace(user_dir='ofasys_fs/fairseq_plugin'))\n"
+              "print(json.dumps([kept, 'fairseq_plugin' in sys.modules, TASK_REGISTRY['ofasys'].__module__, "
+              "[path for path in sys.path if path.rstrip('/').endswith('ofasys_fs')]]))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.splitlines()[-1]) == [[logging.WARNING, 0], True,
+                                                          "ofasys_fs.fairseq_plugin.task", []]
 
 
 def test_every_generalist_arch_is_a_fairseq_arch_and_plugin_archs_join():

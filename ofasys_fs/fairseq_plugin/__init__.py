@@ -8,12 +8,30 @@ criterion `ofasys_ce`, and the torch safe globals fairseq's checkpoints need. fa
 top-level module `fairseq_plugin`; the imports here are absolute, so the registering modules load once, as
 ofasys_fs.fairseq_plugin.*, however the folder was imported. Nothing in ofasys_fs imports this package.
 """
+import contextlib
+import logging
 import os
 import sys
 
-from ofasys_fs.fairseq_plugin import criterion, task  # noqa: F401  (importing registers them)
-from ofasys_fs.fairseq_plugin.checkpoints import allow_fairseq_globals
-from ofasys_fs.fairseq_plugin.model import register_archs
+
+@contextlib.contextmanager
+def root_logging_kept():
+    """Importing fairseq configures the root logger (fairseq-fixed's wav2vec2_classification sets DEBUG with a
+    stderr handler); when this package is the first to import it, that is undone. fairseq's own commands import
+    fairseq first and keep their set-up."""
+    root, first = logging.getLogger(), "fairseq" not in sys.modules
+    level, handlers = root.level, list(root.handlers)
+    yield
+    if first:
+        root.setLevel(level)
+        for handler in [handler for handler in root.handlers if handler not in handlers]:
+            root.removeHandler(handler)
+
+
+with root_logging_kept():
+    from ofasys_fs.fairseq_plugin import criterion, task  # noqa: F401  (importing registers them)
+    from ofasys_fs.fairseq_plugin.checkpoints import allow_fairseq_globals
+    from ofasys_fs.fairseq_plugin.model import register_archs
 
 allow_fairseq_globals()
 register_archs()
