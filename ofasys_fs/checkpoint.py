@@ -112,7 +112,10 @@ def load_checkpoint(path: str, map_location: Any = "cpu", for_inference: bool = 
     except Exception as err:  # weights_only runs no code from the file; garbage raises many types in torch.load
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): "
                               f"{type(err).__name__}: {err}") from err
-    if for_inference and is_fairseq_checkpoint(state):
+    if is_fairseq_checkpoint(state):
+        if not for_inference:
+            raise CheckpointError(f"{path} is a fairseq checkpoint: ofasys_fs reads it for inference and "
+                                  f"--finetune-from-model, not to resume training (docs/fairseq.md)")
         state = {**from_fairseq(state, path), "version": CHECKPOINT_VERSION}
         problem = layout_problem(state, INFERENCE_KEYS)
         if problem is not None:
