@@ -9,7 +9,7 @@ from typing import Any
 from .errors import CheckpointError
 
 TASK_STATE_KEY = "ofasys_fs"  # in a fairseq checkpoint's "task_state"
-INFERENCE_KEYS = ("vocab", "tasks", "config", "user_dirs")  # what the task state holds (docs/design.md §14)
+PAYLOAD_KEYS = ("vocab", "tasks", "config", "user_dirs")  # what the task state holds (docs/design.md §14)
 # Besides tensors and plain values, fairseq checkpoints may hold argparse.Namespace (legacy configs): harmless to
 # build, so a weights_only load allows it.
 SAFE_GLOBALS = (argparse.Namespace,)
@@ -22,18 +22,19 @@ def is_fairseq_checkpoint(state: Any) -> bool:
 
 def inference_payload(state: dict) -> dict:
     """The ofasys_fs part of an ofasys_fs checkpoint, as the fairseq task stores it in its task state."""
-    return {key: state[key] for key in INFERENCE_KEYS}
+    return {key: state[key] for key in PAYLOAD_KEYS}
 
 
 def from_fairseq(state: dict, path: str) -> dict:
     """The keys of an ofasys_fs checkpoint that inference reads (model weights, vocab, tasks, config; all but
     "version") from a fairseq one; a CheckpointError naming what is missing when the `ofasys` task did not write it."""
     payload = (state.get("task_state") or {}).get(TASK_STATE_KEY)
-    if not isinstance(payload, dict) or any(key not in payload for key in INFERENCE_KEYS):
+    if not isinstance(payload, dict) or any(key not in payload for key in PAYLOAD_KEYS):
         raise CheckpointError(f"{path} is a fairseq checkpoint, but not of the ofasys task (--task ofasys with "
                               f"--user-dir ofasys_fs/fairseq_plugin): its task state has no complete "
-                              f"{TASK_STATE_KEY!r} entry with {list(INFERENCE_KEYS)}")
-    history = state.get("optimizer_history") or [{}]
+                              f"{TASK_STATE_KEY!r} entry with {list(PAYLOAD_KEYS)}")
+    history = state.get("optimizer_history")
+    last = history[-1] if isinstance(history, list) and history and isinstance(history[-1], dict) else {}
     return {**payload, "model": state.get("model"), "ema": None,
-            "train_meta": {"num_updates": history[-1].get("num_updates", 0), "best_weights": "model",
+            "train_meta": {"num_updates": last.get("num_updates", 0), "best_weights": "model",
                            "converted_from": "fairseq"}}

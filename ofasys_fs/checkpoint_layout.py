@@ -70,7 +70,8 @@ LAYOUT: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 
 
-INFERENCE_KEYS = ("model", "ema", "vocab", "config", "tasks", "user_dirs", "train_meta")  # what inference reads
+# the keys inference reads (OFASys.from_pretrained, --finetune-from-model)
+INFERENCE_KEYS = ("model", "ema", "vocab", "config", "tasks", "user_dirs", "train_meta")
 
 
 def layout_problem(state: dict, keys: Iterable[str] = tuple(LAYOUT)) -> str | None:

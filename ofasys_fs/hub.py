@@ -42,7 +42,7 @@ class OFASys:
                  data_cfg: Optional[DataConfig] = None,
                  train_config: Optional[dict] = None, path: Optional[str] = None):
         self.model, self.vocab, self.tasks = model, vocab, list(tasks)
-        model.eval()  # not model.eval() as a value: fairseq replaces train() after prepare_for_inference_
+        model.eval()  # not used as a value: after fairseq's prepare_for_inference_, eval() returns None
         self.data_cfg, self.train_config, self.path = data_cfg, train_config or {}, path
         self.predictors: dict[str, Predictor] = {}
 

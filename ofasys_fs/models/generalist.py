@@ -288,6 +288,7 @@ class GeneralistModel(Model):
     def build_for_tasks(self, vocab: object, tasks: Iterable[Any]) -> "GeneralistModel":
         """`build` with the adaptors the tasks' templates need, and a CTC head when ctc_head is unset and a task's
         criterion trains one (an untrained head would only cost memory and DDP's unused-parameter search)."""
+        tasks = list(tasks)
         if self.cfg.ctc_head is None:
             self.cfg.ctc_head = any(getattr(CRITERION_REGISTRY.get(task.criterion).cls, "uses_ctc_head", False)
                                     for task in tasks)
