@@ -1,10 +1,15 @@
-# The two commands of the README: `make demo` (the main job) and `make test`.
+# The two commands of the README: `make demo` (the main job) and `make test` (which installs fairseq first, so
+# that the fairseq plugin's tests run; `make fairseq` alone does that).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt setup.cfg setup.py | sha256sum | cut -c1-16)
+# fairseq for ofasys_fs/fairseq_plugin (docs/fairseq.md): setup.cfg's `fairseq` extra, pinned. fairseq-fixed is
+# built against the installed torch (no build isolation, after the other requirements); pip caches the wheel.
+FAIRSEQ_STAMP := $(VENV)/.fairseq-installed
+FAIRSEQ_REQUIREMENTS = $(PY) -c 'import configparser; c = configparser.ConfigParser(); c.read("setup.cfg"); print(c["options.extras_require"]["fairseq"].strip())'
 
-.PHONY: test demo demo-smoke install bench multitask
+.PHONY: test demo demo-smoke install bench multitask fairseq
 
 $(STAMP): requirements.txt setup.cfg setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,9 +21,16 @@ install: $(STAMP)
 
 # The motion tests read CMU clips from Debian's assimp-testmodels: installed, or fetched once into ~/.cache/ofasys_fs
 # (without it they are skipped, saying so).
-test: $(STAMP)
+test: $(STAMP) $(FAIRSEQ_STAMP)
 	$(PY) -m run_scripts.demo.data_motion
 	$(PY) -m pytest -q --durations=25 tests
+
+$(FAIRSEQ_STAMP): $(STAMP)
+	$(PY) -m pip install -q $$($(FAIRSEQ_REQUIREMENTS) | grep -v '^fairseq-fixed')
+	$(PY) -m pip install -q --no-deps --no-build-isolation $$($(FAIRSEQ_REQUIREMENTS) | grep '^fairseq-fixed')
+	touch $@
+
+fairseq: $(FAIRSEQ_STAMP)
 
 # The main job: data, preprocessing, training, evaluation and pictures in demo_out/ (run_scripts/demo/README.md).
 demo: $(STAMP)

@@ -11,7 +11,9 @@ from typing import Any
 
 import torch
 
-from .checkpoint_layout import layout_problem
+from .checkpoint_fairseq import SAFE_GLOBALS as FAIRSEQ_SAFE_GLOBALS
+from .checkpoint_fairseq import from_fairseq, is_fairseq_checkpoint
+from .checkpoint_layout import INFERENCE_KEYS, layout_problem
 from .errors import CheckpointError
 
 CHECKPOINT_VERSION = 1
@@ -97,9 +99,10 @@ def checkpoints_beside(path: str) -> str:
     return f"{folder} holds {', '.join(found)}" if found else f"{folder} holds no checkpoint (*.pt)"
 
 
-def load_checkpoint(path: str, map_location: Any = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str, map_location: Any = "cpu", for_inference: bool = False) -> dict[str, Any]:
     """Load with `weights_only=True` (a file that would run code when unpickled is refused) after checking the
-    archive's CRCs (a damaged file is refused rather than loaded with wrong values)."""
+    archive's CRCs (a damaged file is refused rather than loaded with wrong values). `for_inference`: a fairseq
+    checkpoint of the `ofasys` task is accepted too, as the keys inference reads (checkpoint_fairseq.py)."""
     if os.path.isdir(path):
         raise CheckpointError(f"checkpoint {path} is a folder; expected a checkpoint file such as "
                               f"{os.path.join(path, 'checkpoint_last.pt')}")
@@ -110,12 +113,24 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> dict[str, Any]:
                               f"finished?)")
     verify_archive(path)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        # only the ones not registered yet: leaving the context removes them, registered or not
+        extra = [item for item in FAIRSEQ_SAFE_GLOBALS if item not in torch.serialization.get_safe_globals()]
+        with torch.serialization.safe_globals(extra if for_inference else []):
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise unpickler_refusal(path, err) from err
     except Exception as err:  # weights_only runs no code from the file; garbage raises many types in torch.load
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): "
                               f"{type(err).__name__}: {err}") from err
+    if is_fairseq_checkpoint(state):
+        if not for_inference:
+            raise CheckpointError(f"{path} is a fairseq checkpoint: ofasys_fs reads it for inference and "
+                                  f"--finetune-from-model, not to resume training (docs/fairseq.md)")
+        state = {**from_fairseq(state, path), "version": CHECKPOINT_VERSION}
+        problem = layout_problem(state, INFERENCE_KEYS)
+        if problem is not None:
+            raise CheckpointError(f"{path} {problem}")
+        return state
     if not isinstance(state, dict) or "version" not in state:
         raise CheckpointError(f"{path} is not an ofasys_fs checkpoint (no 'version' key)")
     if type(state["version"]) is not int or state["version"] > CHECKPOINT_VERSION:

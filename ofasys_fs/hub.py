@@ -43,7 +43,8 @@ class OFASys:
     def __init__(self, model: GeneralistModel, vocab: Vocabulary, tasks: Sequence[Task],
                  data_cfg: Optional[DataConfig] = None,
                  train_config: Optional[dict] = None, path: Optional[str] = None):
-        self.model, self.vocab, self.tasks = model.eval(), vocab, list(tasks)
+        self.model, self.vocab, self.tasks = model, vocab, list(tasks)
+        model.eval()  # not used as a value: after fairseq's prepare_for_inference_, eval() returns None
         self.data_cfg, self.train_config, self.path = data_cfg, train_config or {}, path
         self.predictors: dict[str, Predictor] = {}
 
@@ -56,7 +57,7 @@ class OFASys:
         available (cpu with `quantize`); `use_ema`: None = the weights the run validated with, True/False = EMA /
         raw weights; `quantize="int8"`: decode with int8 linear layers on CPU (models/quantize.py)."""
         target = resolve_device(device if device is not None else "cpu" if quantize else "auto")
-        state = load_checkpoint(str(path))
+        state = load_checkpoint(str(path), for_inference=True)
         import_plugins(state.get("user_dirs") or [], [user_dir] if isinstance(user_dir, str) else list(user_dir or []))
         description = state.get("config") or {}
         missing = [key for key in ("model", "vocab_size", "adaptor_names", "data") if key not in description]
@@ -191,13 +192,19 @@ def select_weights(state: dict, use_ema: Optional[bool], path: str) -> dict:
     return state["ema"]["shadow"]
 
 
-def rebuild_model(description: dict, weights: dict, path: str) -> GeneralistModel:
-    """The trained architecture from its stored config, with the weights loaded strictly."""
+def described_model(description: dict, path: str, model_class: type = GeneralistModel) -> GeneralistModel:
+    """The trained architecture from its stored config (a `model_class`, GeneralistModel or a subclass), before its
+    weights are loaded."""
     stored = {**description["model"], "image_backbone_weights": None}  # the trained weights replace those
     try:
-        model = GeneralistModel(ModelConfig(**stored), description["vocab_size"], description["adaptor_names"])
+        return model_class(ModelConfig(**stored), description["vocab_size"], description["adaptor_names"])
     except (TypeError, ConfigError) as err:
         raise CheckpointError(f"{path}: its model config does not fit this ofasys_fs version: {err}") from err
+
+
+def rebuild_model(description: dict, weights: dict, path: str) -> GeneralistModel:
+    """The trained architecture from its stored config, with the weights loaded strictly."""
+    model = described_model(description, path)
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:

@@ -271,7 +271,7 @@ class TrainerCheckpoints:
         path = self.cfg.checkpoint.finetune_from_model
         if not path:
             return Vocabulary.from_config(self.cfg.vocab)
-        self.finetune_state = load_checkpoint(path)
+        self.finetune_state = load_checkpoint(path, for_inference=True)  # ours, or a fairseq one
         stored = self.finetune_state["config"].get("model")
         defaults = dataclasses.asdict(ModelConfig())
         given = {key: value for key, value in dataclasses.asdict(self.cfg.model).items() if value != defaults[key]}

@@ -200,10 +200,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
             model = GeneralistModel(dataclasses.replace(cfg.model))
         needed = model.adaptors_for(template for task in self.tasks for template in task.templates)
         if not model.is_built:
-            if model.cfg.ctc_head is None:  # an untrained head would only cost memory and DDP's unused-parameter search
-                model.cfg.ctc_head = any(
-                    getattr(CRITERION_REGISTRY.get(task.criterion).cls, "uses_ctc_head", False) for task in self.tasks)
-            model.build(self.vocab, needed)
+            model.build_for_tasks(self.vocab, self.tasks)
         elif model.vocab_size != len(self.vocab) or not needed <= set(model.adaptor_names):
             raise ConfigError(
                 f"the model passed to fit was built for {model.vocab_size} tokens and adaptors "

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..contracts import Adaptor, AdaptorOutput, Model
-from ..registry import build_adaptor, register_model
+from ..registry import CRITERION_REGISTRY, build_adaptor, register_model
 from ..tokenizer import PAD
 from .archs import config_with_overrides, resolve_config
 from .config import ModelConfig
@@ -288,6 +288,15 @@ class GeneralistModel(Model):
         """The adaptors that instructions (or templates) need in this model: their adaptor names, with an
         unnamed image adaptor resolved to the arch's."""
         return {name or self.cfg.image_adaptor for template in templates for name in template.adaptor_names}
+
+    def build_for_tasks(self, vocab: object, tasks: Iterable[Any]) -> "GeneralistModel":
+        """`build` with the adaptors the tasks' templates need, and a CTC head when ctc_head is unset and a task's
+        criterion trains one (an untrained head would only cost memory and DDP's unused-parameter search)."""
+        tasks = list(tasks)
+        if self.cfg.ctc_head is None:
+            self.cfg.ctc_head = any(getattr(CRITERION_REGISTRY.get(task.criterion).cls, "uses_ctc_head", False)
+                                    for task in tasks)
+        return self.build(vocab, self.adaptors_for(template for task in tasks for template in task.templates))
 
     def build(self, vocab: Union[int, object], adaptor_names: Iterable[Optional[str]] = ("text",)) -> "GeneralistModel":
         """Create all weights: the shared embedding table, one adaptor per name, encoder and decoder.
