@@ -41,7 +41,7 @@ class TargetFreeEncoder:
         inputs = {key: value for key, value in row.items() if key not in self.target_columns}
         example = self.encoder.encode(inputs, ctx)
         return dataclasses.replace(example, row=dict(row), decoder_tokens=None, target_length=0, loss_mask=None,
-                                   constraints=[], phone_targets=None)
+                                   constraints=[], phone_targets=None, decoder_features=None)
 
 
 def target_only_columns(templates: Iterable) -> set:

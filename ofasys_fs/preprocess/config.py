@@ -9,6 +9,7 @@ from typing import Any, Union
 from ..errors import ConfigError
 from ..options import at_least, check_fields, option
 
+MEL_FIELDS = ("mel_bins", "mel_frames_per_step", "mel_hop_length", "mel_win_length")  # ModelConfig's, copied here
 PerChannel = Union[float, tuple[float, float, float]]
 
 
@@ -40,6 +41,11 @@ class DataConfig:
                                    check=positive_channels)
     image_augment: bool = option(False, "train split: random resized crop and horizontal flip")
     sample_rate: int = option(16000, "audio is resampled to this rate (Hz)", check=at_least(1))
+    mel_bins: int = option(80, "audio_mel targets: mel bins (from the model)", check=at_least(1))
+    mel_frames_per_step: int = option(1, "audio_mel targets: frames per decoder step (from the model)",
+                                      check=at_least(1))
+    mel_hop_length: int = option(160, "audio_mel targets: hop in samples (from the model)", check=at_least(1))
+    mel_win_length: int = option(400, "audio_mel targets: FFT window in samples (from the model)", check=at_least(2))
     video_frames: int = option(8, "frames sampled per video (a slot's num_frames overrides it)", check=at_least(1))
     max_source_positions: int = option(1024, "encoder positions per sample", check=at_least(1))
     max_target_positions: int = option(1024, "decoder positions per sample", check=at_least(1))
@@ -52,9 +58,10 @@ class DataConfig:
 
     @classmethod
     def for_model(cls, model_cfg: Any, truncate_long: bool = False) -> "DataConfig":
-        """The preprocessing a model expects: its image side and position tables."""
+        """The preprocessing a model expects: its image side, mel frames and position tables."""
+        mel = {name: getattr(model_cfg, name) for name in MEL_FIELDS}
         return cls(image_size=model_cfg.image_size, max_source_positions=model_cfg.max_source_positions,
-                   max_target_positions=model_cfg.max_target_positions, truncate_long=truncate_long)
+                   max_target_positions=model_cfg.max_target_positions, truncate_long=truncate_long, **mel)
 
     def to_dict(self) -> dict:
         """Plain values for a checkpoint."""
