@@ -85,6 +85,7 @@ class OutputAdaptor(Adaptor):
     with a causal mask (autoregressive) or over all positions at once (e.g. diffusion)."""
 
     causal: ClassVar[bool] = True
+    step_dim: int  # values per decoder step of the output frames
 
     @abc.abstractmethod
     def project(self, hidden: torch.Tensor, piece: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,8 +1,10 @@
 """Output adaptor "audio_mel": log-mel steps in and out of the decoder (text-to-speech, Tacotron 2 style).
 
 Decoder position t reads the last mel frame of step t-1 (a silent frame at t = 0) through a two-layer ReLU
-prenet with dropout, and predicts step t (mel_bins x mel_frames_per_step values) and the logit that t is the
-last step. Frames are handled in natural-log magnitudes (docs/design.md §17).
+prenet, and predicts step t (mel_bins x mel_frames_per_step values) and the logit that t is the last step.
+Frames are handled in natural-log magnitudes (docs/design.md §17). Tacotron 2's prenet dropout (0.5, also at
+inference) is left out: on the micro model's digit-word test it lowered what the recogniser heard after 300
+updates (0.2 and 0.5: 4 of 5 words in one run each; none: 5 of 5).
 """
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ from ..mel import LOG_FLOOR, MelSettings
 from ..models.config import ModelConfig
 from ..registry import register_adaptor
 
-PRENET_DROPOUT = 0.5  # Tacotron 2: forces the decoder to use the text rather than copy the previous frame
 MEL_CENTER, MEL_SCALE = -5.0, 4.0  # log-mel values (about -11.5 .. 3) are modelled as (x - center) / scale
 
 
@@ -36,6 +37,7 @@ class AudioMelAdaptor(OutputAdaptor):
     def __init__(self, model_cfg: ModelConfig, embed_tokens: nn.Embedding):
         super().__init__()
         dim, self.mel = model_cfg.embed_dim, MelSettings.of(model_cfg)
+        self.step_dim = self.mel.step_dim
         self.prenet = nn.ModuleList([nn.Linear(self.mel.bins, dim), nn.Linear(dim, dim)])
         self.layer_norm = nn.LayerNorm(dim)
         self.frames_out = nn.Linear(dim, self.mel.step_dim)
@@ -55,7 +57,7 @@ class AudioMelAdaptor(OutputAdaptor):
         frames = self.check(piece)
         x = (shifted_frames(frames, self.mel.bins) - MEL_CENTER) / MEL_SCALE
         for layer in self.prenet:
-            x = F.dropout(F.relu(layer(x)), PRENET_DROPOUT, self.training)
+            x = F.relu(layer(x))
         padding_mask = piece.get("padding_mask")
         if padding_mask is None:
             padding_mask = torch.zeros(frames.shape[:2], dtype=torch.bool, device=frames.device)

@@ -85,16 +85,16 @@ def collate_decoder(task: str, examples: Sequence[Any], pad: int, vocab_size: in
 
 
 def collate_decoder_features(task: str, examples: Sequence[Any], slot: Any, collate_piece: Callable) -> dict:
-    """A continuous output: its targets as the decoder piece {"modality", "adaptor", **collate_piece(features)}
-    (when every row has one) with ntokens = target steps, and empty forced prefixes."""
+    """A continuous output: the decoder piece {"modality", "adaptor"} plus, when every row has a target,
+    collate_piece(its features) with ntokens = target steps; empty forced prefixes."""
+    piece = {"modality": slot.modality, "adaptor": slot.adaptor}
     out: dict = {"prefix_tokens": torch.zeros(len(examples), 0, dtype=torch.long),
-                 "prefix_lengths": torch.zeros(len(examples), dtype=torch.long), "ntokens": 0}
+                 "prefix_lengths": torch.zeros(len(examples), dtype=torch.long), "ntokens": 0, "decoder": piece}
     with_target = [example.decoder_features is not None for example in examples]
     if any(with_target):
         check_all_have_targets(task, examples, with_target)
-        piece = collate_piece([example.decoder_features for example in examples])
-        out.update(decoder={"modality": slot.modality, "adaptor": slot.adaptor, **piece},
-                   ntokens=sum(example.target_length for example in examples))
+        piece.update(collate_piece([example.decoder_features for example in examples]))
+        out["ntokens"] = sum(example.target_length for example in examples)
     return out
 
 
