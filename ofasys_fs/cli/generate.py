@@ -5,7 +5,9 @@
 
 Writes one JSON line per input row, in input order: {"id": row index, "text"/"box"/"objects", "tokens",
 "score", "positional_scores"}, to OUT (a file, or generate-<subset>.jsonl in a folder) or to stdout; then a
-score summary when the rows hold references. The same Predictor as OFASys.inference produces the outputs.
+score summary when the rows hold references. Generated media (speech) go one file per row into
+<subset>-media/ beside OUT, and each line names its file ("file", relative to OUT's folder). The same
+Predictor as OFASys.inference produces the outputs.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import ConfigError
 from ..inference.evaluate import references_of, score
+from ..inference.layout import FEATURES
 from ..instruction import column_value
 from ..tasks.base import SPLITS, Task
 from .command import entry_point
@@ -53,9 +56,25 @@ def results_file(path: str, subset: str) -> str:
     return path
 
 
-def write_lines(pairs: list, stream: Any) -> None:
+def write_lines(pairs: list, stream: Any, files: Optional[dict] = None) -> None:
     for index, output in pairs:
-        stream.write(json.dumps({"id": index, **output.to_dict()}) + "\n")
+        media = {"file": files[index]} if files and index in files else {}
+        stream.write(json.dumps({"id": index, **output.to_dict(), **media}) + "\n")
+
+
+def write_media(pairs: list, results_path: str, subset: str) -> dict:
+    """Each output's media (Output.save) as <subset>-media/<id><suffix> beside the results file -> {id: that path
+    relative to the results file's folder}; {} when the outputs hold no media."""
+    folder = os.path.dirname(os.path.abspath(results_path))
+    files = {}
+    for index, output in pairs:
+        if output.media_suffix is None:
+            continue
+        relative = os.path.join(f"{subset}-media", f"{index}{output.media_suffix}")
+        os.makedirs(os.path.join(folder, f"{subset}-media"), exist_ok=True)
+        output.save(os.path.join(folder, relative))
+        files[index] = relative
+    return files
 
 
 def summary(name: str, subset: str, metric: Any, rows: Any, pairs: list, column: str,
@@ -82,15 +101,20 @@ def generate(args: argparse.Namespace) -> int:
         predictor = model.predictor(args.instruction)
         task = model.matching_task(predictor.encoder.templates[0]) or Task(name=predictor.task_name,
                                                                            instruction=args.instruction)
+    if predictor.layout.kind == FEATURES and not args.results_path:
+        raise ConfigError(f"{PROG}: {predictor.task_name!r} generates media (speech): give --results-path, beside "
+                          f"which each row's file is written")
     rows = predictor.rows(args.data, args.gen_subset)
     pairs = predictor.predict_indexed(rows, options=options, batch_size=args.batch_size,
                                       split=args.gen_subset if args.gen_subset in SPLITS else "test",
                                       progress=sys.stderr.isatty())
     if args.results_path:
         path = results_file(args.results_path, args.gen_subset)
+        files = write_media(pairs, path, args.gen_subset)
         with open(path, "w", encoding="utf-8") as handle:
-            write_lines(pairs, handle)
-        print(f"{PROG}: wrote {len(pairs)} rows to {path}", file=sys.stderr)
+            write_lines(pairs, handle, files)
+        media = f" and {len(files)} media files to {os.path.join(os.path.dirname(path), args.gen_subset + '-media')}"
+        print(f"{PROG}: wrote {len(pairs)} rows to {path}{media if files else ''}", file=sys.stderr)
     else:
         write_lines(pairs, sys.stdout)
     metric = args.scoring or task.metric
