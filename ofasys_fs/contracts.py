@@ -43,10 +43,12 @@ class Preprocessor(abc.ABC):
     modality: ClassVar[str] = ""
     text_like: ClassVar[bool] = False
     # A decoder slot whose preprocessor is `continuous` gives feature frames (its `__call__` output, batched by
-    # `collate`) to an OutputAdaptor instead of tokens; `generator` names the registered generator that decodes
-    # it and `output_options` the decoding options its `decode_features` reads (docs/design.md §17).
+    # `collate`) to an OutputAdaptor instead of tokens; `generator` and `criterion` name the registered generator
+    # that decodes it and the default criterion of its tasks, `output_options` the decoding options its
+    # `decode_features` reads (docs/design.md §17).
     continuous: ClassVar[bool] = False
     generator: ClassVar[Optional[str]] = None
+    criterion: ClassVar[Optional[str]] = None
     output_options: ClassVar[tuple] = ()
 
     def __init__(self, slot: Any, vocab: Any, data_cfg: Any = None):

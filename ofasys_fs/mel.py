@@ -3,6 +3,7 @@ preprocessor (targets), its adaptor (sizes) and the vocoders (the way back to a 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -50,12 +51,16 @@ class MelSettings:
                              f"{self.win_length}")
 
 
+@functools.lru_cache(maxsize=8)
+def mel_transform(mel: MelSettings) -> torchaudio.transforms.MelSpectrogram:
+    """The transform of one setting, built once (its filter bank costs more than a short clip's spectrogram)."""
+    return torchaudio.transforms.MelSpectrogram(mel.sample_rate, n_fft=mel.win_length, win_length=mel.win_length,
+                                                hop_length=mel.hop_length, n_mels=mel.bins, power=1.0)
+
+
 def log_mel(waveform: torch.Tensor, mel: MelSettings) -> torch.Tensor:
     """Mono waveform [samples] at mel.sample_rate -> log-mel frames [1 + samples // hop, bins]."""
-    transform = torchaudio.transforms.MelSpectrogram(
-        mel.sample_rate, n_fft=mel.win_length, win_length=mel.win_length, hop_length=mel.hop_length,
-        n_mels=mel.bins, power=1.0)
-    return transform(waveform).clamp_min(MEL_FLOOR).log().transpose(0, 1)
+    return mel_transform(mel)(waveform).clamp_min(MEL_FLOOR).log().transpose(0, 1)
 
 
 def stack_steps(frames: torch.Tensor, per_step: int) -> torch.Tensor:

@@ -34,6 +34,7 @@ class AudioMelPreprocessor(Preprocessor):
     modality = "AUDIO"
     continuous = True
     generator = "autoregressive_frames"
+    criterion = "frame_regression"
     output_options = VOCODER_OPTIONS
 
     def __init__(self, slot: Any, vocab: Any, data_cfg: DataConfig):
