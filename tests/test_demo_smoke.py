@@ -40,6 +40,7 @@ def test_smoke_demo_runs_every_step(tmp_path):
     assert table.startswith("| task | input -> output | metric |") and all(task.name in table for task in TASKS)
     log = [json.loads(line) for line in (out / "checkpoints" / "train_log.jsonl").read_text().splitlines()]
     assert max(record["update"] for record in log) == run_demo.SMOKE.max_update
-    for name in [f"curves/{task.name}.png" for task in TASKS] + ["curves.png", "grounding_digit_grounding.png"]:
+    for name in [f"curves/{task.name}.png" for task in TASKS] + ["curves.png", "grounding_digit_grounding.png",
+                                                                   "spectrograms_text_to_speech.png"]:
         with Image.open(out / name) as image:
             assert image.width > 100 and image.height > 100, name

@@ -23,7 +23,6 @@ LAYER_NAMES = {0: "core", 1: "components", 2: "inference", 3: "engine", 4: "cli"
 # Imports inside functions, each with the reason it is not at the top of its file (never a cycle).
 LOCAL_IMPORTS = {
     ("ofasys_fs.generators.sequence", "ofasys_fs.generators.fused_step"): "imports Triton, only when asked for",
-    ("ofasys_fs.metrics.speech_recognizer", "pocketsphinx"): "an optional dependency, only for metrics that listen",
 }
 
 
