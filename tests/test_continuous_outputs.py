@@ -132,7 +132,7 @@ def test_the_frames_generator_stops_each_row_on_its_own(stopping_model):
     assert [row[0]["stopped"] for row in rows] == [True, False]
     rows = AutoregressiveFrames().generate(model, sample, max_len_b=20, min_len=5)
     assert [len(row[0]["frames"]) for row in rows] == [20, 7]  # row 0's only stop came before min_len
-    with pytest.raises(TypeError, match="options: max_len_a"):
+    with pytest.raises(ConfigError, match=r"\['beam'\] do not apply to autoregressive_frames.*options: max_len_a"):
         AutoregressiveFrames().generate(model, sample, beam=5)
 
 
@@ -149,6 +149,7 @@ def test_output_save_writes_wav_and_flac_that_read_back(tmp_path):
         Output(text="hi").save(str(tmp_path / "b.wav"))
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_vocoders_griffin_lim_and_torchscript(tmp_path):
     mel = MelSettings(bins=8, hop_length=32, win_length=64)
     frames = torch.full((10, 8), -3.0)
@@ -199,3 +200,12 @@ def test_stereo_clipped_and_other_rates_are_handled_as_documented():
     assert features(upsampled)["frames"].shape == mono.shape
     with pytest.raises(ValueError, match="n_frames_per_step=3 of the slot differs"):
         RowEncoder("tts", "[TEXT:text] -> [AUDIO:wav,n_frames_per_step=3]", Vocabulary.default(), DataConfig())
+
+
+def test_generated_nan_frames_make_no_waveform(setup):
+    _, encoder, _ = setup
+    output = encoder.output_preprocessor(encoder.templates[0])
+    frames = torch.zeros(3, 16)
+    assert output.decode_features(frames, {})["waveform"].samples.numel() == 32 * 5  # 6 frames of hop 32
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        output.decode_features(frames.index_fill(0, torch.tensor([1]), float("nan")), {})

@@ -39,12 +39,12 @@ class AutoregressiveFrames(Generator):
         self.cfg = cfg or FrameGenerationConfig()
 
     def generate(self, model, sample: dict, **options) -> list[list[dict]]:
-        try:
-            cfg = dataclasses.replace(self.cfg, **options)
-        except TypeError:
-            known = [field.name for field in dataclasses.fields(FrameGenerationConfig)]
-            raise TypeError(f"autoregressive_frames has no option among {sorted(options)}; options: "
-                            f"{', '.join(known)}") from None
+        known = [field.name for field in dataclasses.fields(FrameGenerationConfig)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:  # e.g. --beam given for a speech output: a user's choice, not a bug
+            raise ConfigError(f"generation options {unknown} do not apply to autoregressive_frames (continuous "
+                              f"outputs such as speech); its options: {', '.join(known)}")
+        cfg = dataclasses.replace(self.cfg, **options)
         with eval_mode(model):
             return self.decode(model, sample, cfg)
 

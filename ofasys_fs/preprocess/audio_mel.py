@@ -76,6 +76,9 @@ class AudioMelPreprocessor(Preprocessor):
         """Generated steps [S, bins x k] -> {"frames": log-mel [S k, bins], "waveform": Waveform} via the vocoder
         named by the `vocoder` option (default griffin_lim; `vocoder_path` for torchscript)."""
         mel = unstack_steps(frames.float().cpu(), self.mel.bins)
+        if not bool(torch.isfinite(mel).all()):
+            raise ValueError("the generated mel frames hold NaN or infinite values (a diverged model?); no waveform "
+                             "is made from them")
         key = (options.get("vocoder") or "griffin_lim", options.get("vocoder_path"))
         if key not in self.vocoders:
             extra = {"path": key[1]} if key[1] is not None else {}
