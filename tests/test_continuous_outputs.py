@@ -209,3 +209,16 @@ def test_generated_nan_frames_make_no_waveform(setup):
     assert output.decode_features(frames, {})["waveform"].samples.numel() == 32 * 5  # 6 frames of hop 32
     with pytest.raises(ValueError, match="NaN or infinite"):
         output.decode_features(frames.index_fill(0, torch.tensor([1]), float("nan")), {})
+
+
+@pytest.mark.parametrize("instruction, row", [
+    ("[PHONE:text] -> [AUDIO:wav]", {"text": "W AH1 N"}),  # an ARPAbet phone string
+    ("[PHONE:text] -> [AUDIO:wav]", {"text": "one two"}),  # words, through CMUdict
+    ("say the row: [STRUCT:table] -> [AUDIO:wav]", {"table": [["digit", "one"]]}),
+])
+def test_phone_and_struct_inputs_train_a_speech_output(setup, instruction, row):
+    model, _, _ = setup
+    encoder = RowEncoder("tts", instruction, Vocabulary.default(), DataConfig.for_model(model.cfg))
+    sample = encoder.collate([encoder.encode({**row, "wav": tone(0.05)}, SampleContext("train", "tts"))])
+    loss, size, _ = build_criterion("frame_regression")(model, sample)
+    assert torch.isfinite(loss) and size == sample["net_input"]["decoder"]["frames"].size(1)

@@ -6,6 +6,7 @@ Needs the flite program (Debian `flite`) and the pocketsphinx package; `make tes
 from __future__ import annotations
 
 import json
+import pathlib
 import shutil
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 import soundfile
 import torch
 
-from ofasys_fs import GeneralistModel, Instruction, Task, Trainer
+from ofasys_fs import GeneralistModel, Instruction
 from ofasys_fs.cli import generate as generate_cli
 from ofasys_fs.contracts import SampleContext
 from ofasys_fs.data.encode import RowEncoder
@@ -109,22 +110,37 @@ def test_micro_model_learns_to_say_digit_words_and_shuffled_text_does_not(word_r
     assert sum(h == w for h, w in zip(control, WORDS)) <= 2, control
 
 
-def test_generate_cli_writes_audio_files_that_play_back(word_rows, tmp_path):
-    """Trainer + checkpoint + ofasys-generate: one WAV per row at 16 kHz whose length is the generated frames'."""
-    task = Task(name="tts", instruction=INSTRUCTION)
-    assert task.criterion == "frame_regression"  # the output's own criterion
-    task.add_dataset(word_rows[:6], "train")
-    Trainer(max_update=3, batch_size=6, save_dir=str(tmp_path / "ckpt"), log_interval=1,
-            log_file=str(tmp_path / "log.jsonl")).fit(GeneralistModel(**MODEL), [task])
-    logged = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
-    assert any("tts" in str(line) and "stop_bce" in str(line) for line in logged)
+@pytest.fixture(scope="module")
+def guide_run(tmp_path_factory):
+    """docs/tasks/speech.md's example, run as printed in a folder holding its two clips (flite)."""
+    folder = tmp_path_factory.mktemp("speech_guide")
+    page = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "tasks" / "speech.md").read_text()
+    block = page.split("```python\n", 1)[1].split("```", 1)[0]
+    for text in ("three seven", "four two"):
+        flite_say(text, folder / "clips" / f"{text.replace(' ', '_')}.wav")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        exec(compile(block, "docs/tasks/speech.md", "exec"), {})
+    return folder
+
+
+def test_the_speech_guide_example_runs_as_printed(guide_run):
+    info = soundfile.info(str(guide_run / "four_two.wav"))
+    assert info.samplerate == 16000 and 0 < info.frames <= 160 * (30 * 4 - 1)
+    logged = [json.loads(line) for line in open(guide_run / "ckpt" / "train_log.jsonl")]
+    assert any("stop_bce" in line.get("tasks", {}).get("tts", {}) for line in logged)  # the loss's parts, per task
+
+
+def test_generate_cli_writes_audio_files_that_play_back(guide_run, tmp_path):
+    """ofasys-generate on the guide's checkpoint: one WAV per row at 16 kHz whose length is the generated frames'."""
+    checkpoint = str(guide_run / "ckpt" / "checkpoint_last.pt")
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps({"text": word}) + "\n" for word in WORDS[:3]))
     out = tmp_path / "gen" / "out.jsonl"
-    assert generate_cli.main(["--path", str(tmp_path / "ckpt" / "checkpoint_last.pt"), "--task", "tts",
-                              "--data", str(data), "--results-path", str(out), "--max-len-a", "0",
-                              "--max-len-b", "5", "--stop-threshold", "0.99"]) == 0
+    assert generate_cli.main(["--path", checkpoint, "--task", "tts", "--data", str(data), "--results-path", str(out),
+                              "--max-len-a", "0", "--max-len-b", "5", "--stop-threshold", "0.99"]) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["id"] for line in lines] == [0, 1, 2]
     hop, per_step = MelSettings().hop_length, MODEL["mel_frames_per_step"]
     for line in lines:
         info = soundfile.info(str(out.parent / line["file"]))
@@ -132,5 +148,6 @@ def test_generate_cli_writes_audio_files_that_play_back(word_rows, tmp_path):
         steps = info.frames // hop // per_step + 1  # Griffin-Lim gives hop x (frames - 1) samples
         assert 1 <= steps <= 5 and info.frames == hop * (steps * per_step - 1)
         assert abs(info.duration - line["seconds"]) < 1e-3
-    assert generate_cli.main(["--path", str(tmp_path / "ckpt" / "checkpoint_last.pt"), "--task", "tts",
-                              "--data", str(data)]) == 1  # media need --results-path
+    assert generate_cli.main(["--path", checkpoint, "--task", "tts", "--data", str(data)]) == 1  # needs a folder
+    assert generate_cli.main(["--path", checkpoint, "--task", "tts", "--data", str(data), "--results-path", str(out),
+                              "--beam", "5"]) == 1  # a text option: a clear error, not a traceback
