@@ -17,7 +17,7 @@ from ofasys_fs.inference.outputs import Output
 from ofasys_fs.media import MediaError
 from ofasys_fs.mel import MelSettings, Waveform
 from ofasys_fs.preprocess.config import DataConfig
-from ofasys_fs.registry import build_criterion, build_vocoder
+from ofasys_fs.registry import build_criterion, build_metric, build_vocoder
 from ofasys_fs.vocab import Vocabulary
 
 INSTRUCTION = "[TEXT:text] -> [AUDIO:wav]"
@@ -222,3 +222,14 @@ def test_phone_and_struct_inputs_train_a_speech_output(setup, instruction, row):
     sample = encoder.collate([encoder.encode({**row, "wav": tone(0.05)}, SampleContext("train", "tts"))])
     loss, size, _ = build_criterion("frame_regression")(model, sample)
     assert torch.isfinite(loss) and size == sample["net_input"]["decoder"]["frames"].size(1)
+
+
+def test_mcd_aligns_in_time_and_separates_different_sounds():
+    def wave(hz, seconds):
+        return Waveform(torch.from_numpy(tone(seconds, hz)[0]), RATE)
+
+    metric = build_metric("mcd")
+    assert metric.compute([wave(440, 0.3)], [wave(440, 0.3)])["mcd"] == pytest.approx(0, abs=1e-9)
+    stretched = metric.compute([wave(440, 0.3)], [wave(440, 0.5)])["mcd"]  # same sound, longer: DTW aligns it
+    different = metric.compute([wave(440, 0.3)], [wave(1500, 0.3)])["mcd"]
+    assert stretched < 0.05 * different

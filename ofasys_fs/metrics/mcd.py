@@ -1,8 +1,7 @@
-"""Metric "mcd": mel-cepstral distortion (dB) between generated and reference speech, frames aligned by dynamic
-time warping (lower is better)."""
+"""Metric "mcd": mel-cepstral distortion between generated and reference speech as fairseq's speech-synthesis
+evaluation (and OFASys's text_to_speech task) defines it: the root-mean-square difference of 13 MFCCs per frame,
+averaged along the dynamic-time-warping path (lower is better)."""
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -14,21 +13,20 @@ from ..mel import Waveform
 from .metric_inputs import check_rows, single_reference
 from .speech_recognizer import RECOGNIZER_RATE, audio_samples
 
-CEPSTRA = 13  # c0 (energy) is left out of the distance: MCD compares the spectral envelope
-MCD_SCALE = 10.0 / math.log(10.0) * math.sqrt(2.0)  # natural-log cepstra -> dB (Kubichek's constant)
+CEPSTRA = 13
 
 
 def mel_cepstra(samples: torch.Tensor, rate: int = RECOGNIZER_RATE) -> np.ndarray:
-    """[frames, 12] cepstral coefficients 1..12 of an 80-band log-mel (50 ms window, 12.5 ms hop)."""
+    """[frames, 13] MFCCs of an 80-band log-mel from 20 Hz (50 ms window, 12.5 ms hop)."""
     window = int(0.05 * rate)
     transform = torchaudio.transforms.MFCC(rate, n_mfcc=CEPSTRA, log_mels=True, melkwargs={
         "n_fft": window, "win_length": window, "hop_length": int(0.0125 * rate), "n_mels": 80, "f_min": 20.0})
-    return transform(samples.float()).transpose(0, 1)[:, 1:].double().numpy()
+    return transform(samples.float()).transpose(0, 1).double().numpy()
 
 
 def dtw_mean_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean Euclidean frame distance along the cheapest monotonic alignment of [M, D] and [N, D]."""
-    distance = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+    """Mean RMS frame distance along the cheapest monotonic alignment of [M, D] and [N, D]."""
+    distance = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).mean(-1))
     rows, cols = distance.shape
     cost = np.full((rows + 1, cols + 1), np.inf)
     steps = np.zeros((rows + 1, cols + 1), dtype=np.int64)
@@ -45,7 +43,7 @@ def dtw_mean_distance(a: np.ndarray, b: np.ndarray) -> float:
 @register_metric("mcd")
 class MelCepstralDistortion(Metric):
     """Predictions and references: Waveforms (Output.waveform) or audio files. mcd: mean over rows of the
-    DTW-aligned cepstral distance in dB."""
+    DTW-aligned distance."""
 
     higher_is_better = False
 
@@ -57,5 +55,5 @@ class MelCepstralDistortion(Metric):
             if not isinstance(reference, Waveform):  # a Waveform is one reference, not a list of two
                 reference = single_reference("mcd", row, reference)
             target = mel_cepstra(audio_samples(reference))
-            values.append(MCD_SCALE * dtw_mean_distance(generated, target))
+            values.append(dtw_mean_distance(generated, target))
         return {"mcd": float(np.mean(values))}

@@ -36,8 +36,8 @@ def score_speech(out: Path, task: DemoTask, outputs: list[dict], train_rows: lis
     row["clearly_above"] = row["baseline"] - row["model"] >= CLEAR_MARGIN
     heard = build_metric(task.metric).transcripts(generated[:SPECTROGRAM_EXAMPLES], texts[:SPECTROGRAM_EXAMPLES])
     note = (f"{task.name}: sentence accuracy {wer['model']['asr_sentence_accuracy']:.3f} (reference audio "
-            f"{wer['ceiling']['asr_sentence_accuracy']:.3f}); MCD {mcd['model']:.2f} dB against the reference "
-            f"audio (the fixed clip: {mcd['baseline']:.2f} dB); heard: " +
+            f"{wer['ceiling']['asr_sentence_accuracy']:.3f}); MCD {mcd['model']:.2f} against the reference "
+            f"audio (the fixed clip: {mcd['baseline']:.2f}); heard: " +
             ", ".join(f"{text!r} -> {said!r}" for text, said in zip(texts, heard)))
     examples = [{"text": text, "reference": reference, "generated": audio, "heard": said}
                 for text, reference, audio, said in zip(texts, references, generated, heard)]
