@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt setup.cfg setup.py | sh
 FAIRSEQ_STAMP := $(VENV)/.fairseq-installed
 FAIRSEQ_REQUIREMENTS = $(PY) -c 'import configparser; c = configparser.ConfigParser(); c.read("setup.cfg"); print(c["options.extras_require"]["fairseq"].strip())'
 
-.PHONY: test demo demo-smoke install bench multitask fairseq
+.PHONY: test demo demo-smoke install bench multitask fairseq speech-tools
 
 $(STAMP): requirements.txt setup.cfg setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,9 +19,16 @@ $(STAMP): requirements.txt setup.cfg setup.py
 
 install: $(STAMP)
 
+# Text-to-speech data and scoring (tests, demo): flite (Debian; flite + libflite1: 13 MB download, 28 MB installed) and
+# the pocketsphinx recogniser (PyPI wheel 29 MB with its English model; --no-deps: its sounddevice dependency is
+# only for live microphones).
+speech-tools: $(STAMP)
+	command -v flite >/dev/null || apt-get install -y -q flite || (apt-get update -q && apt-get install -y -q flite)
+	$(PY) -c "import pocketsphinx" 2>/dev/null || $(PY) -m pip install -q --no-deps pocketsphinx==5.1.1
+
 # The motion tests read CMU clips from Debian's assimp-testmodels: installed, or fetched once into ~/.cache/ofasys_fs
 # (without it they are skipped, saying so).
-test: $(STAMP) $(FAIRSEQ_STAMP)
+test: $(STAMP) $(FAIRSEQ_STAMP) speech-tools
 	$(PY) -m run_scripts.demo.data_motion
 	$(PY) -m pytest -q --durations=25 tests
 
@@ -33,11 +40,11 @@ $(FAIRSEQ_STAMP): $(STAMP)
 fairseq: $(FAIRSEQ_STAMP)
 
 # The main job: data, preprocessing, training, evaluation and pictures in demo_out/ (run_scripts/demo/README.md).
-demo: $(STAMP)
+demo: $(STAMP) speech-tools
 	$(PY) -m run_scripts.demo.run_demo --out demo_out
 
 # The same steps on a few rows for about 60 updates; `make test` runs it too (tests/test_demo_smoke.py).
-demo-smoke: $(STAMP)
+demo-smoke: $(STAMP) speech-tools
 	$(PY) -m run_scripts.demo.run_demo --smoke --out demo_out/smoke
 
 # Generalist versus specialists on the real-photo tasks (docs/multitask.md); about 10 minutes on an idle core.

@@ -185,6 +185,9 @@ build_adaptor, register_adaptor, ADAPTOR_REGISTRY = setup_registry(
 build_generator, register_generator, GENERATOR_REGISTRY = setup_registry(
     "generator", contracts.Generator, default="sequence", builtins="ofasys_fs.generators"
 )
+build_vocoder, register_vocoder, VOCODER_REGISTRY = setup_registry(
+    "vocoder", contracts.Vocoder, default="griffin_lim", builtins="ofasys_fs.vocoders"
+)
 build_metric, register_metric, METRIC_REGISTRY = setup_registry(
     "metric", contracts.Metric, builtins="ofasys_fs.metrics"
 )

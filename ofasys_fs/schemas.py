@@ -322,7 +322,9 @@ register_attr_schema(
     sides=("decoder",),
     adaptor="image_code",
 )
-register_attr_schema("audio_mel", {"AUDIO"}, dict(_N_FRAMES_PER_STEP), sides=("decoder",), adaptor="audio_mel")
+register_attr_schema("audio_mel", {"AUDIO"}, {"n_frames_per_step": Attr(
+    int, None, min=1, help="mel frames per decoder step (default: the model's mel_frames_per_step, which it must equal)")},
+    sides=("decoder",), adaptor="audio_mel")
 register_attr_schema(
     "motion_6d",
     {"MOTION"},

@@ -131,7 +131,7 @@ def test_an_instruction_with_markers_is_the_trained_task(hub):
 
 
 def test_unavailable_outputs_and_bad_rows_are_clear_errors(hub, trained_checkpoint):
-    with pytest.raises(ValueError, match="IMAGE outputs are not available yet"):
+    with pytest.raises(ValueError, match="'image_code' .IMAGE output. is not available yet"):
         hub.inference("what is the complete image? caption: [TEXT:text] -> [IMAGE,preprocess=image_vqgan,"
                       "adaptor=image_vqgan]", {"text": "a red apple"})
     with pytest.raises(DataError, match="column 'img'"):

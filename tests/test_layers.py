@@ -18,7 +18,7 @@ LAYERS = {
     "engine": 3,
     "inference": 2, "hub": 2,
     "tasks": 1, "data": 1, "preprocess": 1, "adaptors": 1, "models": 1, "criteria": 1, "generators": 1,
-    "metrics": 1, "optim": 1, "assets": 1, "motion": 1, "diffusion": 1, "pretrained": 1,
+    "metrics": 1, "optim": 1, "assets": 1, "motion": 1, "diffusion": 1, "pretrained": 1, "vocoders": 1,
 }
 LAYER_NAMES = {0: "core", 1: "components", 2: "inference", 3: "engine", 4: "cli"}
 OPTIONAL_TOP = "fairseq_plugin"  # imports fairseq (an optional extra): a top layer nothing imports

@@ -79,7 +79,7 @@ def test_the_decoder_side_is_refused_until_motion_generation_exists():
     slot = Instruction.parse("[TEXT:prompt] -> [MOTION:motion]").decoder[0]
     with pytest.raises(ValueError, match="'motion_6d' as a decoder output .* is not available yet"):
         build_preprocessor(slot.preprocess, slot, None, DataConfig())
-    with pytest.raises(ValueError, match="MOTION outputs are not available yet"):
+    with pytest.raises(ValueError, match="motion_6d. as a decoder output .* is not available yet"):
         RowEncoder("t2m", "[TEXT:prompt] -> [MOTION:motion]", Vocabulary.default(num_bins=0, num_codes=0))
 
 

@@ -276,7 +276,7 @@ def test_video_frame_count_falls_back_to_the_data_config(mp4_path):
 
 @pytest.mark.parametrize(
     "name, role",
-    [("image_code", "IMAGE output"), ("image_vqgan", "IMAGE output"), ("audio_mel", "AUDIO output")],
+    [("image_code", "IMAGE output"), ("image_vqgan", "IMAGE output")],
 )
 def test_later_output_preprocessors_refuse_clearly(name, role):
     canonical = "image_code" if name == "image_vqgan" else name

@@ -6,8 +6,9 @@
 Writes one JSON line per input row, in input order: {"id": row index, "source": the row's input columns,
 "reference" (when the row has one), "text"/"box"/"objects", "tokens", "score", "positional_scores"}, to OUT
 (fairseq's --results-path: a folder that gets generate-<subset>.jsonl; a path ending in .jsonl is the file itself)
-or to stdout; then a score summary, or a line saying why there is none. The same Predictor as OFASys.inference
-produces the outputs.
+or to stdout; then a score summary, or a line saying why there is none. Generated media (speech) go one file per
+row into <subset>-media/ beside OUT, and each line names its file ("file", relative to OUT's folder). The same
+Predictor as OFASys.inference produces the outputs.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import ConfigError
 from ..inference.evaluate import references_of, score
+from ..inference.layout import FEATURES
 from ..instruction import column_value
 from ..tasks.base import SPLITS, Task
 from .command import CommandParser, entry_point
@@ -65,15 +67,33 @@ def json_value(value: Any) -> Any:
         return f"<{type(value).__name__} {list(shape) if shape is not None else len(value)}>"
 
 
-def write_lines(pairs: list, rows: Any, inputs: list[str], references: Optional[str], stream: Any) -> None:
-    """One JSON line per decoded row: its id, its input columns, its reference (when it has one), the output."""
+def write_lines(pairs: list, rows: Any, inputs: list[str], references: Optional[str], stream: Any,
+                files: Optional[dict] = None) -> None:
+    """One JSON line per decoded row: its id, its input columns, its reference (when it has one), the output and
+    the file of its media (when it has some)."""
     for index, output in pairs:
         row = rows[index]
         line = {"id": index, "source": {name: json_value(column_value(row, name)) for name in inputs}}
         reference = column_value(row, references) if references else None
         if reference is not None:
             line["reference"] = json_value(reference)
-        stream.write(json.dumps({**line, **output.to_dict()}) + "\n")
+        media = {"file": files[index]} if files and index in files else {}
+        stream.write(json.dumps({**line, **output.to_dict(), **media}) + "\n")
+
+
+def write_media(pairs: list, results_path: str, subset: str) -> dict:
+    """Each output's media (Output.save) as <subset>-media/<id><suffix> beside the results file -> {id: that path
+    relative to the results file's folder}; {} when the outputs hold no media."""
+    folder = os.path.dirname(os.path.abspath(results_path))
+    files = {}
+    for index, output in pairs:
+        if output.media_suffix is None:
+            continue
+        relative = os.path.join(f"{subset}-media", f"{index}{output.media_suffix}")
+        os.makedirs(os.path.join(folder, f"{subset}-media"), exist_ok=True)
+        output.save(os.path.join(folder, relative))
+        files[index] = relative
+    return files
 
 
 def summary(name: str, subset: str, metric: Any, rows: Any, pairs: list, column: str,
@@ -100,6 +120,9 @@ def generate(args: argparse.Namespace) -> int:
         predictor = model.predictor(args.instruction)
         task = model.matching_task(predictor.encoder.templates[0]) or Task(name=predictor.task_name,
                                                                            instruction=args.instruction)
+    if predictor.layout.kind == FEATURES and not args.results_path:
+        raise ConfigError(f"{PROG}: {predictor.task_name!r} generates media (speech): give --results-path, beside "
+                          f"which each row's file is written")
     rows = predictor.rows(args.data, args.gen_subset)
     pairs = predictor.predict_indexed(rows, options=options, batch_size=args.batch_size,
                                       split=args.gen_subset if args.gen_subset in SPLITS else "test",
@@ -107,9 +130,11 @@ def generate(args: argparse.Namespace) -> int:
     inputs = sorted({slot.name for template in predictor.encoder.templates for slot in template.encoder if slot.name})
     if args.results_path:
         path = results_file(args.results_path, args.gen_subset)
+        files = write_media(pairs, path, args.gen_subset)
         with open(path, "w", encoding="utf-8") as handle:
-            write_lines(pairs, rows, inputs, task.references, handle)
-        print(f"{PROG}: wrote {len(pairs)} rows to {path}", file=sys.stderr)
+            write_lines(pairs, rows, inputs, task.references, handle, files)
+        media = f" and {len(files)} media files to {os.path.join(os.path.dirname(path), args.gen_subset + '-media')}"
+        print(f"{PROG}: wrote {len(pairs)} rows to {path}{media if files else ''}", file=sys.stderr)
     else:
         write_lines(pairs, rows, inputs, task.references, sys.stdout)
     metric = args.scoring or task.metric

@@ -58,6 +58,8 @@ class Example:
     constraints: list = dataclasses.field(default_factory=list)  # (target position, allowed ids: range or list)
     image_sizes: dict = dataclasses.field(default_factory=dict)  # encoder IMAGE column -> ImageGeometry
     phone_targets: Optional[torch.Tensor] = None  # phone ids of a text_phone target
+    # a continuous output slot's target ({"frames": [T, F], ...} of its preprocessor; then decoder_tokens is None)
+    decoder_features: Optional[dict] = None
 
 
 @dataclasses.dataclass
@@ -95,6 +97,7 @@ class RowEncoder:
             for slot in (*template.encoder, *template.decoder):
                 if slot.modality != "PLAIN" and slot not in self.preprocessors:
                     self.preprocessors[slot] = self._build_preprocessor(slot)
+            self._check_output(template)
         self.answers = list(answers) if answers is not None else None
         self.tries = {slot: self._build_trie(template, slot) for template in self.templates
                       for slot in template.decoder if slot.attrs.get("closed_set") and check_closed_set}
@@ -113,9 +116,6 @@ class RowEncoder:
         return ConfigError(f"task {self.task_name!r}: {reason}")
 
     def _check_template(self, template: Instruction) -> None:
-        if template.output_modality != "TEXT":
-            raise self._error(f"{template.output_modality} outputs are not available yet: the decoder of "
-                              f"{template.text!r} must be text-like")
         for slot in template.decoder:
             if slot.attrs.get("disable_auto_boseos"):
                 raise self._error(f"disable_auto_boseos on the decoder slot {slot} of {template.text!r}: the decoder "
@@ -130,6 +130,17 @@ class RowEncoder:
                 if len(names) > 1:
                     raise self._error(f"text group {group} of {template.text!r} mixes adaptors {sorted(names)}; one "
                                       f"group is embedded by one adaptor")
+
+    def _check_output(self, template: Instruction) -> None:
+        """A non-text output needs a continuous preprocessor (feature frames for an output adaptor)."""
+        if template.output_modality != "TEXT" and not self.output_preprocessor(template).continuous:
+            raise self._error(f"{template.output_modality} outputs through preprocessor "
+                              f"{template.decoder[0].preprocess!r} are not available yet: the decoder of "
+                              f"{template.text!r} must be text-like or a continuous output such as audio_mel")
+
+    def output_preprocessor(self, template: Instruction) -> Optional[Preprocessor]:
+        """The preprocessor of a template's non-text output slot (None for a text-like decoder)."""
+        return None if template.output_modality == "TEXT" else self.preprocessors[template.decoder[0]]
 
     def _build_preprocessor(self, slot: Slot) -> Preprocessor:
         if slot.preprocess not in PREPROCESSOR_REGISTRY:
@@ -258,7 +269,12 @@ class RowEncoder:
 
     def _fill_decoder(self, example: Example, template: Instruction, bound: list, row: Mapping,
                       ctx: SampleContext) -> None:
-        """Decoder tokens, prefix, loss mask, constraints and phone targets of one row."""
+        """Decoder tokens, prefix, loss mask, constraints and phone targets of one row (or its target frames)."""
+        if self.output_preprocessor(template) is not None:
+            if bound[0].value is not None:
+                example.decoder_features = self._run(bound[0], ctx)
+                example.target_length = int(example.decoder_features["frames"].size(0))
+            return
         pieces, phones = [], []
         for piece in bound:
             loss = not (piece.slot.modality == "PLAIN" or piece.slot.no_loss)
@@ -335,7 +351,9 @@ class RowEncoder:
             elif not previous_text:
                 collaters.append(None)
             previous_text = slot.text_like
-        return collate_examples(self.task_name, examples, collaters, self.vocab.pad, len(self.vocab))
+        output = self.output_preprocessor(template)
+        decoder = None if output is None else (template.decoder[0], output.collate)
+        return collate_examples(self.task_name, examples, collaters, self.vocab.pad, len(self.vocab), decoder)
 
 
 def _as_templates(templates: Union[str, Instruction, Sequence]) -> list:

@@ -14,8 +14,8 @@ from ..instruction import Instruction, RepeatGroup, Slot
 
 BOX_TOKENS = 4
 
-# kinds of decoders, from the pieces the generator produces
-TEXT, BOX, CLOSED_SET, REPETITION, MIXED = "text", "box", "closed_set", "repetition", "mixed"
+# kinds of decoders, from the pieces the generator produces; FEATURES: a continuous output slot (speech frames)
+TEXT, BOX, CLOSED_SET, REPETITION, MIXED, FEATURES = "text", "box", "closed_set", "repetition", "mixed", "features"
 
 
 def has_loss(slot: Slot) -> bool:
@@ -37,6 +37,8 @@ class DecoderLayout:
         first = next((i for i, slot in enumerate(decoder) if has_loss(slot)), len(decoder))
         free = tuple(decoder[first:])
         repeat = template.repeat
+        if template.output_modality != "TEXT":
+            return cls(free, repeat, FEATURES)
         return cls(free, repeat, cls.kind_of(free, repeat))
 
     @staticmethod
@@ -54,7 +56,10 @@ class DecoderLayout:
         return sum(slot.modality == "BOX" for slot in self.free)
 
     def prediction(self, output: Any) -> Any:
-        """The value a metric scores: the box of a BOX output, the objects of a repetition, else the text."""
+        """The value a metric scores: the box of a BOX output, the objects of a repetition, the waveform (else the
+        frames) of a continuous output, else the text."""
+        if self.kind == FEATURES:
+            return output.waveform if output.waveform is not None else output.frames
         if self.kind == BOX:
             return output.box
         if self.kind == REPETITION:

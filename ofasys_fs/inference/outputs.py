@@ -1,11 +1,18 @@
-"""Output: what inference returns per row (text, box in original pixels, objects, tokens, scores)."""
+"""Output: what inference returns per row (text, box in original pixels, objects, tokens, scores; generated media)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Optional
 
+import soundfile
+import torch
+
+from ..mel import Waveform
 from ..tokenizer import EOS, PAD
 from .layout import TokenReader
+
+AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC"}  # what Output.save writes a waveform as, by the path's suffix
 
 
 @dataclasses.dataclass
@@ -14,7 +21,8 @@ class Output:
 
     `text` is the decoded text without the forced prompt (None for a BOX-only or repetition output),
     `box` is [x0, y0, x1, y1] in pixels of the original image, `objects` the items of a repetition group
-    (e.g. [{"box": [...], "label": "dog"}]), `tokens` the generated ids (no prompt, no </s>).
+    (e.g. [{"box": [...], "label": "dog"}]), `tokens` the generated ids (no prompt, no </s>). A continuous
+    output holds its generated `frames` (speech: log-mel [T, bins]) and, for AUDIO, `waveform` (samples, rate).
     """
 
     text: Optional[str] = None
@@ -24,15 +32,36 @@ class Output:
     score: Optional[float] = None
     positional_scores: list = dataclasses.field(default_factory=list)
     nbest: list = dataclasses.field(default_factory=list)
+    frames: Optional[torch.Tensor] = None
+    waveform: Optional[Waveform] = None
 
     def to_dict(self) -> dict:
-        """Plain JSON-ready fields; those that do not apply (None, empty n-best) are left out."""
+        """Plain JSON-ready fields; those that do not apply (None, empty n-best) are left out (media too: `save`)."""
         fields = {"text": self.text, "box": self.box, "objects": self.objects, "tokens": self.tokens,
                   "score": self.score, "positional_scores": self.positional_scores}
+        if self.waveform is not None:
+            fields.update(sample_rate=self.waveform.sample_rate, seconds=round(self.waveform.seconds, 4))
         out = {name: value for name, value in fields.items() if value is not None}
         if self.nbest:
             out["nbest"] = [hypothesis.to_dict() for hypothesis in self.nbest]
         return out
+
+    @property
+    def media_suffix(self) -> Optional[str]:
+        """The file suffix `save` writes by default (".wav" for a waveform); None when the output holds no media."""
+        return ".wav" if self.waveform is not None else None
+
+    def save(self, path: str) -> str:
+        """Write the media this output holds (a waveform as WAV or FLAC, by the suffix); returns the path."""
+        if self.waveform is None:
+            raise ValueError("Output.save: this output holds no media (only generated audio is saved to a file)")
+        suffix = os.path.splitext(str(path))[1].lower()
+        if suffix not in AUDIO_FORMATS:
+            raise ValueError(f"Output.save({str(path)!r}): audio is written as {' or '.join(AUDIO_FORMATS)}, by the "
+                             f"file's suffix")
+        samples = self.waveform.samples.detach().float().cpu().numpy()
+        soundfile.write(str(path), samples, self.waveform.sample_rate, format=AUDIO_FORMATS[suffix])
+        return str(path)
 
 
 def generated_tokens(hypothesis: dict, prefix: list) -> list:
@@ -48,10 +77,13 @@ def generated_tokens(hypothesis: dict, prefix: list) -> list:
 
 
 class OutputBuilder:
-    """Hypotheses of one row -> Output, using the slots' preprocessors to decode (`postprocess`)."""
+    """Hypotheses of one row -> Output, using the slots' preprocessors to decode (`postprocess`), or a continuous
+    output's preprocessor (`decode_features` with `output_options`) for hypotheses holding frames."""
 
-    def __init__(self, reader: TokenReader, preprocessors: dict):
+    def __init__(self, reader: TokenReader, preprocessors: dict, output: Any = None,
+                 output_options: Optional[dict] = None):
         self.reader, self.preprocessors = reader, preprocessors
+        self.output, self.output_options = output, output_options or {}
 
     def build(self, hypotheses: list, prefix: list, row: dict, image_sizes: Optional[dict]) -> Output:
         outputs = [self.one(hypothesis, prefix, row, image_sizes) for hypothesis in hypotheses]
@@ -63,6 +95,8 @@ class OutputBuilder:
         return best
 
     def one(self, hypothesis: dict, prefix: list, row: dict, image_sizes: Optional[dict]) -> Output:
+        if self.output is not None:
+            return Output(**self.output.decode_features(hypothesis["frames"], self.output_options))
         tokens = generated_tokens(hypothesis, prefix)
 
         def value_of(slot: Any, ids: list) -> Any:

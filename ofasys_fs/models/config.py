@@ -57,6 +57,12 @@ class ModelConfig:
                                     check=at_least(1))
     audio_max_positions: int = option(750, "audio_fbank: positions after 4x subsampling (750 = 30 s)",
                                       check=at_least(1))
+    mel_bins: int = option(80, "audio_mel: mel bins per output frame (log-mel magnitudes)", check=at_least(1))
+    mel_frames_per_step: int = option(1, "audio_mel: mel frames the decoder predicts per step (the slot's "
+                                         "n_frames_per_step, when given, must equal it)", check=at_least(1))
+    mel_hop_length: int = option(160, "audio_mel: samples between mel frames (160 = 10 ms at 16 kHz)",
+                                 check=at_least(1))
+    mel_win_length: int = option(400, "audio_mel: FFT window of a mel frame in samples", check=at_least(2))
     video_max_frames: int = option(32, "video_frames: most frames a video piece may have", check=at_least(1))
     motion_feature_dim: int = option(512, "motion_6d: features per frame the adaptor takes (6 + 6 x joints; smaller "
                                           "skeletons are zero-padded)", check=at_least(1))

@@ -9,6 +9,7 @@ from typing import Any, Optional, Union
 from ..errors import ConfigError
 from ..options import at_least, check_fields, one_of, option, positive
 
+MEL_FIELDS = ("mel_bins", "mel_frames_per_step", "mel_hop_length", "mel_win_length")  # ModelConfig's, copied here
 PerChannel = Union[float, tuple[float, float, float]]
 BinStatistics = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) per fbank bin
 
@@ -61,6 +62,11 @@ class DataConfig:
     audio_cmvn: Optional[BinStatistics] = option(
         None, "global CMVN of AUDIO slots: per-bin fbank (mean, std) over the training split, computed by training "
               "(data/audio_statistics.py); None: log-mel features as they are", check=bin_statistics)
+    mel_bins: int = option(80, "audio_mel targets: mel bins (from the model)", check=at_least(1))
+    mel_frames_per_step: int = option(1, "audio_mel targets: frames per decoder step (from the model)",
+                                      check=at_least(1))
+    mel_hop_length: int = option(160, "audio_mel targets: hop in samples (from the model)", check=at_least(1))
+    mel_win_length: int = option(400, "audio_mel targets: FFT window in samples (from the model)", check=at_least(2))
     video_frames: int = option(8, "frames sampled per video (a slot's num_frames overrides it)", check=at_least(1))
     motion_fps: float = option(30.0, "motion clips are resampled to this many frames per second", check=positive)
     max_source_positions: int = option(1024, "encoder positions per sample", check=at_least(1))
@@ -76,10 +82,11 @@ class DataConfig:
 
     @classmethod
     def for_model(cls, model_cfg: Any, truncate_long: bool = False) -> "DataConfig":
-        """The preprocessing a model expects: its image side and resize filter, and its position tables."""
+        """The preprocessing a model expects: its image side and resize filter, mel frames and position tables."""
+        mel = {name: getattr(model_cfg, name) for name in MEL_FIELDS}
         return cls(image_size=model_cfg.image_size, image_resize=model_cfg.image_resize,
                    max_source_positions=model_cfg.max_source_positions,
-                   max_target_positions=model_cfg.max_target_positions, truncate_long=truncate_long)
+                   max_target_positions=model_cfg.max_target_positions, truncate_long=truncate_long, **mel)
 
     def to_dict(self) -> dict:
         """Plain values for a checkpoint."""

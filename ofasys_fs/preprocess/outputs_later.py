@@ -29,4 +29,3 @@ def _not_available_yet(name: str, role: str, aliases: tuple = ()) -> type:
 
 
 _not_available_yet("image_code", "IMAGE output", aliases=("image_vqgan",))
-_not_available_yet("audio_mel", "AUDIO output")

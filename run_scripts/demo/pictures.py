@@ -1,5 +1,6 @@
 """The demo's pictures, drawn with PIL (no plotting dependency): training curves per task from
-train_log.jsonl, and grounding predictions (predicted and true boxes) drawn on their test images."""
+train_log.jsonl, grounding predictions (predicted and true boxes) drawn on their test images, and
+spectrograms of generated against reference speech."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,11 @@ import math
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from ofasys_fs.media import load_audio
+from ofasys_fs.mel import MelSettings, log_mel
 
 PANEL = (360, 240)  # width, height of one curve panel
 MARGIN = dict(left=44, right=10, top=24, bottom=30)
@@ -122,4 +127,33 @@ def draw_grounding(examples: Sequence[dict], path: Path, columns: int = 6) -> Pa
         tiles.append(tile)
     path.parent.mkdir(parents=True, exist_ok=True)
     grid(tiles, columns).save(path, optimize=True)
+    return path
+
+
+def spectrogram_tile(samples_path: Path, label: str, height: int = 80, zoom: int = 2) -> Image.Image:
+    """A log-mel spectrogram (80 bins, 10 ms per column; low frequencies at the bottom, dark = loud) with a label."""
+    mel = log_mel(load_audio(str(samples_path)), MelSettings()).numpy().T[::-1]
+    low, high = np.percentile(mel, 5), mel.max()
+    pixels = (255 * (1 - np.clip((mel - low) / max(high - low, 1e-6), 0, 1))).astype(np.uint8)
+    image = Image.fromarray(pixels).resize((pixels.shape[1] * zoom, height * zoom), Image.NEAREST).convert("RGB")
+    tile = Image.new("RGB", (max(image.width, 220) + 8, image.height + 22), "white")
+    tile.paste(image, (4, 18))
+    ImageDraw.Draw(tile).text((4, 3), label, fill="black", font=font())
+    return tile
+
+
+def draw_spectrograms(examples: Sequence[dict], path: Path) -> Path:
+    """Each example {"text", "reference", "generated"} (audio paths): the reference and the generated
+    spectrogram side by side, one example per row."""
+    tiles = []
+    for example in examples:
+        tiles.append(spectrogram_tile(example["reference"], f'reference: "{example["text"]}"'))
+        tiles.append(spectrogram_tile(example["generated"], f'generated: "{example["text"]}" heard "'
+                                                            f'{example["heard"]}"'))
+    width, height = max(tile.width for tile in tiles), max(tile.height for tile in tiles)
+    sheet = Image.new("RGB", (2 * width, height * len(examples)), "white")
+    for index, tile in enumerate(tiles):
+        sheet.paste(tile, ((index % 2) * width, (index // 2) * height))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, optimize=True)
     return path

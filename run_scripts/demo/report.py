@@ -1,5 +1,6 @@
 """The demo's result: score each task's ofasys-generate output and its trivial baseline with the task's
-metric, print the table task | metric | this model | baseline, and draw the pictures (pictures.py)."""
+metric, print the table task | metric | this model | baseline, and draw the pictures (pictures.py); the
+speech row comes from report_speech.py."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ from ofasys_fs.metrics.box_iou import box_iou
 from .baselines import best_baseline, headline
 from .demo_tasks import DemoTask, target_column
 from .pictures import draw_curves, draw_grounding
+from .report_speech import score_speech
 
 CLEAR_MARGIN = 0.10  # "clearly above the baseline": at least this much more of a 0-1 metric
 GROUNDING_EXAMPLES = 12
@@ -60,6 +62,8 @@ def table_text(rows: Sequence[dict]) -> str:
         stricter = "-" if row["stricter"] is None else (
             f"{row['stricter']:.3f}{'' if row['above_stricter'] else ' (model not clearly above)'}: "
             f"{row['stricter_is']}")
+        if row.get("ceiling") is not None:
+            stricter = f"ceiling {row['ceiling']:.3f}: {row['ceiling_is']}"
         lines.append(f"| {row['task']} | {row['inputs']} | {row['metric']} | {row['test_rows']} | "
                      f"{row['model']:.3f}{mark} | {row['baseline']:.3f}: {row['baseline_is']} | {stricter} |")
     return "\n".join(lines)
@@ -106,6 +110,12 @@ def write_report(out: Path, tasks: Sequence[DemoTask], predictions: dict[str, Pa
     for task in tasks:
         train_rows, test_rows = data[task.name]
         outputs = read_predictions(predictions[task.name], len(test_rows))
+        if outputs and "file" in outputs[0]:  # generated speech
+            row, note, picture = score_speech(out, task, outputs, train_rows, test_rows)
+            rows.append(row)
+            notes.append(note)
+            pictures.append(picture)
+            continue
         rows.append(score_task(task, outputs, train_rows, test_rows))
         if outputs and "box" in outputs[0]:
             pictures.append(draw_grounding(grounding_examples(out, task, outputs, test_rows),
