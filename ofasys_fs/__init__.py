@@ -36,6 +36,7 @@ _LAZY = {
     "TokenizerTrainConfig": "ofasys_fs.engine.tokenizer_training",
     "load_image_tokenizer": "ofasys_fs.image_tokenizers.files",
     "save_image_tokenizer": "ofasys_fs.image_tokenizers.files",
+    "convert_ofa": "ofasys_fs.pretrained.convert",
 }
 
 __all__ = sorted(_LAZY) + ["import_user_dir", "load_builtins", "__version__"]

@@ -1,16 +1,19 @@
 """Checkpoint files: atomic writes, `weights_only` loads, and the key list of docs/design.md §14."""
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import pickle
 import tempfile
 import zipfile
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
-from .checkpoint_layout import layout_problem
+from .checkpoint_fairseq import SAFE_GLOBALS as FAIRSEQ_SAFE_GLOBALS
+from .checkpoint_fairseq import from_fairseq, is_fairseq_checkpoint
+from .checkpoint_layout import INFERENCE_KEYS, layout_problem
 from .errors import CheckpointError
 
 CHECKPOINT_VERSION = 1
@@ -87,19 +90,33 @@ def unpickler_refusal(path: str, err: Exception) -> CheckpointError:
                            f"{reason}; nothing in it was run")
 
 
-def load_torch_file(path: str, what: str = "checkpoint", map_location: Any = "cpu") -> Any:
+def checkpoints_beside(path: str) -> str:
+    """What the folder of a missing checkpoint holds, to name the one the user meant."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"the folder {folder} does not exist either"
+    found = sorted(name for name in os.listdir(folder) if name.endswith(".pt"))
+    return f"{folder} holds {', '.join(found)}" if found else f"{folder} holds no checkpoint (*.pt)"
+
+
+def load_torch_file(path: str, what: str = "checkpoint", map_location: Any = "cpu",
+                    safe_globals: Sequence[Any] = ()) -> Any:
     """A `torch.save` file loaded with `weights_only=True` (a file that would run code when unpickled is refused)
     after its archive's CRCs are checked (a damaged file is refused rather than loaded with wrong values);
-    errors are CheckpointErrors naming `what` and the path."""
+    errors are CheckpointErrors naming `what` and the path. `safe_globals`: classes the unpickler may also build."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"{what} {path} is a folder; expected a file")
     if not os.path.isfile(path):
-        raise CheckpointError(f"{what} {path} " + ("is a folder; expected a file" if os.path.isdir(path)
-                                                   else "does not exist"))
+        raise CheckpointError(f"{what} {path} does not exist; {checkpoints_beside(path)}")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"{what} {path} is empty (0 bytes): truncated or corrupt (a write that never "
                               f"finished?)")
     verify_archive(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        # only the ones not registered yet: leaving the context removes them, registered or not
+        extra = [item for item in safe_globals if item not in torch.serialization.get_safe_globals()]
+        with torch.serialization.safe_globals(extra):
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise unpickler_refusal(path, err) from err
     except Exception as err:  # weights_only runs no code from the file; garbage raises many types in torch.load
@@ -107,12 +124,23 @@ def load_torch_file(path: str, what: str = "checkpoint", map_location: Any = "cp
                               f"{type(err).__name__}: {err}") from err
 
 
-def load_checkpoint(path: str, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with `load_torch_file` and check its version and layout (docs/design.md §14)."""
+def load_checkpoint(path: str, map_location: Any = "cpu", for_inference: bool = False) -> dict[str, Any]:
+    """Load a checkpoint with `load_torch_file` and check its version and layout (docs/design.md §14).
+    `for_inference`: a fairseq checkpoint of the `ofasys` task is accepted too, as the keys inference reads
+    (checkpoint_fairseq.py)."""
     if os.path.isdir(path):
         raise CheckpointError(f"checkpoint {path} is a folder; expected a checkpoint file such as "
                               f"{os.path.join(path, 'checkpoint_last.pt')}")
-    state = load_torch_file(path, "checkpoint", map_location)
+    state = load_torch_file(path, "checkpoint", map_location, FAIRSEQ_SAFE_GLOBALS if for_inference else ())
+    if is_fairseq_checkpoint(state):
+        if not for_inference:
+            raise CheckpointError(f"{path} is a fairseq checkpoint: ofasys_fs reads it for inference and "
+                                  f"--finetune-from-model, not to resume training (docs/fairseq.md)")
+        state = {**from_fairseq(state, path), "version": CHECKPOINT_VERSION}
+        problem = layout_problem(state, INFERENCE_KEYS)
+        if problem is not None:
+            raise CheckpointError(f"{path} {problem}")
+        return state
     if not isinstance(state, dict) or "version" not in state:
         raise CheckpointError(f"{path} is not an ofasys_fs checkpoint (no 'version' key)")
     if type(state["version"]) is not int or state["version"] > CHECKPOINT_VERSION:
@@ -123,6 +151,17 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> dict[str, Any]:
     if problem is not None:
         raise CheckpointError(f"{path} {problem}")
     return state
+
+
+def model_description(model: Any, data_cfg: Any) -> dict:
+    """The checkpoint's config entries that rebuild the model and its preprocessing from the file alone
+    (OFASys.from_pretrained): a GeneralistModel's resolved config, vocab size and adaptors, and its DataConfig."""
+    return {
+        "model": dataclasses.asdict(model.cfg),
+        "vocab_size": model.vocab_size,
+        "adaptor_names": list(model.adaptor_names),
+        "data": data_cfg.to_dict(),
+    }
 
 
 def inference_weights(state: dict) -> dict:

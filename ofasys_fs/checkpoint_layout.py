@@ -6,7 +6,7 @@ KeyError deep inside a restore. Weights must be finite: a model with NaN or infi
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -82,10 +82,15 @@ OPTIONAL_LAYOUT: dict[str, tuple[str, Callable[[Any], bool]]] = {
                              isinstance(key, str) and _is_tokenizer(item) for key, item in value.items())),
 }
 
+# the keys inference reads (OFASys.from_pretrained, --finetune-from-model)
+INFERENCE_KEYS = ("model", "ema", "vocab", "config", "tasks", "user_dirs", "train_meta")
 
-def layout_problem(state: dict) -> str | None:
-    """What is wrong with a checkpoint dict written by the Trainer (a key, and what it should hold), or None."""
-    for key, (expected, check) in LAYOUT.items():
+
+def layout_problem(state: dict, keys: Iterable[str] = tuple(LAYOUT)) -> str | None:
+    """What is wrong with a checkpoint dict written by the Trainer (a key, and what it should hold), or None;
+    `keys`: the keys to check (default all; INFERENCE_KEYS for a checkpoint read only for inference)."""
+    for key in keys:
+        expected, check = LAYOUT[key]
         if key not in state:
             return f"has no {key!r} (expected {expected}); it was not written by the ofasys_fs Trainer"
         if not check(state[key]):

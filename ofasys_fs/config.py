@@ -384,12 +384,35 @@ def _reset_transient(cls: type, data: dict, defaults: dict) -> None:
             data[name] = defaults[name]
 
 
-def print_config(cfg: Any, file=None) -> None:
+def print_config(cfg: Any, file=None, only_changed: bool = False) -> None:
     """Print the resolved config as YAML (--print-config); one-shot switches such as print_config
-    itself are printed at their defaults, so the output can be fed back as a config file."""
+    itself are printed at their defaults, so the output can be fed back as a config file. With
+    `only_changed`, only the options that differ from the defaults (what a run prints at its start)."""
+    defaults = config_to_dict(type(cfg)())
     data = config_to_dict(cfg)
-    _reset_transient(type(cfg), data, config_to_dict(type(cfg)()))
-    print(_dump_yaml(data), end="", file=file or sys.stdout)
+    _reset_transient(type(cfg), data, defaults)
+    if only_changed:
+        data = _changed(type(cfg), data, defaults)
+        print("# options that differ from the defaults (--print-config prints them all)", file=file or sys.stdout)
+    print(_dump_yaml(data) if data else "{}\n", end="", file=file or sys.stdout)
+
+
+def _changed(cls: type, data: dict, defaults: dict) -> dict:
+    """The entries of a config dict that differ from the defaults: sections only when something in them does,
+    list items (tasks) without their default keys."""
+    changed = {}
+    for name, f in _fields(cls).items():
+        value = data[name]
+        if f.kind == "section":
+            value = _changed(f.item_cls, value, defaults[name])
+            if value:
+                changed[name] = value
+        elif f.kind == "items":
+            if value:
+                changed[name] = [_changed(f.item_cls, item, config_to_dict(f.item_cls())) for item in value]
+        elif value != defaults[name]:
+            changed[name] = value
+    return changed
 
 
 def _flag(name: str) -> str:

@@ -42,6 +42,14 @@ class Preprocessor(abc.ABC):
 
     modality: ClassVar[str] = ""
     text_like: ClassVar[bool] = False
+    # A decoder slot whose preprocessor is `continuous` gives feature frames (its `__call__` output, batched by
+    # `collate`) to an OutputAdaptor instead of tokens; `generator` and `criterion` name the registered generator
+    # that decodes it and the default criterion of its tasks, `output_options` the decoding options its
+    # `decode_features` reads (docs/design.md §17).
+    continuous: ClassVar[bool] = False
+    generator: ClassVar[Optional[str]] = None
+    criterion: ClassVar[Optional[str]] = None
+    output_options: ClassVar[tuple] = ()
 
     def __init__(self, slot: Any, vocab: Any, data_cfg: Any = None):
         self.slot, self.vocab, self.data_cfg = slot, vocab, data_cfg
@@ -58,12 +66,39 @@ class Preprocessor(abc.ABC):
         """Decoded token ids -> the user-facing value (text, box in pixels, ...)."""
         return tokens
 
+    def decode_features(self, frames: torch.Tensor, options: dict) -> dict[str, Any]:
+        """A continuous output's generated frames [T, F] -> Output fields (e.g. {"frames", "waveform"})."""
+        raise NotImplementedError(f"{type(self).__name__} is not a continuous output preprocessor")
+
 
 class Adaptor(nn.Module, abc.ABC):
     """A batched slot -> embeddings the shared encoder consumes (plus a padding mask)."""
 
     @abc.abstractmethod
     def forward(self, batch: dict[str, torch.Tensor]) -> "AdaptorOutput":
+        ...
+
+    def required(self, batch: dict[str, torch.Tensor], key: str) -> torch.Tensor:
+        """batch[key], or a KeyError naming the adaptor, the piece's modality and the keys the piece has."""
+        if batch.get(key) is None:
+            name = getattr(type(self), "registered_name", type(self).__name__)
+            raise KeyError(f'{name} adaptor: the {batch.get("modality", "?")} piece has no "{key}" tensor '
+                           f"(keys: {sorted(batch)})")
+        return batch[key]
+
+
+class OutputAdaptor(Adaptor):
+    """The adaptor of a continuous decoder slot (docs/design.md §17): `forward(piece)` embeds the decoder inputs
+    [B, T, D] of a collated decoder piece (teacher forcing: built from its target frames; at inference from the
+    frames generated so far), and `project(hidden, piece)` maps the decoder's hidden states [B, T, D] back to
+    predictions (a dict of tensors the task's criterion and generator read). `causal`: whether the decoder runs
+    with a causal mask (autoregressive) or over all positions at once (e.g. diffusion)."""
+
+    causal: ClassVar[bool] = True
+    step_dim: int  # values per decoder step of the output frames
+
+    @abc.abstractmethod
+    def project(self, hidden: torch.Tensor, piece: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         ...
 
 
@@ -81,8 +116,9 @@ class Model(nn.Module, abc.ABC):
     """An encoder-decoder over slot batches with incremental decoding."""
 
     @abc.abstractmethod
-    def forward(self, sample: dict) -> tuple[torch.Tensor, dict]:
-        """Teacher-forced decoder logits [B, T, V] and extras (encoder output, attention)."""
+    def forward(self, sample: dict) -> tuple[Any, dict]:
+        """Teacher-forced decoder logits [B, T, V] (a continuous output: its adaptor's predictions dict) and
+        extras (encoder output, hidden states)."""
 
 
 class Criterion(nn.Module, abc.ABC):
@@ -117,6 +153,14 @@ class Metric(abc.ABC):
     @abc.abstractmethod
     def compute(self, predictions: list, references: list) -> dict[str, float]:
         """Returns {name: value}; the first key is the metric's headline value."""
+
+
+class Vocoder(abc.ABC):
+    """Log-mel frames -> waveform (docs/design.md §17); built with `build_vocoder(name, mel: MelSettings, ...)`."""
+
+    @abc.abstractmethod
+    def __call__(self, mel: torch.Tensor) -> torch.Tensor:
+        """Natural-log mel magnitudes [T, bins] -> mono waveform [samples] in [-1, 1] at the settings' rate."""
 
 
 class OptimizerFactory(abc.ABC):

@@ -9,6 +9,7 @@ preprocessing settings and the trained tasks (instructions, closed answer sets, 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import sys
 import warnings
@@ -27,6 +28,7 @@ from .inference.predictor import Predictor
 from .instruction import Instruction
 from .models.config import ModelConfig
 from .models.generalist import GeneralistModel
+from .models.quantize import quantize_linear_layers
 from .preprocess.config import DataConfig
 from .registry import TASK_REGISTRY, import_user_dir
 from .tasks.base import Task
@@ -43,18 +45,21 @@ class OFASys:
     def __init__(self, model: GeneralistModel, vocab: Vocabulary, tasks: Sequence[Task],
                  data_cfg: Optional[DataConfig] = None,
                  train_config: Optional[dict] = None, path: Optional[str] = None):
-        self.model, self.vocab, self.tasks = model.eval(), vocab, list(tasks)
+        self.model, self.vocab, self.tasks = model, vocab, list(tasks)
+        model.eval()  # not used as a value: after fairseq's prepare_for_inference_, eval() returns None
         self.data_cfg, self.train_config, self.path = data_cfg, train_config or {}, path
         self.predictors: dict[str, Predictor] = {}
 
     @classmethod
     def from_pretrained(cls, path: str, user_dir: Union[str, Sequence[str], None] = None,
-                        device: Union[str, torch.device, None] = None, use_ema: Optional[bool] = None) -> "OFASys":
+                        device: Union[str, torch.device, None] = None, use_ema: Optional[bool] = None,
+                        quantize: Optional[str] = None) -> "OFASys":
         """Load a checkpoint written by the Trainer (weights_only). `user_dir`: plugin folder(s) to import
         (the checkpoint's recorded ones are only named in a warning, never imported); `device`: default cuda when
-        available; `use_ema`: None = the weights the run validated with, True/False = EMA / raw weights."""
-        target = resolve_device("auto" if device is None else device)
-        state = load_checkpoint(str(path))
+        available (cpu with `quantize`); `use_ema`: None = the weights the run validated with, True/False = EMA /
+        raw weights; `quantize="int8"`: decode with int8 linear layers on CPU (models/quantize.py)."""
+        target = resolve_device(device if device is not None else "cpu" if quantize else "auto")
+        state = load_checkpoint(str(path), for_inference=True)
         import_plugins(state.get("user_dirs") or [], [user_dir] if isinstance(user_dir, str) else list(user_dir or []))
         description = state.get("config") or {}
         missing = [key for key in ("model", "vocab_size", "adaptor_names", "data") if key not in description]
@@ -72,6 +77,8 @@ class OFASys:
             raise CheckpointError(f"{path}: its stored vocabulary, tasks or data config cannot be rebuilt: "
                                   f"{err}") from err
         model.to(target)
+        if quantize is not None:
+            quantize_linear_layers(model, quantize)
         return cls(model, vocab, tasks, data_cfg, description.get("train"), str(path))
 
     # ---- tasks and predictors ----------------------------------------------------------------
@@ -99,12 +106,22 @@ class OFASys:
             template = Instruction.parse(instruction)
             self.check_adaptors([template])
             task = self.matching_task(template)
+            if task is None and self.tasks:
+                warnings.warn(self.unmatched(template), stacklevel=3)
             answers = task.answers if task is not None else self.closed_set_answers(template)
             encoder = RowEncoder(task.name if task else INFERENCE_TASK, [template], self.vocab, self.data_cfg, answers)
             self.check_code_grid(encoder)
             self.predictors[instruction] = Predictor(self.model, encoder, task.generation if task else None,
                                                      self.seed, task.prepared_rows if task else None)
         return self.predictors[instruction]
+
+    def unmatched(self, template: Instruction) -> str:
+        """The warning for an instruction that is no trained task's template, naming the nearest one."""
+        trained = {t.text: task.name for task in self.tasks for t in task.templates}
+        nearest = difflib.get_close_matches(template.text, trained, n=1, cutoff=0.0)[0]
+        return (f"the instruction {template.text!r} matches no task {self.path or 'this model'} was trained on, so it "
+                f"decodes with its output kind's defaults, without a task's decoding settings or closed answer set; "
+                f"the nearest trained instruction is {nearest!r} (task {trained[nearest]!r})")
 
     def task_predictor(self, task: Task) -> Predictor:
         """The Predictor of a task with all its templates (drawn per row as in validation)."""
@@ -199,13 +216,19 @@ def select_weights(state: dict, use_ema: Optional[bool], path: str) -> dict:
     return state["ema"]["shadow"]
 
 
-def rebuild_model(description: dict, weights: dict, path: str) -> GeneralistModel:
-    """The trained architecture from its stored config, with the weights loaded strictly."""
+def described_model(description: dict, path: str, model_class: type = GeneralistModel) -> GeneralistModel:
+    """The trained architecture from its stored config (a `model_class`, GeneralistModel or a subclass), before its
+    weights are loaded."""
     stored = {**description["model"], "image_backbone_weights": None}  # the trained weights replace those
     try:
-        model = GeneralistModel(ModelConfig(**stored), description["vocab_size"], description["adaptor_names"])
+        return model_class(ModelConfig(**stored), description["vocab_size"], description["adaptor_names"])
     except (TypeError, ConfigError) as err:
         raise CheckpointError(f"{path}: its model config does not fit this ofasys_fs version: {err}") from err
+
+
+def rebuild_model(description: dict, weights: dict, path: str) -> GeneralistModel:
+    """The trained architecture from its stored config, with the weights loaded strictly."""
+    model = described_model(description, path)
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:

@@ -185,6 +185,9 @@ build_adaptor, register_adaptor, ADAPTOR_REGISTRY = setup_registry(
 build_generator, register_generator, GENERATOR_REGISTRY = setup_registry(
     "generator", contracts.Generator, default="sequence", builtins="ofasys_fs.generators"
 )
+build_vocoder, register_vocoder, VOCODER_REGISTRY = setup_registry(
+    "vocoder", contracts.Vocoder, default="griffin_lim", builtins="ofasys_fs.vocoders"
+)
 build_metric, register_metric, METRIC_REGISTRY = setup_registry(
     "metric", contracts.Metric, builtins="ofasys_fs.metrics"
 )
@@ -261,7 +264,7 @@ def import_user_dir(path: str) -> str:
     """
     if not path:
         raise PluginError("--user-dir needs a folder path")
-    abspath = os.path.abspath(os.path.expanduser(path))
+    abspath = os.path.realpath(os.path.expanduser(path))  # a linked folder is the same plugin
     if abspath in _USER_DIRS:
         return _USER_DIRS[abspath]
     if not os.path.isdir(abspath):
@@ -271,7 +274,7 @@ def import_user_dir(path: str) -> str:
     module_name = os.path.basename(abspath.rstrip(os.sep))
     existing = sys.modules.get(module_name)
     if existing is not None:
-        existing_path = os.path.dirname(os.path.abspath(getattr(existing, "__file__", "") or ""))
+        existing_path = os.path.dirname(os.path.realpath(getattr(existing, "__file__", "") or ""))
         if existing_path != abspath:
             raise PluginError(
                 f"--user-dir {path!r}: a module named {module_name!r} is already imported from "
@@ -300,7 +303,7 @@ def _place_in(err: Exception, folder: str) -> str:
     """" at FILE, line N": the innermost place inside `folder` where `err` was raised (or its syntax error)."""
     places = [(frame.filename, frame.lineno) for frame in traceback.extract_tb(err.__traceback__)]
     places += [(err.filename, err.lineno)] if isinstance(err, SyntaxError) and err.filename else []
-    inside = [(name, line) for name, line in places if os.path.abspath(name).startswith(folder + os.sep)]
+    inside = [(name, line) for name, line in places if os.path.realpath(name).startswith(folder + os.sep)]
     return f" at {inside[-1][0]}, line {inside[-1][1]}" if inside else ""
 
 

@@ -297,7 +297,9 @@ register_attr_schema(
 register_attr_schema(
     "audio",
     {"AUDIO"},
-    {**_N_FRAMES_PER_STEP, "use_mask": _flag("SpecAugment-style time/frequency masking (train split only)")},
+    {**_N_FRAMES_PER_STEP, "use_mask": _flag("SpecAugment-style time/frequency masking (train split only)"),
+     "cmvn": Attr(str, "global", pattern="global|utterance",
+                  help="fbank normalisation: global (training split's per-bin statistics) or utterance")},
     sides=("encoder",),
     adaptor="audio_fbank",
 )
@@ -321,8 +323,15 @@ register_attr_schema(
     aliases=("image_vqgan",),
     adaptor="image_code",
 )
-register_attr_schema("audio_mel", {"AUDIO"}, dict(_N_FRAMES_PER_STEP), sides=("decoder",), adaptor="audio_mel")
+register_attr_schema("audio_mel", {"AUDIO"}, {"n_frames_per_step": Attr(
+    int, None, min=1, help="mel frames per decoder step (default: the model's mel_frames_per_step, which it must equal)")},
+    sides=("decoder",), adaptor="audio_mel")
 register_attr_schema(
-    "motion_6d", {"MOTION"}, {"max_length": Attr(int, None, min=1, help="truncate to this many frames")},
+    "motion_6d",
+    {"MOTION"},
+    {"max_length": Attr(int, None, min=1, help="a window of this many frames (train: a random one, else the "
+                                               "centred one; a shorter clip is an error); default: the whole clip"),
+     "fps": Attr(float, None, min=1, help="frames per second clips are resampled to (default: the data config's "
+                                          "motion_fps, 30)")},
     adaptor="motion_6d",
 )

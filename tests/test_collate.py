@@ -250,8 +250,6 @@ def test_templates_are_drawn_per_row_and_epoch(vocab):
 def test_unavailable_preprocessors_and_outputs_are_named(vocab):
     with pytest.raises(ValueError, match="needs preprocessor 'unimplemented_test', which is not registered"):
         RowEncoder("t", "[IMAGE:img,preprocess=unimplemented_test] -> [TEXT:b]", vocab)
-    with pytest.raises(ValueError, match=r"preprocessor 'audio_mel' \(AUDIO output\) is not available yet"):
-        RowEncoder("t", "[TEXT:a] -> [AUDIO]", vocab)
     with pytest.raises(ValueError, match="cannot build the slot .*: no image tokenizer"):
         RowEncoder("t", "[TEXT:a] -> [IMAGE]", vocab)
 

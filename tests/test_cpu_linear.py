@@ -60,16 +60,95 @@ def test_dispatch_rule_and_fallbacks(onednn_calls):
     assert set(big.state_dict()) == {"weight", "bias"}  # nn.Linear's parameters: checkpoints unchanged
 
 
-def test_calls_without_gradients_keep_large_weights_laid_out_until_they_change():
-    g = torch.Generator().manual_seed(1)
-    weight = torch.nn.Parameter(torch.randn(2**14, 256, generator=g) * 0.05)  # 2**22 elements: laid out
-    x = torch.randn(16, 256, generator=g)
+def big_weight(seed: int = 1) -> tuple[torch.nn.Parameter, torch.Tensor]:
+    """A weight of PACK_MIN_ELEMENTS elements (laid out inside weights_held_constant) and an input."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.nn.Parameter(torch.randn(2**14, 256, generator=g) * 0.05), torch.randn(16, 256, generator=g)
+
+
+def expect_f_linear(x, weight):
     with torch.no_grad():
+        torch.testing.assert_close(linear(x, weight), F.linear(x, weight), atol=2e-5, rtol=1e-5)
+
+
+def test_outside_a_decoding_call_every_change_of_the_weight_is_followed():
+    weight, x = big_weight()
+    expect_f_linear(x, weight)
+    assert cpu_linear.LAID_OUT.get() is None  # nothing is kept between calls
+    weight.data.mul_(-1)  # through .data: torch's version counter does not see it
+    expect_f_linear(x, weight)
+    weight.detach().numpy()[:5] = 0.5  # through numpy: nor this
+    expect_f_linear(x, weight)
+    layer = Linear(256, 2**14, bias=False)
+    layer.load_state_dict({"weight": weight.detach() * 2})
+    expect_f_linear(x, layer.weight)
+    torch.testing.assert_close(layer(x), F.linear(x, weight.detach() * 2), atol=2e-5, rtol=1e-5)
+    layer.to(torch.float64)  # moved: F.linear's dtype rules apply, and back
+    assert layer(x.double()).dtype == torch.float64
+    layer.to(torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), F.linear(x, weight * 2), atol=2e-5, rtol=1e-5)
+
+
+def test_within_a_decoding_call_large_weights_are_laid_out_once_and_refreshed_when_they_change():
+    weight, x = big_weight()
+    with torch.no_grad(), cpu_linear.weights_held_constant():
         first = linear(x, weight)
-        assert id(weight) in cpu_linear.PACKED
+        laid_out = cpu_linear.LAID_OUT.get()[id(weight)][2]
         torch.testing.assert_close(first, F.linear(x, weight), atol=2e-5, rtol=1e-5)
-        weight.mul_(-1)  # an optimizer step or a checkpoint load changes the weight in place
+        with cpu_linear.weights_held_constant():  # a nested block shares the outer one's copies
+            linear(x, weight)
+            assert cpu_linear.LAID_OUT.get()[id(weight)][2] is laid_out
+        weight.mul_(-1)  # an in-place update torch counts
         torch.testing.assert_close(linear(x, weight), -first, atol=2e-5, rtol=1e-5)
-    torch.testing.assert_close(linear(x, weight), -first, atol=2e-5, rtol=1e-5)  # the autograd path agrees
-    del weight
-    assert not any(entry[0]() is None for entry in cpu_linear.PACKED.values())  # no entry outlives its weight
+        assert cpu_linear.LAID_OUT.get()[id(weight)][2] is not laid_out
+        weight.data = weight.detach() * -2  # replaced
+        torch.testing.assert_close(linear(x, weight), first * 2, atol=2e-5, rtol=1e-5)
+        small = torch.randn(64, 256)
+        linear(x, small)
+        assert id(small) not in cpu_linear.LAID_OUT.get()  # only the large ones are kept
+    assert cpu_linear.LAID_OUT.get() is None  # the copies end with the block
+    torch.testing.assert_close(linear(x, weight), first * 2, atol=2e-5, rtol=1e-5)  # the autograd path agrees
+
+
+def test_decoding_follows_weights_changed_between_calls(trained_checkpoint, monkeypatch):
+    """A user's `p.data.copy_(...)` between two decoding calls (torch does not count it) changes the output as
+    it does for a fresh model loaded with those weights; every linear weight laid out (threshold 0)."""
+    from ofasys_fs import OFASys
+
+    monkeypatch.setattr(cpu_linear, "PACK_MIN_ELEMENTS", 0)
+    instruction = trained_checkpoint.instructions["caption"]
+    rows = [{"img": row["img"]} for row in trained_checkpoint.rows["caption"][:4]]  # 20 hypotheses: oneDNN's size
+    model, fresh = OFASys.from_pretrained(trained_checkpoint.path, device="cpu"), \
+        OFASys.from_pretrained(trained_checkpoint.path, device="cpu")
+    before = model.inference(instruction, rows, beam_size=5)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for parameter in model.model.parameters():
+            if parameter.dim() == 2:
+                parameter.data.copy_(parameter.data + torch.randn(parameter.shape, generator=g) * 0.5)
+    fresh.model.load_state_dict({name: value.clone() for name, value in model.model.state_dict().items()})
+    after, expected = model.inference(instruction, rows, beam_size=5), fresh.inference(instruction, rows, beam_size=5)
+    assert [out.tokens for out in after] == [out.tokens for out in expected] != [out.tokens for out in before]
+    assert max(abs(a.score - b.score) for a, b in zip(after, expected)) < 1e-4
+
+
+def test_a_torch_whose_private_ops_fail_or_disagree_turns_the_path_off(monkeypatch):
+    assert cpu_linear.onednn_works()  # this torch: on
+
+    class Broken:
+        @staticmethod
+        def _linear_pointwise(x, weight, bias, *args):
+            raise RuntimeError("unknown signature")
+
+        _reorder_linear_weight = staticmethod(lambda weight, groups: weight)
+
+    class Wrong(Broken):
+        @staticmethod
+        def _linear_pointwise(x, weight, bias, *args):
+            return F.linear(x, weight, bias) + 1
+
+    for namespace, reason in ((Broken, "it failed: unknown signature"), (Wrong, "its result differs")):
+        monkeypatch.setattr(torch.ops, "mkldnn", namespace)
+        with pytest.warns(UserWarning, match=f"oneDNN linear path is off on torch .*{reason}"):
+            assert not cpu_linear.onednn_works.__wrapped__()

@@ -155,7 +155,7 @@ def test_registered_criterion_and_reduced_metrics():
     assert metrics["loss"] == pytest.approx(1.5 / math.log(2))
     assert metrics["nll_loss"] == pytest.approx(1.0 / math.log(2))
     assert metrics["ppl"] == pytest.approx(math.e)
-    assert metrics["accuracy"] == pytest.approx(75.0)
+    assert metrics["token_accuracy"] == pytest.approx(0.75)  # one scale for accuracies: [0, 1]
 
 
 class Tiny(nn.Module):

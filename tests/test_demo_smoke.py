@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run_scripts/ is not installed with the package
 
 from run_scripts.demo import run_demo  # noqa: E402
-from run_scripts.demo.demo_tasks import TASKS  # noqa: E402
+from run_scripts.demo.demo_tasks import TASKS, predictions_file  # noqa: E402
 
 MODALITIES = ("IMAGE", "TEXT", "BOX", "AUDIO", "STRUCT", "VIDEO")
 
@@ -34,12 +34,16 @@ def test_smoke_demo_runs_every_step(tmp_path):
     assert [row["task"] for row in rows] == [task.name for task in TASKS]
     for row, task in zip(rows, TASKS):
         assert 0.0 <= row["model"] <= 1.0 and 0.0 <= row["baseline"] <= 1.0, row
-        predictions = (out / "predictions" / f"{task.name}.jsonl").read_text().splitlines()
+        predictions = predictions_file(out, task.name).read_text().splitlines()
         assert len(predictions) == row["test_rows"] > 0
     table = (out / "results.md").read_text()
     assert table.startswith("| task | input -> output | metric |") and all(task.name in table for task in TASKS)
     log = [json.loads(line) for line in (out / "checkpoints" / "train_log.jsonl").read_text().splitlines()]
     assert max(record["update"] for record in log) == run_demo.SMOKE.max_update
-    for name in [f"curves/{task.name}.png" for task in TASKS] + ["curves.png", "grounding_digit_grounding.png"]:
+    machine = json.loads((out / "timings.json").read_text())["machine"]  # printed beside the timings
+    assert machine["threads"] >= 1 and machine["matmul_gflops"]["1"] > 0
+    for name in [f"curves/{task.name}.png" for task in TASKS] + ["curves.png", "grounding_digit_grounding.png",
+                                                                   "spectrograms_text_to_speech.png",
+                                                                   "text_to_image_samples.png"]:
         with Image.open(out / name) as image:
             assert image.width > 100 and image.height > 100, name

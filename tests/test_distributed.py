@@ -271,7 +271,8 @@ def test_two_ddp_ranks_stay_identical_and_equal_one_process_with_the_global_batc
 def test_two_nodes_on_one_machine_train_fsdp2_with_one_writer(files, one_process, tmp_path):
     outputs = torchrun(files, (tmp_path, tmp_path), "ddp_backend=fully_sharded", nodes=2).finish()
     assert "FSDP2 (fully_sharded) over 2 ranks" in outputs[0]
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint_last.pt", "train_log.jsonl"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint_best.pt", "checkpoint_last.pt",
+                                                                "train_log.jsonl"]  # best = last: no valid split
     assert len((tmp_path / "train_log.jsonl").read_text().splitlines()) == 5  # one writer, one line per update
     assert "train | update 5" in outputs[0] and "train |" not in outputs[1]
     assert_same_weights(tmp_path / "checkpoint_last.pt", one_process, **GLOBAL_BATCH_TOLERANCE)

@@ -50,6 +50,21 @@ def test_generate_results_folder_and_rows_without_references(trained_checkpoint,
     assert "not scored: no row has references in column 'topic'" in capsys.readouterr().out
 
 
+def test_generate_rows_carry_source_and_reference_and_an_unscored_run_says_how_to_score(trained_checkpoint, tmp_path,
+                                                                                        capsys):
+    ckpt = trained_checkpoint
+    data = tmp_path / "test.jsonl"
+    data.write_text(json.dumps({"sentence": "i like the cat one", "topic": "animal"}) + "\n")
+    paraphrase = "[TEXT:sentence] which topic is it? -> [TEXT:topic]"  # no trained task: generic defaults
+    with pytest.warns(UserWarning, match=r"matches no task .* nearest trained instruction is '\[TEXT:sentence\] what "
+                                         r"is the topic\?.*\(task 'topic'\)"):
+        code = generate.main(["--path", ckpt.path, "--instruction", paraphrase, "--data", str(data),
+                              "--results-path", str(tmp_path / "out")])
+    (line,) = read_lines(tmp_path / "out" / "generate-test.jsonl")  # a --results-path without .jsonl is a folder
+    assert code == 0 and line["source"] == {"sentence": "i like the cat one"} and line["reference"] == "animal"
+    assert "not scored: task 'inference' has no metric; pass --scoring METRIC" in capsys.readouterr().out
+
+
 def test_generate_reports_user_errors_in_one_line(trained_checkpoint, capsys):
     ckpt = trained_checkpoint
     both = ["--path", ckpt.path, "--task", "topic", "--instruction", ckpt.instructions["topic"],
@@ -69,7 +84,7 @@ def test_validate_prints_the_loss_and_the_metric(trained_checkpoint, capsys):
     line = capsys.readouterr().out.strip()
     fields = dict(part.rsplit(" ", 1) for part in line.split(" | ")[1:])
     assert code == 0 and line.startswith("valid on 'topic' subset 'valid'")
-    assert float(fields["loss"]) < 0.1 and float(fields["accuracy"]) == 1.0 and float(fields["token_accuracy"]) == 100
+    assert float(fields["loss"]) < 0.1 and float(fields["accuracy"]) == 1.0 and float(fields["token_accuracy"]) == 1.0
 
 
 def test_interactive_answers_every_line_in_order(trained_checkpoint):

@@ -7,7 +7,7 @@ import pytest
 from conftest import text_to_image_rows
 from PIL import Image
 
-from ofasys_fs.metrics.image_generation import frechet
+from ofasys_fs.metrics.frechet import frechet_distance
 from ofasys_fs.metrics.metric_inputs import MetricInputError
 from ofasys_fs.registry import build_metric
 
@@ -47,8 +47,8 @@ def test_frechet_distance_is_small_for_real_scans_and_large_for_noise(judge_opti
     assert real["frechet_distance"] < 0.5 * noisy["frechet_distance"]
     assert real["real_frechet_distance"] < 0.5 * noisy["frechet_distance"]
     features = np.random.default_rng(1).normal(size=(500, 3))
-    assert frechet(features, features) == pytest.approx(0.0, abs=1e-9)
-    assert frechet(features, features + 2.0) == pytest.approx(12.0, rel=1e-6)  # |mu1 - mu2|^2 = 3 * 2^2
+    assert frechet_distance(features, features) == pytest.approx(0.0, abs=1e-9)
+    assert frechet_distance(features, features + 2.0) == pytest.approx(12.0, rel=1e-6)  # |mu1 - mu2|^2 = 3 * 2^2
 
 
 def test_psnr_is_exact():

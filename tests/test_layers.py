@@ -1,6 +1,7 @@
 """The package's layers depend one way (docs/design.md, "Layers"): every import of an ofasys_fs module, at the top
 of a file or inside a function, points to the same layer or a lower one, and no two modules or subpackages import
-each other, directly or in a circle. Inference never imports the training engine."""
+each other, directly or in a circle. Inference never imports the training engine, and nothing imports the fairseq
+plugin, so that fairseq stays optional."""
 import ast
 import json
 import pathlib
@@ -13,13 +14,15 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "ofasys_fs"
 
 # The layer of each subpackage or top-level module; anything not named here is the core (layer 0).
 LAYERS = {
-    "cli": 4,
+    "cli": 4, "fairseq_plugin": 4,
     "engine": 3,
     "inference": 2, "hub": 2,
     "tasks": 1, "data": 1, "preprocess": 1, "adaptors": 1, "models": 1, "criteria": 1, "generators": 1,
-    "metrics": 1, "optim": 1, "assets": 1, "image_tokenizers": 1,
+    "metrics": 1, "optim": 1, "assets": 1, "motion": 1, "diffusion": 1, "pretrained": 1, "vocoders": 1,
+    "image_tokenizers": 1,
 }
 LAYER_NAMES = {0: "core", 1: "components", 2: "inference", 3: "engine", 4: "cli"}
+OPTIONAL_TOP = "fairseq_plugin"  # imports fairseq (an optional extra): a top layer nothing imports
 # Imports inside functions, each with the reason it is not at the top of its file (never a cycle).
 LOCAL_IMPORTS = {
     ("ofasys_fs.generators.sequence", "ofasys_fs.generators.fused_step"): "imports Triton, only when asked for",
@@ -131,6 +134,22 @@ def test_the_checks_fail_on_an_upward_import_and_a_circle(check, monkeypatch):
         monkeypatch.setattr(sys.modules[__name__], "import_graph", lambda: graph)
         with pytest.raises(AssertionError):
             test_no_import_circle_between_modules_or_subpackages()
+
+
+def test_nothing_imports_the_fairseq_plugin():
+    importers = sorted(module for module, imports in import_graph().items() if unit(module) != OPTIONAL_TOP
+                       for target, _ in imports if unit(target) == OPTIONAL_TOP)
+    assert importers == []
+
+
+def test_importing_every_module_but_the_fairseq_plugin_never_imports_fairseq():
+    names = sorted(module for module in import_graph() if unit(module) != OPTIONAL_TOP)
+    script = (f"import importlib, json, sys\nfor name in {names!r}:\n    importlib.import_module(name)\n"
+              "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+              "('fairseq', 'fairseq_cli', 'hydra', 'omegaconf'))))")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                            cwd=PACKAGE.parent)
+    assert len(names) > 100 and json.loads(loaded.stdout.splitlines()[-1]) == []
 
 
 def test_inference_does_not_import_the_training_engine(trained_checkpoint):

@@ -7,7 +7,8 @@ from ofasys_fs.contracts import AdaptorOutput
 from ofasys_fs.models import generalist
 from ofasys_fs.models.archs import ARCH_PRESETS
 from ofasys_fs.models.generalist import Encoder, GeneralistModel, count_parameters
-from ofasys_fs.models.layers import DropPath, relative_position_bucket
+from ofasys_fs.models.layers import DropPath
+from ofasys_fs.models.positions import relative_position_bucket
 from ofasys_fs.registry import build_model
 
 VOCAB = 300

@@ -316,15 +316,18 @@ def test_gigaword_train_and_evaluate_scripts_run_through_bash(tmp_path):
 
 
 def test_base_and_large_recipes_resolve_to_valid_configs(tmp_path):
-    """Every benchmark's train.sh passes OFA's settings for base and large that ofasys-train accepts."""
+    """Every benchmark's train.sh passes OFA's settings for ofa_base (its default arch) and ofa_large that
+    ofasys-train accepts."""
     data = tmp_path / "data"
     assert convert("gigaword", "train", gigaword(tmp_path)[0][1], data) == 0
     for benchmark in sorted(FIXTURES):
-        for arch in ("base", "large"):
+        for arch in ("ofa_base", "ofa_large"):
             argv = printed_command(benchmark, "train.sh", data, tmp_path / "s", arch, variable="LAUNCHER")
             cfg = train.resolve_config(argv)
             assert cfg.model.arch == arch and cfg.optimization.max_update > 0
-    caption = train.resolve_config(printed_command("coco_caption", "train.sh", data, tmp_path / "s", "base",
+        default = printed_command(benchmark, "train.sh", data, tmp_path / "s", variable="LAUNCHER")
+        assert default == printed_command(benchmark, "train.sh", data, tmp_path / "s", "ofa_base", variable="LAUNCHER")
+    caption = train.resolve_config(printed_command("coco_caption", "train.sh", data, tmp_path / "s", "ofa_base",
                                                    variable="LAUNCHER", GPUS="4"))
     assert (caption.optimization.lr, caption.dataset.batch_size, caption.optimization.update_freq) == (1e-5, 8, 4)
     assert caption.optimization.max_update == 5 and caption.optimization.max_epoch == 5  # 2 rows / 128 per update

@@ -1,12 +1,18 @@
-"""The restricted unpickler for benchmark pickles (RefCOCO's refs(unc).p): plain data loads, code never runs."""
+"""The restricted unpicklers: benchmark pickles (RefCOCO's refs(unc).p) and fairseq checkpoints (OFA's .pt files)
+load as data, code never runs."""
+import argparse
+import collections
 import io
 import os
 import pickle
 import pickletools
 
+import numpy as np
+import omegaconf
 import pytest
+import torch
 
-from ofasys_fs.data.safe_pickle import UnsafePickleError, safe_load
+from ofasys_fs.data.safe_pickle import UnsafePickleError, load_fairseq_checkpoint, plain, safe_load
 
 # What Python 2's cPickle.dump(refs, f, 2) writes for [{'sent': 'caf\xe9 left', 'ref_id': 7, 'box': [1.5, 2]}]:
 # byte strings (SHORT_BINSTRING 'U'), a float (BINFLOAT 'G'), small ints (BININT1 'K'); no globals.
@@ -58,3 +64,30 @@ def test_a_damaged_pickle_names_the_file(tmp_path):
     path.write_bytes(PYTHON2_REFS[:30])
     with pytest.raises(pickle.UnpicklingError, match=r"refs\.p: not a readable pickle"):
         safe_load(path)
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_a_fairseq_checkpoint_loads_as_tensors_and_plain_data(tmp_path, zip_format):
+    """What OFA's .pt files hold beside the weights: argparse.Namespace, omegaconf containers, numpy values."""
+    weights = collections.OrderedDict(w=torch.randn(3, 2), b=torch.arange(4), h=torch.ones(2).half())
+    args = argparse.Namespace(arch="ofa_tiny", patch_image_size=480, cols=[0, 4], nested=argparse.Namespace(a=None))
+    cfg = {"model": omegaconf.OmegaConf.create({"dims": [256, 1024], "flags": {"scale_attn": True, "x": 1.5}})}
+    path = tmp_path / "ofa.pt"
+    torch.save({"model": weights, "args": args, "cfg": cfg, "extra_state": {"best": np.float64(0.25),
+                "array": np.arange(3), "blob": b"\xff\x00"}}, path, _use_new_zipfile_serialization=zip_format)
+    loaded = plain(load_fairseq_checkpoint(path))
+    assert all(torch.equal(loaded["model"][key], value) for key, value in weights.items())
+    assert loaded["args"] == {"arch": "ofa_tiny", "patch_image_size": 480, "cols": [0, 4], "nested": {"a": None}}
+    assert loaded["cfg"] == {"model": {"dims": [256, 1024], "flags": {"scale_attn": True, "x": 1.5}}}
+    assert loaded["extra_state"]["best"] == 0.25 and loaded["extra_state"]["blob"] == b"\xff\x00"
+    assert loaded["extra_state"]["array"].tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_a_checkpoint_that_calls_os_system_is_refused_and_nothing_runs(tmp_path, zip_format):
+    marker, path = tmp_path / "ran", tmp_path / "evil.pt"
+    torch.save({"model": {"w": torch.zeros(2)}, "args": RunsACommand(marker)}, path,
+               _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(UnsafePickleError, match=r"evil\.pt: the pickle asks for (posix|os|nt)\.system; only tensors"):
+        load_fairseq_checkpoint(path)
+    assert not marker.exists()

@@ -93,12 +93,12 @@ def test_generate_writes_a_png_per_row_and_a_grid_and_lists_them(text_to_image_c
             "--device", "cpu", "--sampling-seed", "1"]
     assert generate_main([*argv, "--results-path", str(tmp_path / "out") + os.sep]) == 0
     lines = [json.loads(line) for line in (tmp_path / "out" / "generate-test.jsonl").read_text().splitlines()]
-    assert [line["files"] for line in lines] == [[f"generate-test-{i}.png"] for i in range(5)]
-    assert all(Image.open(tmp_path / "out" / line["files"][0]).size == (8, 8) for line in lines)
-    assert Image.open(tmp_path / "out" / "generate-test-grid.png").size[0] > 5 * 8
+    assert [line["file"] for line in lines] == [f"test-media/{i}.png" for i in range(5)]
+    assert all(Image.open(tmp_path / "out" / line["file"]).size == (8, 8) for line in lines)
+    assert Image.open(tmp_path / "out" / "test-media" / "grid.png").size[0] > 5 * 8
     capsys.readouterr()
     assert generate_main(argv) == 1
-    assert "IMAGE outputs are written as files: give --results-path" in capsys.readouterr().err
+    assert "generates media (images, speech): give --results-path" in capsys.readouterr().err
 
 
 def test_image_infilling_trains_and_is_scored_with_psnr(image_tokenizer, tmp_path):
@@ -136,4 +136,4 @@ def test_the_documented_commands_run_as_printed(text_to_image_checkpoint, tmp_pa
         program, *argv = shlex.split(command)
         assert mains[program](argv) == 0, command
     assert load_image_tokenizer("tok.pt").num_codes == 125 and Path("tok-reconstructions.png").exists()
-    assert json.loads(Path("out/generate-test.jsonl").read_text())["files"] == ["generate-test-0.png"]
+    assert json.loads(Path("out/generate-test.jsonl").read_text())["file"] == "test-media/0.png"

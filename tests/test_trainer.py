@@ -349,7 +349,7 @@ def test_cli_trains_from_yaml_with_overrides_and_from_flags(tokenizer, tmp_path,
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [r["update"] for r in records if r["split"] == "train"] == [1, 2]
     assert {"loss", "ppl", "wps", "ups", "wpb", "bsz", "gnorm", "clip", "lr"} <= set(records[0])
-    assert {"loss", "nll_loss", "ppl", "accuracy", "mix", "mix_requested"} <= set(records[0]["tasks"]["tgt"])
+    assert {"loss", "nll_loss", "ppl", "token_accuracy", "mix", "mix_requested"} <= set(records[0]["tasks"]["tgt"])
     assert list((tmp_path / "tb" / "train").glob("events.out.tfevents.*"))
 
 

@@ -7,17 +7,14 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
-from ofasys_fs import import_user_dir
+from documented import blocks, commands, run
 from ofasys_fs.cli import generate
-from ofasys_fs.engine.trainer import Trainer
-from ofasys_fs.registry import build_task
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 USER_DIR = os.path.join(REPO, "user_dir")
 TRAIN_ROWS = 48
-# measured: exact match 1.0 on the training rows after 200 updates; 0 for an untrained model
+# measured: exact match 1.0 on the training rows after 200 updates; 0 for an untrained model (user_dir/README.md)
 EXACT_MATCH_FLOOR = 0.5
 
 FRESH_PROCESS = """
@@ -42,23 +39,25 @@ print(json.dumps({"plugin_imported": "user_dir" in sys.modules, "generator": mod
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    import_user_dir(USER_DIR)
-    from user_dir.task import make_rows
-
+    """The model user_dir/README.md trains, by running its commands as printed (in a folder holding a link to the
+    plugin); the tests decode its training rows, made by the same command."""
     root = tmp_path_factory.mktemp("plugin")
-    rows = make_rows(TRAIN_ROWS, seed=0)
-    data = root / "test.jsonl"
-    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    task = build_task("reverse_words").add_dataset(rows, "train")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        Trainer(arch="micro", dropout=0.0, device="cpu", num_bins=100, num_codes=0, batch_size=16, max_update=200,
-                lr=3e-3, warmup_updates=10, save_dir=str(root / "ckpt"), log_interval=1000, seed=1,
-                save_interval_updates=100000, user_dir=[USER_DIR]).fit(tasks=[task])
-    finally:
-        torch.set_num_threads(threads)
-    return {"path": str(root / "ckpt" / "checkpoint_last.pt"), "rows": rows, "data": str(data)}
+    (root / "user_dir").symlink_to(USER_DIR)
+    make_data, train_command, generate_command = commands("user_dir/README.md")
+    assert run(make_data, root) == 0 and run(train_command, root) == 0 and run(generate_command, root) == 0
+    data = root / "reverse_data" / "train.jsonl"
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    assert len(rows) == TRAIN_ROWS and (root / "reverse_out" / "generate-test.jsonl").is_file()
+    return {"path": str(root / "reverse_ckpt" / "checkpoint_last.pt"), "rows": rows, "data": str(data)}
+
+
+def test_the_yaml_form_of_docs_plugins_resolves_the_plugin_task_and_adaptor(tmp_path, capsys):
+    (tmp_path / "user_dir").symlink_to(USER_DIR)
+    (yaml_text,) = blocks("docs/plugins.md", "yaml")
+    (tmp_path / "reverse.yaml").write_text(yaml_text)
+    assert [run(command, tmp_path) for command in commands("docs/plugins.md")] == [0, 0]
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("done: 20 updates")
+    assert (tmp_path / "reverse_yaml_ckpt" / "checkpoint_best.pt").is_file()
 
 
 def exact_match(texts: list, rows: list) -> float:

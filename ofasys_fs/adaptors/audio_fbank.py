@@ -8,7 +8,7 @@ from torch import nn
 
 from ..contracts import Adaptor, AdaptorOutput
 from ..models.config import ModelConfig
-from ..models.layers import SequencePositions
+from ..models.positions import SequencePositions
 from ..registry import register_adaptor
 
 KERNEL_SIZE = 5  # per conv, padding KERNEL_SIZE // 2 and stride 2: each conv maps T steps to ceil(T / 2)
@@ -55,16 +55,12 @@ class AudioFbankAdaptor(Adaptor):
         self.proj = nn.Linear(dim, dim)
         self.layer_norm = nn.LayerNorm(dim)
         self.positions = SequencePositions(
-            model_cfg.audio_max_positions, dim, model_cfg.encoder_layers, model_cfg.attention_heads,
-            model_cfg.text_rel_buckets, model_cfg.text_rel_max_distance,
+            model_cfg.audio_max_positions, model_cfg, model_cfg.encoder_layers,
             owner="audio_fbank adaptor (audio_max_positions, after 4x subsampling)",
         )
 
     def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        fbank = batch.get("fbank")
-        if fbank is None:
-            raise KeyError(f'audio_fbank adaptor: the {batch.get("modality", "?")} piece has no "fbank" tensor '
-                           f"(keys: {sorted(batch)})")
+        fbank = self.required(batch, "fbank")
         if fbank.dim() != 3 or fbank.size(-1) != self.feature_dim or fbank.size(1) == 0:
             raise ValueError(
                 f"audio_fbank adaptor: expected fbank [batch, frames >= 1, {self.feature_dim}], "

@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..models.config import ModelConfig
 from ..models.layers import ScaledTokenEmbedding
 from ..registry import register_adaptor
-from .image_grid import GridPositions
+from .image_grid import grid_positions
 
 
 @register_adaptor("image_code")
@@ -31,8 +31,8 @@ class ImageCodeAdaptor(Adaptor):
         self.rows, self.cols = model_cfg.image_code_grid
         self.start, self.end = model_cfg.image_code_range
         dim = model_cfg.embed_dim
-        self.tokens = ScaledTokenEmbedding(embed_tokens)
-        self.positions = GridPositions(max(self.rows, self.cols), model_cfg, owner="image_code adaptor")
+        self.tokens = ScaledTokenEmbedding(embed_tokens, model_cfg.scale_embedding)
+        self.positions = grid_positions(max(self.rows, self.cols), model_cfg, owner="image_code adaptor")
         self.decoder_rows, self.decoder_cols = nn.Embedding(self.rows, dim), nn.Embedding(self.cols, dim)
         for table in (self.decoder_rows, self.decoder_cols):
             nn.init.normal_(table.weight, std=dim**-0.5)

@@ -6,8 +6,9 @@ from torch import nn
 
 from ..contracts import Adaptor, AdaptorOutput
 from ..models.config import ModelConfig
+from ..models.layers import type_vector
 from ..registry import register_adaptor
-from .image_grid import GridPositions, grid_output, image_tensor
+from .image_grid import grid_output, grid_positions, image_tensor
 
 
 @register_adaptor("image_patch")
@@ -26,7 +27,8 @@ class ImagePatchAdaptor(Adaptor):
             )
         self.proj = nn.Conv2d(3, dim, kernel_size=self.patch_size, stride=self.patch_size)
         self.layer_norm = nn.LayerNorm(dim)
-        self.positions = GridPositions(max_grid, model_cfg, owner="image_patch adaptor")
+        self.positions = grid_positions(max_grid, model_cfg, owner="image_patch adaptor")
+        self.type_embedding = type_vector(dim) if model_cfg.type_embedding else None
 
     def check_image(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         image = image_tensor(batch, "image_patch adaptor")
@@ -40,4 +42,4 @@ class ImagePatchAdaptor(Adaptor):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> AdaptorOutput:
         patches = self.proj(self.check_image(batch))  # [B, D, rows, cols]
-        return grid_output(patches, self.layer_norm, self.positions)
+        return grid_output(patches, self.layer_norm, self.positions, self.type_embedding)

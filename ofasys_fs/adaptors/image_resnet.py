@@ -9,8 +9,9 @@ from torch import nn
 
 from ..contracts import Adaptor, AdaptorOutput
 from ..models.config import RESNET_STAGE_BLOCKS, ModelConfig
+from ..models.layers import DropPath, drop_path_rates, type_vector
 from ..registry import register_adaptor
-from .image_grid import GridPositions, grid_output, image_tensor
+from .image_grid import grid_output, grid_positions, image_tensor
 
 STEM_CHANNELS = 64
 STAGE_PLANES = (64, 128, 256)  # bottleneck widths of layer1..layer3
@@ -27,9 +28,11 @@ def resnet_grid_side(image_side: int) -> int:
 
 class Bottleneck(nn.Module):
     """1x1 reduce, 3x3 (carrying the stride), 1x1 expand, each with BatchNorm, plus the shortcut; ReLU after the
-    sum. Written here (names as torchvision's) so that importing the model does not import torchvision."""
+    sum (the residual branch through drop-path). Written here (names as torchvision's) so that importing the model
+    does not import torchvision."""
 
-    def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 drop_path: float = 0.0):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -39,30 +42,33 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(planes * EXPANSION)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
+        self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        return self.relu(self.bn3(self.conv3(out)) + shortcut)
+        return self.relu(self.drop_path(self.bn3(self.conv3(out))) + shortcut)
 
 
-def resnet_stage(in_channels: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
-    """`blocks` bottlenecks; the first changes stride/width through a 1x1 conv + BN shortcut (torchvision layout)."""
+def resnet_stage(in_channels: int, planes: int, blocks: int, stride: int, drop_path: float = 0.0) -> nn.Sequential:
+    """`blocks` bottlenecks; the first changes stride/width through a 1x1 conv + BN shortcut (torchvision layout).
+    Drop-path rises linearly to `drop_path` over the stage; the first block has none (OFA's ResNet)."""
     out_channels = planes * EXPANSION
     shortcut = None
     if stride != 1 or in_channels != out_channels:
         shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
                                  nn.BatchNorm2d(out_channels))
     first = Bottleneck(in_channels, planes, stride=stride, downsample=shortcut)
-    return nn.Sequential(first, *(Bottleneck(out_channels, planes) for _ in range(blocks - 1)))
+    rates = drop_path_rates(drop_path, blocks)
+    return nn.Sequential(first, *(Bottleneck(out_channels, planes, drop_path=rates[i]) for i in range(1, blocks)))
 
 
 class ResNetTrunk(nn.Module):
     """Stem (7x7/2 conv, BN, ReLU, 3x3/2 max-pool) + layer1..layer3 of ResNet-50/101/152; parameter names
     match torchvision's ResNet so its state_dict loads directly."""
 
-    def __init__(self, depth: int):
+    def __init__(self, depth: int, drop_path: float = 0.0):
         super().__init__()
         if depth not in RESNET_STAGE_BLOCKS:
             raise ValueError(f"image_resnet: resnet_depth must be one of {tuple(RESNET_STAGE_BLOCKS)}, got {depth}")
@@ -73,7 +79,7 @@ class ResNetTrunk(nn.Module):
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         in_channels = STEM_CHANNELS
         for index, (planes, blocks) in enumerate(zip(STAGE_PLANES, RESNET_STAGE_BLOCKS[depth])):
-            stage = resnet_stage(in_channels, planes, blocks, stride=1 if index == 0 else 2)
+            stage = resnet_stage(in_channels, planes, blocks, stride=1 if index == 0 else 2, drop_path=drop_path)
             self.add_module(f"layer{index + 1}", stage)
             in_channels = planes * EXPANSION
         for module in self.modules():
@@ -119,8 +125,9 @@ class ResNetTrunk(nn.Module):
 
 @register_adaptor("image_resnet")
 class ImageResNetAdaptor(Adaptor):
-    """Image [B, 3, H, W] -> ResNet stages 1-3 -> 1x1 projection to embed_dim + layer norm, one token per
-    16 x 16 px cell; row + column position vectors and a 2-D bucketed relative bias per encoder layer.
+    """Image [B, 3, H, W] -> ResNet stages 1-3 -> 1x1 projection to embed_dim (+ a type vector with type_embedding)
+    + layer norm, one token per 16 x 16 px cell; 2-D position vectors and relative bias per encoder layer in the
+    image_positions style.
 
     `freeze_backbone()` (the trainer's --freeze-image-backbone) stops the trunk's gradients and keeps its
     BatchNorm layers in eval mode, also across later `model.train()` calls.
@@ -132,12 +139,13 @@ class ImageResNetAdaptor(Adaptor):
             raise ValueError(f'image_resnet adaptor: model config "resnet_depth" is not set (arch "{model_cfg.arch}"); '
                              f"use one of {tuple(RESNET_STAGE_BLOCKS)}")
         self.image_size = model_cfg.image_size
-        self.backbone = ResNetTrunk(model_cfg.resnet_depth)
+        self.backbone = ResNetTrunk(model_cfg.resnet_depth, model_cfg.resnet_drop_path_rate)
         if model_cfg.image_backbone_weights:
             self.backbone.load_torchvision_weights(model_cfg.image_backbone_weights)
         self.proj = nn.Conv2d(OUTPUT_CHANNELS, model_cfg.embed_dim, kernel_size=1)
         self.layer_norm = nn.LayerNorm(model_cfg.embed_dim)
-        self.positions = GridPositions(resnet_grid_side(self.image_size), model_cfg, owner="image_resnet adaptor")
+        self.positions = grid_positions(resnet_grid_side(self.image_size), model_cfg, owner="image_resnet adaptor")
+        self.type_embedding = type_vector(model_cfg.embed_dim) if model_cfg.type_embedding else None
         self.backbone_frozen = False
 
     def freeze_backbone(self) -> None:
@@ -159,4 +167,4 @@ class ImageResNetAdaptor(Adaptor):
             raise ValueError(f"image_resnet adaptor: got {height}x{width} px images; expected sides of at most "
                              f"image_size={self.image_size} (model config)")
         features = self.proj(self.backbone(image))  # [B, D, rows, cols]
-        return grid_output(features, self.layer_norm, self.positions)
+        return grid_output(features, self.layer_norm, self.positions, self.type_embedding)

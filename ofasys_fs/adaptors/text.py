@@ -6,23 +6,21 @@ from torch import nn
 
 from ..contracts import Adaptor, AdaptorOutput
 from ..models.config import ModelConfig
-from ..models.layers import ScaledTokenEmbedding, SequencePositions
+from ..models.layers import ScaledTokenEmbedding
+from ..models.positions import SequencePositions
 from ..registry import register_adaptor
 
 
 @register_adaptor("text")
 class TextAdaptor(Adaptor):
-    """Token ids -> shared table x sqrt(d) + layer norm; text position vectors and a bucketed
-    1-D relative bias table per encoder layer."""
+    """Token ids -> shared table (x sqrt(d) unless scale_embedding is off, + a type vector with type_embedding)
+    + layer norm; text position vectors and a bucketed 1-D relative bias table per encoder layer."""
 
     def __init__(self, model_cfg: ModelConfig, embed_tokens: nn.Embedding):
         super().__init__()
-        self.tokens = ScaledTokenEmbedding(embed_tokens)
-        self.positions = SequencePositions(
-            model_cfg.max_source_positions, model_cfg.embed_dim, model_cfg.encoder_layers,
-            model_cfg.attention_heads, model_cfg.text_rel_buckets, model_cfg.text_rel_max_distance,
-            owner="text adaptor (max_source_positions)",
-        )
+        self.tokens = ScaledTokenEmbedding(embed_tokens, model_cfg.scale_embedding, model_cfg.type_embedding)
+        self.positions = SequencePositions(model_cfg.max_source_positions, model_cfg, model_cfg.encoder_layers,
+                                           owner="text adaptor (max_source_positions)")
 
     def forward(self, batch: dict[str, torch.Tensor]) -> AdaptorOutput:
         if "tokens" not in batch:

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..contracts import Adaptor, AdaptorOutput
 from ..models.config import ModelConfig
-from ..models.layers import SequencePositions
+from ..models.positions import SequencePositions
 from ..registry import build_adaptor, register_adaptor
 
 
@@ -32,8 +32,7 @@ class VideoFramesAdaptor(Adaptor):
                 'video_frames adaptor: model config image_adaptor must be an image adaptor, not "video_frames"')
         self.image = build_adaptor(model_cfg.image_adaptor, model_cfg, embed_tokens)
         self.frames = SequencePositions(
-            model_cfg.video_max_frames, model_cfg.embed_dim, model_cfg.encoder_layers, model_cfg.attention_heads,
-            model_cfg.text_rel_buckets, model_cfg.text_rel_max_distance,
+            model_cfg.video_max_frames, model_cfg, model_cfg.encoder_layers,
             owner="video_frames adaptor (video_max_frames)",
         )
 

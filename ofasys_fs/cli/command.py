@@ -13,6 +13,7 @@ import traceback
 from typing import Callable, Optional, Sequence
 
 from ..errors import OFASysError
+from ..registry import did_you_mean
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 1  # bad input: data, config, instruction, checkpoint, plugin, a run that cannot go on
@@ -20,6 +21,23 @@ EXIT_USAGE = 2  # the command line itself (argparse's own code)
 EXIT_INTERNAL = 3  # a bug: the traceback is printed
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 DEBUG_VARIABLE = "OFASYS_FS_DEBUG"
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse for the commands: no abbreviated flags (`--lr-schedule` is not `--lr-scheduler`), and a usage
+    error is two lines (what is wrong, with a did-you-mean for an unknown flag, and where the help is) instead of
+    the full usage."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str):
+        unknown = message.partition("unrecognized arguments: ")[2].split()
+        flags = [flag for flag in unknown if flag.startswith("--")]
+        if flags:
+            known = [option for action in self._actions for option in action.option_strings]
+            message += "." + "".join(did_you_mean(flag.partition("=")[0], known) for flag in flags)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\nrun `{self.prog} --help` for the options\n")
 
 
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:

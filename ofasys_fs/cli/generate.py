@@ -3,11 +3,12 @@
     ofasys-generate --path CKPT --task NAME --data D [--gen-subset test] [--beam 5 ...] [--results-path OUT]
     ofasys-generate --path CKPT --instruction I --data D ...
 
-Writes one JSON line per input row, in input order: {"id": row index, "text"/"box"/"objects", "tokens",
-"score", "positional_scores"}, to OUT (a file, or generate-<subset>.jsonl in a folder) or to stdout; then a
-score summary when the rows hold references. The same Predictor as OFASys.inference produces the outputs.
-A media output (IMAGE) is also written as one file per row beside OUT (OUT's stem-<id>.png, listed in the row's
-"files"), and for images a grid of all rows (stem-grid.png).
+Writes one JSON line per input row, in input order: {"id": row index, "source": the row's input columns,
+"reference" (when the row has one), "text"/"box"/"objects", "tokens", "score", "positional_scores"}, to OUT
+(fairseq's --results-path: a folder that gets generate-<subset>.jsonl; a path ending in .jsonl is the file itself)
+or to stdout; then a score summary, or a line saying why there is none. Generated media (images, speech) go one
+file per row into <subset>-media/ beside OUT (images also as one grid, <subset>-media/grid.png), and each line
+names its file ("file", relative to OUT's folder). The same Predictor as OFASys.inference produces the outputs.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from ..inference.evaluate import references_of, score
 from ..inference.layout import MEDIA_KINDS
 from ..instruction import column_value
 from ..tasks.base import SPLITS, Task
-from .command import entry_point
+from .command import CommandParser, entry_point
 from .inference_args import add_checkpoint_args, add_generation_args, given_generation_options, load_model
 
 PROG = "ofasys-generate"
@@ -32,7 +33,7 @@ GRID_CELL = 64  # small images are enlarged (by a whole factor) to about this ma
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Decode rows with a trained checkpoint "
+    parser = CommandParser(prog=PROG, description="Decode rows with a trained checkpoint "
                                                             "(docs/inference.md).")
     what = parser.add_argument_group("what to decode")
     what.add_argument("--task", help="a task of the checkpoint (its templates, answers and decoding defaults)")
@@ -41,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--data", required=True, help="a .jsonl/.tsv/.parquet file, a folder holding "
                                                     "<gen-subset>.jsonl/..., or a shard folder")
     what.add_argument("--gen-subset", default="test", help="the split to read from a folder (default: test)")
-    what.add_argument("--results-path", help="write the JSON lines here (a file, or a folder for "
-                                             "generate-<subset>.jsonl); default: stdout")
+    what.add_argument("--results-path", help="a folder to write generate-<gen-subset>.jsonl into (a path ending in "
+                                             ".jsonl: that file); default: stdout")
     what.add_argument("--scoring", help="metric to score with (default: the task's metric)")
     add_checkpoint_args(parser)
     add_generation_args(parser)
@@ -50,32 +51,55 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def results_file(path: str, subset: str) -> str:
-    """--results-path as a file path: a folder (existing, or written with a trailing slash) gets
-    generate-<subset>.jsonl."""
-    if os.path.isdir(path) or path.endswith(os.sep):
+    """--results-path as a file path: a folder (fairseq) gets generate-<subset>.jsonl; a path ending in .jsonl
+    is the file."""
+    if not path.endswith(".jsonl"):
         os.makedirs(path, exist_ok=True)
         return os.path.join(path, f"generate-{subset}.jsonl")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return path
 
 
-def write_lines(pairs: list, stream: Any, files: Optional[dict] = None) -> None:
+def json_value(value: Any) -> Any:
+    """A row value as JSON can hold it (media bytes and arrays are described, not written)."""
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        shape = getattr(value, "shape", None)
+        return f"<{type(value).__name__} {list(shape) if shape is not None else len(value)}>"
+
+
+def write_lines(pairs: list, rows: Any, inputs: list[str], references: Optional[str], stream: Any,
+                files: Optional[dict] = None) -> None:
+    """One JSON line per decoded row: its id, its input columns, its reference (when it has one), the output and
+    the file of its media (when it has some)."""
     for index, output in pairs:
-        listed = {"files": files[index]} if files and index in files else {}
-        stream.write(json.dumps({"id": index, **output.to_dict(), **listed}) + "\n")
+        row = rows[index]
+        line = {"id": index, "source": {name: json_value(column_value(row, name)) for name in inputs}}
+        reference = column_value(row, references) if references else None
+        if reference is not None:
+            line["reference"] = json_value(reference)
+        media = {"file": files[index]} if files and index in files else {}
+        stream.write(json.dumps({**line, **output.to_dict(), **media}) + "\n")
 
 
-def write_media(pairs: list, results: str) -> dict:
-    """Each row's media beside the results file (stem-<id>.png) and, for images, a grid of them (stem-grid.png);
-    returns row index -> [file names]."""
-    folder, stem = os.path.dirname(os.path.abspath(results)), os.path.splitext(os.path.basename(results))[0]
-    files = {index: [os.path.basename(output.save(os.path.join(folder, f"{stem}-{index}")))]
-             for index, output in pairs if output.media is not None}
+def write_media(pairs: list, results_path: str, subset: str) -> dict:
+    """Each output's media (Output.save) as <subset>-media/<id><suffix> beside the results file -> {id: that path
+    relative to the results file's folder}; {} when the outputs hold no media."""
+    folder = os.path.dirname(os.path.abspath(results_path))
+    files = {}
+    for index, output in pairs:
+        if output.media_suffix is None:
+            continue
+        relative = os.path.join(f"{subset}-media", f"{index}{output.media_suffix}")
+        os.makedirs(os.path.join(folder, f"{subset}-media"), exist_ok=True)
+        output.save(os.path.join(folder, relative))
+        files[index] = relative
     images = [output.image for _, output in pairs if output.image is not None]
     if images:
-        columns = min(len(images), GRID_COLUMNS)
-        image_grid(images, columns, scale=max(1, GRID_CELL // max(images[0].size))).save(
-            os.path.join(folder, f"{stem}-grid.png"))
+        image_grid(images, min(len(images), GRID_COLUMNS), scale=max(1, GRID_CELL // max(images[0].size))).save(
+            os.path.join(folder, f"{subset}-media", "grid.png"))
     return files
 
 
@@ -103,28 +127,32 @@ def generate(args: argparse.Namespace) -> int:
         predictor = model.predictor(args.instruction)
         task = model.matching_task(predictor.encoder.templates[0]) or Task(name=predictor.task_name,
                                                                            instruction=args.instruction)
+    if predictor.layout.kind in MEDIA_KINDS and not args.results_path:
+        raise ConfigError(f"{PROG}: {predictor.task_name!r} generates media (images, speech): give --results-path, "
+                          f"beside which each row's file is written")
     rows = predictor.rows(args.data, args.gen_subset)
     pairs = predictor.predict_indexed(rows, options=options, batch_size=args.batch_size,
                                       split=args.gen_subset if args.gen_subset in SPLITS else "test",
                                       progress=sys.stderr.isatty())
-    media = predictor.layout.kind in MEDIA_KINDS
+    inputs = sorted({slot.name for template in predictor.encoder.templates for slot in template.encoder if slot.name})
     if args.results_path:
         path = results_file(args.results_path, args.gen_subset)
-        files = write_media(pairs, path) if media else None
+        files = write_media(pairs, path, args.gen_subset)
         with open(path, "w", encoding="utf-8") as handle:
-            write_lines(pairs, handle, files)
-        written = f" and their {predictor.layout.kind} files beside it" if media else ""
-        print(f"{PROG}: wrote {len(pairs)} rows to {path}{written}", file=sys.stderr)
-    elif media:
-        raise ConfigError(f"{predictor.layout.kind.upper()} outputs are written as files: give --results-path")
+            write_lines(pairs, rows, inputs, task.references, handle, files)
+        media = f" and {len(files)} media files to {os.path.join(os.path.dirname(path), args.gen_subset + '-media')}"
+        print(f"{PROG}: wrote {len(pairs)} rows to {path}{media if files else ''}", file=sys.stderr)
     else:
-        write_lines(pairs, sys.stdout)
+        write_lines(pairs, rows, inputs, task.references, sys.stdout)
     metric = args.scoring or task.metric
-    if metric:
-        line = summary(predictor.task_name, args.gen_subset, metric, rows, pairs, task.references,
-                       predictor.layout.prediction)
-        report = sys.stdout if args.results_path else sys.stderr
-        print(line or f"{PROG}: not scored: no row has references in column {task.references!r}", file=report)
+    report = sys.stdout if args.results_path else sys.stderr
+    if not metric:
+        print(f"{PROG}: not scored: task {task.name!r} has no metric; pass --scoring METRIC (docs/metrics.md)",
+              file=report)
+        return 0
+    line = summary(predictor.task_name, args.gen_subset, metric, rows, pairs, task.references,
+                   predictor.layout.prediction)
+    print(line or f"{PROG}: not scored: no row has references in column {task.references!r}", file=report)
     return 0
 
 

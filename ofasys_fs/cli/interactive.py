@@ -15,14 +15,14 @@ from typing import Optional, Sequence, TextIO
 
 from ..data.rows import parse_json_row
 from ..errors import OFASysError
-from .command import debugging, run_command
+from .command import CommandParser, debugging, run_command
 from .inference_args import add_checkpoint_args, add_generation_args, given_generation_options, load_model
 
 PROG = "ofasys-interactive"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Decode JSON rows from stdin (docs/inference.md).")
+    parser = CommandParser(prog=PROG, description="Decode JSON rows from stdin (docs/inference.md).")
     parser.add_argument("--instruction", required=True, help="the instruction every row is decoded with")
     add_checkpoint_args(parser)
     add_generation_args(parser)

@@ -14,7 +14,7 @@ from typing import Optional
 from ..data.preprocess_run import DEFAULT_VOCAB_SIZE, PreprocessOptions, preprocess
 from ..data.shard_writing import TOKENIZER_FILE
 from .arg_types import positive_int
-from .command import EXIT_OK, add_debug_flag, debugging, run_command
+from .command import CommandParser, EXIT_OK, add_debug_flag, debugging, run_command
 
 PROG = "ofasys-preprocess"
 
@@ -29,7 +29,7 @@ def comma_list(text: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ofasys-preprocess argument parser."""
-    parser = argparse.ArgumentParser(prog=PROG, description=(
+    parser = CommandParser(prog=PROG, description=(
         "Store a .jsonl/.tsv/.parquet file, a Hugging Face dataset saved with save_to_disk, or a media folder "
         "with metadata.jsonl losslessly as a shard folder (see docs/data_format.md)."))
     parser.add_argument("--input", required=True, help="data file or folder to read")

@@ -4,8 +4,8 @@
     ofasys-train --task NAME --data D --arch tiny ...          (a built-in task)
     ofasys-train --instruction I --data D [--task NAME] ...    (an ad-hoc task)
 
-The resolved config is printed first (`--print-config` prints it and exits); then the same
-`Trainer.fit` as the Python API runs.
+The options that differ from the defaults are printed first (`--print-config` prints the whole resolved
+config and exits); then the same `Trainer.fit` as the Python API runs.
 """
 from __future__ import annotations
 
@@ -18,14 +18,15 @@ from ..engine.config import TrainConfig
 from ..engine.distributed import is_main_process
 from ..engine.trainer import Trainer
 from ..errors import ConfigError
+from ..registry import import_user_dir
 from ..tasks.config import tasks_from_config
-from .command import EXIT_OK, add_debug_flag, entry_point
+from .command import CommandParser, EXIT_OK, add_debug_flag, entry_point
 
 PROG = "ofasys-train"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog=PROG,
         description="Train one generalist model on many tasks. Options: docs/config.md; guide: docs/training.md.",
     )
@@ -75,12 +76,21 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def train(args: argparse.Namespace) -> int:
-    """Print the resolved config, then train (the same Trainer.fit as the Python API)."""
+    """Print the options that differ from the defaults (or the whole config with --print-config), then train
+    with the same Trainer.fit as the Python API. Plugin folders are imported before any name is resolved."""
     cfg = config_from_args(args)
+    if cfg.common.print_config:
+        if is_main_process():
+            print_config(cfg)
+        return EXIT_OK
+    for folder in cfg.common.user_dir:
+        import_user_dir(folder)
+    if not cfg.tasks:
+        raise ConfigError("no tasks to train: give a CONFIG.yaml with a `tasks:` list, or --task NAME (a built-in or "
+                          "plugin task) or --instruction I, with --data D")
     if is_main_process():  # under torchrun, rank 0 speaks for all
-        print_config(cfg)
-    if not cfg.common.print_config:
-        Trainer(cfg).fit(tasks=tasks_from_config(cfg.tasks))
+        print_config(cfg, only_changed=True)
+    Trainer(cfg).fit(tasks=tasks_from_config(cfg.tasks))
     return EXIT_OK
 
 

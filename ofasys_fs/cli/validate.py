@@ -16,17 +16,17 @@ from ..data.encode import RowEncoder
 from ..engine.config import TrainConfig
 from ..engine.logging import format_value
 from ..engine.validation import valid_loss
-from ..inference.evaluate import evaluate, merge_metrics
+from ..inference.evaluate import evaluate
 from ..registry import CRITERION_REGISTRY
 from .arg_types import positive_int
-from .command import entry_point
+from .command import CommandParser, entry_point
 from .inference_args import add_checkpoint_args, add_generation_args, given_generation_options, load_model
 
 PROG = "ofasys-validate"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Validation loss and metric of a checkpoint "
+    parser = CommandParser(prog=PROG, description="Validation loss and metric of a checkpoint "
                                                             "(docs/inference.md).")
     what = parser.add_argument_group("what to validate")
     what.add_argument("--task", required=True, help="a task of the checkpoint")
@@ -61,7 +61,7 @@ def validate(args: argparse.Namespace) -> int:
         evaluation = evaluate(model.model, task, "valid", encoder=encoder, max_samples=args.max_valid_samples,
                               metric=args.scoring, options=options,
                               batch_size=args.batch_size, seed=cfg.common.seed, progress=sys.stderr.isatty())
-        values = merge_metrics(values, evaluation.metrics)
+        values = {**values, **evaluation.metrics}
     fields = [f"{key} {format_value(value)}" for key, value in values.items()]
     print(" | ".join([f"valid on {task.name!r} subset {args.valid_subset!r}", *fields]))
     return 0

@@ -18,7 +18,7 @@ class LabelSmoothedCEConfig:
     label_smoothing: float = 0.1  # epsilon: probability mass moved from the target to the other allowed tokens
     ignore_prefix_size: int = 0  # also ignore the first N target tokens of every row (fairseq)
     sentence_avg: bool = False  # normalise by sentences instead of tokens
-    report_accuracy: bool = True  # log n_correct / total (argmax over the allowed tokens)
+    report_accuracy: bool = True  # log token_accuracy = n_correct / total in [0, 1] (argmax over the allowed tokens)
 
     def __post_init__(self):
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -174,5 +174,5 @@ class LabelSmoothedCE(Criterion):
         }
         metrics["ppl"] = 2 ** metrics["nll_loss"] if metrics["nll_loss"] < 1000 else math.inf
         if any("n_correct" in log for log in logging_outputs):
-            metrics["accuracy"] = 100.0 * total("n_correct") / max(total("total"), 1)
+            metrics["token_accuracy"] = total("n_correct") / max(total("total"), 1)
         return metrics

@@ -65,10 +65,7 @@ def collate_decoder(task: str, examples: Sequence[Any], pad: int, vocab_size: in
     if not any(with_target):
         out["ntokens"] = 0
         return out
-    if not all(with_target):
-        missing = [int(example.index) for example, has in zip(examples, with_target) if not has]
-        raise DataError(f"task {task!r}: rows {missing} have no target but other rows of the batch do; "
-                         f"a batch is either all with targets (train/valid/test) or all without (inference)")
+    check_all_have_targets(task, examples, with_target)
     prev_output_tokens, _ = pad_sequences([example.decoder_tokens[:-1] for example in examples], pad)
     targets = []
     for example in examples:
@@ -87,6 +84,27 @@ def collate_decoder(task: str, examples: Sequence[Any], pad: int, vocab_size: in
     return out
 
 
+def collate_decoder_features(task: str, examples: Sequence[Any], slot: Any, collate_piece: Callable) -> dict:
+    """A continuous output: the decoder piece {"modality", "adaptor"} plus, when every row has a target,
+    collate_piece(its features) with ntokens = target steps; empty forced prefixes."""
+    piece = {"modality": slot.modality, "adaptor": slot.adaptor}
+    out: dict = {"prefix_tokens": torch.zeros(len(examples), 0, dtype=torch.long),
+                 "prefix_lengths": torch.zeros(len(examples), dtype=torch.long), "ntokens": 0, "decoder": piece}
+    with_target = [example.decoder_features is not None for example in examples]
+    if any(with_target):
+        check_all_have_targets(task, examples, with_target)
+        piece.update(collate_piece([example.decoder_features for example in examples]))
+        out["ntokens"] = sum(example.target_length for example in examples)
+    return out
+
+
+def check_all_have_targets(task: str, examples: Sequence[Any], with_target: list) -> None:
+    if not all(with_target):
+        missing = [int(example.index) for example, has in zip(examples, with_target) if not has]
+        raise DataError(f"task {task!r}: rows {missing} have no target but other rows of the batch do; "
+                         f"a batch is either all with targets (train/valid/test) or all without (inference)")
+
+
 def collate_phone_targets(examples: Sequence[Any], pad: int) -> dict:
     """`phone_targets` [B, P] (padded with `<pad>`) and `phone_target_lengths` [B] when every row has them."""
     phones = [example.phone_targets for example in examples]
@@ -97,19 +115,26 @@ def collate_phone_targets(examples: Sequence[Any], pad: int) -> dict:
 
 
 def collate_examples(task: str, examples: Sequence[Any], piece_collaters: Sequence[Optional[Callable]],
-                     pad: int, vocab_size: int) -> dict:
-    """The full `sample` dict of a batch of Examples of one task."""
+                     pad: int, vocab_size: int, output: Optional[tuple] = None) -> dict:
+    """The full `sample` dict of a batch of Examples of one task; `output` = (slot, collate) of a continuous
+    output slot, whose targets become net_input["decoder"] instead of decoder tokens."""
     if not examples:
         raise ValueError(f"task {task!r}: cannot collate an empty batch")
     lengths = {len(example.encoder) for example in examples}
     if lengths != {len(piece_collaters)}:
         raise ValueError(f"task {task!r}: rows of one batch have {sorted(lengths)} encoder pieces, expected "
                          f"{len(piece_collaters)}")
-    decoder = collate_decoder(task, examples, pad, vocab_size)
+    if output is None:
+        decoder = collate_decoder(task, examples, pad, vocab_size)
+    else:
+        decoder = collate_decoder_features(task, examples, *output)
     prev_output_tokens = decoder.pop("prev_output_tokens", None)
+    decoder_piece = decoder.pop("decoder", None)
     net_input = {"encoder": collate_encoder(task, examples, piece_collaters, pad)}
     if prev_output_tokens is not None:
         net_input["prev_output_tokens"] = prev_output_tokens
+    if decoder_piece is not None:
+        net_input["decoder"] = decoder_piece
     return {
         "task": task,
         "id": torch.tensor([int(example.index) for example in examples], dtype=torch.long),

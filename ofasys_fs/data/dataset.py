@@ -6,6 +6,7 @@ column.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Union
 
 import torch.utils.data
@@ -15,14 +16,26 @@ from ..errors import ConfigError, DataError
 from .encode import EncodeError, Example, RowEncoder
 
 
-class TaskDataset(torch.utils.data.Dataset):
-    """`dataset[(row_index, epoch)] -> Example` (a bare int means epoch 0); `collater` batches Examples."""
+@dataclasses.dataclass(frozen=True)
+class BadRow:
+    """A row that could not be read or encoded, kept in its batch's place with the reason (--skip-bad-rows)."""
 
-    def __init__(self, task: Any, split: str, encoder: RowEncoder, seed: int = 1):
+    index: int
+    reason: str
+
+
+class TaskDataset(torch.utils.data.Dataset):
+    """`dataset[(row_index, epoch)] -> Example` (a bare int means epoch 0); `collater` batches Examples.
+
+    With `skip_bad_rows` a row that fails gives a BadRow instead of a DataError, and `collater` leaves it out
+    of the batch and lists its reason under `sample["bad_rows"]` (so the trainer can count and report it)."""
+
+    def __init__(self, task: Any, split: str, encoder: RowEncoder, seed: int = 1, skip_bad_rows: bool = False):
         if split not in task.datasets:
             raise ConfigError(f"task {task.name!r} has no {split!r} data (splits added: "
                              f"{sorted(task.datasets) or 'none'}); call task.add_dataset(data, {split!r})")
         self.task, self.split, self.encoder, self.seed = task, split, encoder, seed
+        self.skip_bad_rows = skip_bad_rows
         self.rows = task.datasets[split]
         recorded, ours = getattr(self.rows, "tokenizer_hash", None), encoder.vocab.tokenizer_hash
         if recorded is not None and recorded != ours:
@@ -43,11 +56,20 @@ class TaskDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, key: Union[int, tuple]) -> Example:
+    def __getitem__(self, key: Union[int, tuple]) -> Union[Example, BadRow]:
         row_index, epoch = (key, 0) if isinstance(key, int) else key
         if not 0 <= row_index < len(self.rows):
             raise IndexError(f"task {self.task.name!r}, split {self.split!r}: row {row_index} is out of range "
                              f"(0..{len(self.rows) - 1})")
+        try:
+            return self.example(row_index, epoch)
+        except DataError as err:
+            if not self.skip_bad_rows:
+                raise
+            return BadRow(row_index, str(err))
+
+    def example(self, row_index: int, epoch: int) -> Example:
+        """The row's Example; a DataError names the task, split, row and column when it cannot be made."""
         context = f"task {self.task.name!r}, split {self.split!r}"
         try:
             row = self.rows[row_index]
@@ -65,5 +87,13 @@ class TaskDataset(torch.utils.data.Dataset):
             raise DataError(f"{where}: {err}") from err
 
     def collater(self, examples: list) -> dict:
-        """A list of Examples -> the batch `sample` dict."""
-        return self.encoder.collate(examples)
+        """A list of Examples (and BadRows) -> the batch `sample` dict, with `bad_rows` when some were left out."""
+        good = [example for example in examples if not isinstance(example, BadRow)]
+        bad = [example.reason for example in examples if isinstance(example, BadRow)]
+        if not good:
+            raise DataError(f"task {self.task.name!r}, split {self.split!r}: every row of a batch is bad, e.g. "
+                            f"{bad[0]}")
+        sample = self.encoder.collate(good)
+        if bad:
+            sample["bad_rows"] = bad
+        return sample

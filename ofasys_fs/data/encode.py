@@ -15,7 +15,7 @@ from typing import Any, Optional, Union
 import torch
 
 from ..contracts import Preprocessor, SampleContext
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..instruction import OUTPUT_MODALITIES, BoundSlot, Instruction, InstructionError, Slot, parse_templates
 from ..media import load_image
 from ..preprocess.config import DataConfig
@@ -58,6 +58,8 @@ class Example:
     constraints: list = dataclasses.field(default_factory=list)  # (target position, allowed ids: range or list)
     image_sizes: dict = dataclasses.field(default_factory=dict)  # encoder IMAGE column -> ImageGeometry
     phone_targets: Optional[torch.Tensor] = None  # phone ids of a text_phone target
+    # a continuous output slot's target ({"frames": [T, F], ...} of its preprocessor; then decoder_tokens is None)
+    decoder_features: Optional[dict] = None
 
 
 @dataclasses.dataclass
@@ -109,8 +111,8 @@ class RowEncoder:
 
     # ---- construction ------------------------------------------------------------------------
 
-    def _error(self, reason: str) -> ValueError:
-        return ValueError(f"task {self.task_name!r}: {reason}")
+    def _error(self, reason: str) -> ConfigError:
+        return ConfigError(f"task {self.task_name!r}: {reason}")
 
     def _check_template(self, template: Instruction) -> None:
         for slot in template.decoder:
@@ -128,6 +130,15 @@ class RowEncoder:
                     raise self._error(f"text group {group} of {template.text!r} mixes adaptors {sorted(names)}; one "
                                       f"group is embedded by one adaptor")
 
+    def output_preprocessor(self, template: Instruction) -> Optional[Preprocessor]:
+        """The preprocessor of a template's non-text output slot (None for a text-like decoder)."""
+        return None if template.output_modality == "TEXT" else self.preprocessors[template.decoder[0]]
+
+    def continuous_output(self, template: Instruction) -> Optional[Preprocessor]:
+        """The preprocessor of a template's continuous output slot (None when the decoder generates tokens)."""
+        output = self.output_preprocessor(template)
+        return output if output is not None and output.continuous else None
+
     def _build_preprocessor(self, slot: Slot) -> Preprocessor:
         if slot.preprocess not in PREPROCESSOR_REGISTRY:
             raise self._error(f"the slot {slot} needs preprocessor {slot.preprocess!r}, which is not registered "
@@ -138,9 +149,10 @@ class RowEncoder:
         except ValueError as err:
             raise self._error(f"cannot build the slot {slot}: {err}") from err
         output = slot.side == "decoder" and slot.modality in OUTPUT_MODALITIES
-        if output and not preprocessor.text_like:
+        if output and not (preprocessor.text_like or preprocessor.continuous):
             raise self._error(f"preprocessor {slot.preprocess!r} of the {slot.modality} output {slot} must return "
-                              f"decoder tokens (text_like=True), as image_code does")
+                              f"decoder tokens (text_like=True, as image_code does) or feature frames for an output "
+                              f"adaptor (continuous=True, as audio_mel does)")
         if not output and slot.text_like != preprocessor.text_like:
             kind = "text-like" if slot.text_like else "non-text"
             raise self._error(f"preprocessor {slot.preprocess!r} of the {kind} slot {slot} must set text_like="
@@ -176,7 +188,7 @@ class RowEncoder:
         try:
             bound = template.bind(row, ctx.split)
         except InstructionError as err:
-            raise EncodeError(str(err), ctx.task, ctx.row_index) from None
+            raise EncodeError(err.one_line(), ctx.task, ctx.row_index) from None
         features = {}
         for position, piece in enumerate(bound.encoder):
             if not piece.slot.text_like:
@@ -259,7 +271,12 @@ class RowEncoder:
 
     def _fill_decoder(self, example: Example, template: Instruction, bound: list, row: Mapping,
                       ctx: SampleContext) -> None:
-        """Decoder tokens, prefix, loss mask, constraints and phone targets of one row."""
+        """Decoder tokens, prefix, loss mask, constraints and phone targets of one row (or its target frames)."""
+        if self.continuous_output(template) is not None:
+            if bound[0].value is not None:
+                example.decoder_features = self._run(bound[0], ctx)
+                example.target_length = int(example.decoder_features["frames"].size(0))
+            return
         pieces, phones = [], []
         for piece in bound:
             loss = not (piece.slot.modality == "PLAIN" or piece.slot.no_loss)
@@ -340,7 +357,9 @@ class RowEncoder:
             elif not previous_text:
                 collaters.append(None)
             previous_text = slot.text_like
-        return collate_examples(self.task_name, examples, collaters, self.vocab.pad, len(self.vocab))
+        output = self.continuous_output(template)
+        decoder = None if output is None else (template.decoder[0], output.collate)
+        return collate_examples(self.task_name, examples, collaters, self.vocab.pad, len(self.vocab), decoder)
 
 
 def _as_templates(templates: Union[str, Instruction, Sequence]) -> list:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.dataset import TaskDataset
+from ..data.dataset import BadRow, TaskDataset
 from ..data.loader import make_loader
 from ..data.sampler import Sampling, epoch_permutation, task_for_step, task_probabilities
 from ..errors import CheckpointError, DataError
@@ -26,10 +26,11 @@ Key = tuple[int, int]  # (row_index, epoch): what TaskDataset is indexed by
 
 
 def row_lengths(dataset: Dataset) -> np.ndarray:
-    """Tokens per row for --max-tokens (max of source and target, fairseq), measured once at epoch 0."""
+    """Tokens per row for --max-tokens (max of source and target, fairseq), measured once at epoch 0 (a bad row
+    skipped with --skip-bad-rows counts 0)."""
     examples = (dataset[(row, 0)] for row in range(len(dataset)))
-    return np.fromiter((max(ex.source_length, ex.target_length) for ex in examples), dtype=np.int64,
-                       count=len(dataset))
+    return np.fromiter((0 if isinstance(ex, BadRow) else max(ex.source_length, ex.target_length) for ex in examples),
+                       dtype=np.int64, count=len(dataset))
 
 
 @dataclasses.dataclass
@@ -238,16 +239,16 @@ def train_batches(tasks: list, encoders: dict, cfg: Any, cursors_state: Optional
     cursors = restore_cursors([task.name for task in tasks], cursors_state)
     feeds = []
     for task in tasks:
-        dataset, encoder = TaskDataset(task, "train", encoders[task.name], seed), encoders[task.name]
+        dataset = TaskDataset(task, "train", encoders[task.name], seed, dataset_cfg.skip_bad_rows)
         plan = TaskBatchPlan(
             task.name, len(dataset), seed, task.batch_size or dataset_cfg.batch_size, dataset_cfg.max_tokens,
             row_lengths(dataset) if dataset_cfg.max_tokens else None, dataset_cfg.required_batch_size_multiple,
             max_rows=task.batch_size, world_size=world_size,
         )
 
-        def start(cursor: Cursor, dataset=dataset, plan=plan, encoder=encoder) -> Iterator[dict]:
+        def start(cursor: Cursor, dataset=dataset, plan=plan) -> Iterator[dict]:
             sampler = KeyBatchSampler(plan, cursor, rank)
-            return iter(make_loader(dataset, sampler, encoder.collate, dataset_cfg.num_workers, seed))
+            return iter(make_loader(dataset, sampler, dataset.collater, dataset_cfg.num_workers, seed))
 
         feeds.append(TaskFeed(task.name, task.weight, plan, cursors[task.name], start, rank=rank))
     sampling = Sampling.parse(cfg.optimization.sampling, [task.name for task in tasks])
@@ -256,8 +257,8 @@ def train_batches(tasks: list, encoders: dict, cfg: Any, cursors_state: Optional
 
 def valid_loader(task: Any, encoder: Any, cfg: Any) -> DataLoader:
     """A task's validation rows in file order (epoch 0), at most max_valid_samples, in batches of batch_size."""
-    dataset = TaskDataset(task, "valid", encoder, cfg.common.seed)
+    dataset = TaskDataset(task, "valid", encoder, cfg.common.seed, cfg.dataset.skip_bad_rows)
     batch_size, limit = task.batch_size or cfg.dataset.batch_size, cfg.validation.max_valid_samples
     count = len(dataset) if limit is None else min(len(dataset), limit)
     batches = [[(row, 0) for row in range(start, min(start + batch_size, count))] for start in range(0, count, batch_size)]
-    return make_loader(dataset, batches, encoder.collate, cfg.dataset.num_workers, cfg.common.seed)
+    return make_loader(dataset, batches, dataset.collater, cfg.dataset.num_workers, cfg.common.seed)

@@ -27,6 +27,9 @@ class CommonConfig:
     seed: int = option(1, "random seed; data randomness is a pure function of (seed, task, epoch, row)",
                        check=check_seed)
     device: str = option("auto", "auto (CUDA when available), cpu, cuda, cuda:N or mps", check=check_device_name)
+    threads: Optional[int] = option(
+        None, "intra-op threads of the training process (None: at most torch's count, which follows OMP_NUM_THREADS, "
+              "and at most the cores other processes leave free, measured again every 10 s)", check=at_least(1))
     bf16: bool = option(False, "autocast to bfloat16 (CPU and GPU)")
     fp16: bool = option(False, "autocast to float16 with a gradient scaler (GPU only)")
     log_interval: int = option(10, "log training statistics every N updates", check=at_least(1))
@@ -52,7 +55,8 @@ class DatasetConfig:
     num_workers: int = option(0, "DataLoader worker processes per rank", check=at_least(0))
     required_batch_size_multiple: int = option(1, "round batch sizes to a multiple of N", check=at_least(1))
     truncate_long: bool = option(False, "truncate groups longer than the model's max positions instead of failing")
-    skip_bad_rows: bool = option(False, "skip rows that fail to load or preprocess (counted in the log)")
+    skip_bad_rows: bool = option(False, "leave rows that fail to load or preprocess out of their batch (each reported "
+                                        "once and counted in the run's summary)")
 
 
 @dataclasses.dataclass
@@ -108,11 +112,15 @@ class CheckpointConfig:
     reset_meters: bool = option(False, "do not restore the logging meters")
     save_interval_updates: int = option(0, "also save every N updates (0: at epoch ends only)", check=at_least(0))
     keep_last_n: int = option(
-        -1, "keep the last N update checkpoints (-1: all)", aliases=("keep_interval_updates",), check=at_least(-1)
+        2, "keep the newest N numbered checkpoints checkpoint_<update>.pt (-1: all)",
+        aliases=("keep_interval_updates", "keep_last_epochs"), check=at_least(-1)
     )
+    no_epoch_checkpoints: bool = option(False, "at epoch ends write checkpoint_last.pt only, no numbered checkpoint")
     no_save: bool = option(False, "never write checkpoints")
     best_checkpoint_metric: str = option("loss", 'what picks checkpoint_best: "loss" or "TASK.METRIC"')
-    maximize_best_checkpoint_metric: bool = option(False, "higher best_checkpoint_metric is better")
+    maximize_best_checkpoint_metric: Optional[bool] = option(
+        None, "higher best_checkpoint_metric is better (None: the metric's own direction; loss, nll_loss and ppl are "
+              "minimised, token_accuracy and generation metrics such as accuracy, bleu, cider maximised)")
     patience: int = option(-1, "stop after N validations without improvement (-1: never)", check=at_least(-1))
 
 

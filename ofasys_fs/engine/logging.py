@@ -1,6 +1,6 @@
 """Training logs: meters per task, printed as tqdm/plain/JSON lines, a JSON-lines file and TensorBoard.
 
-Scalar names follow fairseq (loss, nll_loss, ppl, wps, ups, wpb, bsz, gnorm, clip, lr, accuracy); every
+Scalar names follow fairseq (loss, nll_loss, ppl, wps, ups, wpb, bsz, gnorm, clip, lr) plus token_accuracy; every
 task gets its own set, and the realised task mix is logged beside the requested one.
 """
 from __future__ import annotations
@@ -61,7 +61,7 @@ class TrainLogger:
         self.requested_mix = dict(zip(task_names, requested_mix))
         self.tasks = {name: TaskMeters() for name in task_names}
         self.log_format = cfg.log_format or ("tqdm" if sys.stdout.isatty() else "simple")
-        self.jsonl = open_jsonl(None if quiet else jsonl_path)
+        self.jsonl_path, self.jsonl = (None if quiet else jsonl_path), None  # opened by the first record
         self.writers = {}
         self.progress = None
         if self.log_format == "tqdm" and not quiet:
@@ -100,6 +100,9 @@ class TrainLogger:
         self.clipped += int(clipped)
         self.lr = lr
         if self.progress is not None:
+            logs = [log for meters in self.tasks.values() for log in meters.logs]
+            loss = Criterion.reduce_metrics(logs)["loss"]
+            self.progress.set_postfix_str(f"loss {format_value(loss)}, lr {lr:.3g}", refresh=False)
             self.progress.update(1)
         if num_updates % self.cfg.log_interval == 0:
             self.write_train(num_updates, epoch)
@@ -144,6 +147,8 @@ class TrainLogger:
 
     def write(self, split: str, record: dict, tasks: dict[str, dict]) -> None:
         record = {"split": split, **record, "tasks": tasks}
+        if self.jsonl is None and self.jsonl_path is not None:
+            self.jsonl = open_jsonl(self.jsonl_path)
         if self.jsonl is not None:
             self.jsonl.write(json.dumps(record) + "\n")
             self.jsonl.flush()
@@ -187,9 +192,7 @@ class TrainLogger:
             self.jsonl.close()
 
 
-def open_jsonl(path: Optional[str]):
-    if path is None:
-        return None
+def open_jsonl(path: str):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     return open(path, "a", encoding="utf-8")

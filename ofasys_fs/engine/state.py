@@ -17,12 +17,20 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..checkpoint import CHECKPOINT_VERSION, atomic_write, inference_weights, load_checkpoint, save_checkpoint
+from ..checkpoint import (
+    CHECKPOINT_VERSION,
+    atomic_write,
+    inference_weights,
+    load_checkpoint,
+    model_description,
+    save_checkpoint,
+)
 from ..config import config_to_dict
 from ..errors import CheckpointError
 from ..image_tokenizers.files import tokenizer_payload
+from ..models.config import ModelConfig
 from ..registry import imported_user_dirs
-from ..vocab import Vocabulary
+from ..vocab import Vocabulary, VocabConfig
 from .ema import EMA
 
 NUMBERED = re.compile(r"checkpoint_(\d+)\.pt")
@@ -56,16 +64,6 @@ def set_rng_state(state: dict, rank: int = 0, world_size: int = 1) -> bool:
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
     return True
-
-
-def model_description(model: nn.Module, data_cfg: Any) -> dict:
-    """What rebuilds the model and its preprocessing from the checkpoint alone (OFASys.from_pretrained)."""
-    return {
-        "model": dataclasses.asdict(model.cfg),
-        "vocab_size": model.vocab_size,
-        "adaptor_names": list(model.adaptor_names),
-        "data": data_cfg.to_dict(),
-    }
 
 
 def build_state(*, model_state: dict, ema: Optional[EMA], optimizer_state: dict, lr_scheduler: Any,
@@ -171,7 +169,12 @@ def load_finetune(state: dict, path: str, model: nn.Module, vocab: Vocabulary) -
     """Start from a checkpoint's weights, non-strict (new tasks may add adaptors); the vocab must match."""
     check_vocab(state, vocab, path)
     weights = inference_weights(state)
-    missing, unexpected = load_model_weights(model, weights, path, strict=False)
+    try:
+        missing, unexpected = load_model_weights(model, weights, path, strict=False)
+    except CheckpointError as err:
+        arch = (state["config"].get("model") or {}).get("arch")
+        raise CheckpointError(f"{err}. The checkpoint's model is arch {arch!r} with its own sizes: leave out --arch "
+                              f"(and the sizes) to fine-tune that model") from None
     return FinetuneReport(path, len(weights) - len(unexpected), missing, unexpected)
 
 
@@ -245,6 +248,15 @@ def remove_stale_temp_files(save_dir: str) -> list[str]:
     return stale
 
 
+def kept_checkpoints(save_dir: str, written: set[str]) -> list[str]:
+    """The checkpoints of `written` still in save_dir (pruning removes old numbered ones): last, best, then the
+    numbered ones by update."""
+    kept = [name for name in written if os.path.isfile(os.path.join(save_dir, name))]
+    order = {"checkpoint_last.pt": -2, "checkpoint_best.pt": -1}
+    return sorted(kept, key=lambda name: order.get(name, int(NUMBERED.fullmatch(name).group(1))
+                                                   if NUMBERED.fullmatch(name) else 0))
+
+
 def prune_numbered(save_dir: str, keep_last_n: int) -> None:
     """Delete all but the newest keep_last_n checkpoint_<update>.pt files (-1 keeps them all)."""
     if keep_last_n < 0:
@@ -261,6 +273,35 @@ class TrainerCheckpoints:
     it saves. A mixin of engine.trainer.Trainer, whose attributes (cfg, model, vocab, dist, strategy,
     optimizer, lr_scheduler, ema, scaler, batches, logger, ...) it reads."""
 
+    finetune_state: Optional[dict] = None  # the --finetune-from-model checkpoint, loaded once
+
+    def finetune_vocabulary(self) -> Vocabulary:
+        """The run's vocabulary. With --finetune-from-model, a run that names no arch fine-tunes the checkpoint's
+        model (its config, with the model options the run sets on top, e.g. drop_path_rate), and a run that sets
+        no vocab options uses its vocabulary, so that naming the checkpoint is enough to start from it (e.g. one
+        converted from OFA's weights); a run that names an arch builds that arch, whose weights must fit."""
+        path = self.cfg.checkpoint.finetune_from_model
+        if not path:
+            return Vocabulary.from_config(self.cfg.vocab)
+        self.finetune_state = load_checkpoint(path, for_inference=True)  # ours, or a fairseq one
+        stored = self.finetune_state["config"].get("model")
+        defaults = dataclasses.asdict(ModelConfig())
+        given = {key: value for key, value in dataclasses.asdict(self.cfg.model).items() if value != defaults[key]}
+        if "arch" not in given and isinstance(stored, dict):
+            try:
+                model_cfg = ModelConfig(**{**stored, "image_backbone_weights": None, **given})
+            except TypeError as err:
+                raise CheckpointError(f"{path}: its model config does not fit this ofasys_fs version: {err}") from err
+            self.cfg = dataclasses.replace(self.cfg, model=model_cfg)
+        if self.cfg.vocab != VocabConfig():
+            return Vocabulary.from_config(self.cfg.vocab)
+        try:
+            vocab = Vocabulary.from_dict(self.finetune_state["vocab"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{path}: its stored vocabulary cannot be rebuilt: {err}") from err
+        self.cfg = dataclasses.replace(self.cfg, vocab=vocab.config)
+        return vocab
+
     def load_initial_weights(self) -> Optional[tuple[dict, str]]:
         """Before the model is wrapped: the weights of the restore file when it exists (returns it and its
         path, to restore the rest later), else --finetune-from-model's, else none (from scratch)."""
@@ -272,8 +313,8 @@ class TrainerCheckpoints:
             check_image_tokenizers(state, self.data_cfg.image_tokenizers, path)
             return state, path
         if ckpt_cfg.finetune_from_model:
-            state = load_checkpoint(ckpt_cfg.finetune_from_model)
-            self.finetune_report = load_finetune(state, ckpt_cfg.finetune_from_model, self.model, self.vocab)
+            self.finetune_report = load_finetune(self.finetune_state, ckpt_cfg.finetune_from_model, self.model,
+                                                 self.vocab)
             self.say(str(self.finetune_report))
         return None
 
@@ -308,6 +349,7 @@ class TrainerCheckpoints:
             "best_checkpoint_metric": self.cfg.checkpoint.best_checkpoint_metric,
             "validations_without_improvement": self.validations_without_improvement,
             "best_weights": "ema" if self.ema is not None else "model",
+            "best_source": "validation" if self.validates() else "the last checkpoint: no validation data",
             "meters": self.logger.state_dict(),
         }
         if self.scaler is not None:

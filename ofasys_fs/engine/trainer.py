@@ -19,17 +19,18 @@ import torch
 from torch import nn
 
 from ..config import load_config
+from ..data.audio_statistics import with_audio_statistics
+from ..data.dataset import TaskDataset
 from ..data.encode import RowEncoder
 from ..devices import move_to, resolve_device
-from ..errors import ConfigError, TrainingError
-from ..inference.evaluate import evaluate, merge_metrics
+from ..errors import ConfigError, DataError, TrainingError
 from ..models.generalist import GeneralistModel
 from ..preprocess.config import DataConfig
 from ..preprocess.image_code import resolve_image_tokenizers
 from ..registry import CRITERION_REGISTRY, LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY, import_user_dir
 from ..tasks.base import Task
 from ..tasks.config import tasks_from_config
-from ..vocab import VocabConfig, Vocabulary
+from ..vocab import VocabConfig
 from . import state as checkpoint_state
 from .batches import train_batches
 from .config import TrainConfig
@@ -45,7 +46,8 @@ from .distributed import (
 )
 from .ema import EMA
 from .logging import TrainLogger
-from .validation import valid_loss
+from .threads import TrainingThreads
+from .validation import TrainerValidation
 
 MAX_CONSECUTIVE_BAD_STEPS = 5  # non-finite losses in a row before training stops
 MIN_LOSS_SCALE = 1e-4  # fp16: fairseq's --min-loss-scale default
@@ -56,7 +58,7 @@ def row_ids(sample: dict) -> list:
     return sample["id"].tolist() if "id" in sample else []
 
 
-class Trainer(checkpoint_state.TrainerCheckpoints):
+class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
     """Trains one GeneralistModel on many tasks; `Trainer(max_update=..., lr=..., ...)` takes any flat
     option of TrainConfig (docs/config.md), or a resolved `config`."""
 
@@ -66,7 +68,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
         self.cfg: TrainConfig = config if config is not None else load_config(TrainConfig, **options)
         self.model: Optional[GeneralistModel] = None
         self.dist: Optional[Distributed] = None
-        self.batches = self.logger = None
+        self.batches = self.logger = self.threads = None
         self.num_updates = 0
         self.finetune_report = None
         self.metric_directions: dict[str, bool] = {}  # validation metric -> higher is better
@@ -91,7 +93,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
 
     def close(self) -> None:
         """End the data loaders, the logs and the process group this trainer created."""
-        for part in (self.batches, self.logger, self.dist):
+        for part in (self.batches, self.logger, self.dist, self.threads):
             if part is not None:
                 part.close()
 
@@ -101,6 +103,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
             import_user_dir(path)
         torch.manual_seed(cfg.common.seed)
         self.device = resolve_device(cfg.common.device)
+        self.threads = TrainingThreads(cfg.common.threads)
         if cfg.common.fp16 and self.device.type != "cuda":
             raise ConfigError(f"fp16 needs a CUDA device (device is {self.device}); use --bf16 on CPU")
         check_backend(cfg.distributed.ddp_backend, cfg.common.fp16, cfg.optimization.ema_decay)
@@ -117,12 +120,15 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
         self.image_tokenizers = resolve_image_tokenizers(
             (model.cfg.image_tokenizer if model is not None else None) or cfg.model.image_tokenizer,
             [template for task in self.tasks for template in task.templates])
-        self.vocab = Vocabulary.from_config(self.vocab_config())
+        self.cfg = dataclasses.replace(cfg, vocab=self.vocab_config())
+        self.vocab = self.finetune_vocabulary()
+        cfg = self.cfg  # the model and vocab sections may now be the fine-tuned checkpoint's
         self.model = self.prepare_model(model)
         torch.manual_seed(rank_seed(cfg.common.seed, world.rank))  # each rank its own dropout stream
-        self.data_cfg = DataConfig.for_model(self.model.cfg, cfg.dataset.truncate_long, {
-            name: tokenizer.content_hash for name, tokenizer in self.image_tokenizers.items()})
+        self.data_cfg = with_audio_statistics(DataConfig.for_model(self.model.cfg, cfg.dataset.truncate_long, {
+            name: tokenizer.content_hash for name, tokenizer in self.image_tokenizers.items()}), self.tasks)
         self.encoders = {task.name: RowEncoder.for_task(task, self.vocab, self.data_cfg) for task in self.tasks}
+        self.check_first_rows()
         self.criteria = {task.name: self.build_criterion(task) for task in self.tasks}
         resumed = self.load_initial_weights()
         self.strategy = make_strategy(self.dist, cfg.distributed.ddp_backend, self.find_unused_parameters())
@@ -141,6 +147,8 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
         self.best = meta.get("best") if same_metric else None
         self.validations_without_improvement = int(meta.get("validations_without_improvement", 0))
         self.bad_steps = 0
+        self.bad_rows: set[str] = set()
+        self.written: set[str] = set()
         sampler = meta.get("sampler")
         self.batches = train_batches(self.tasks, self.encoders, cfg, sampler["tasks"] if sampler else None,
                                      world.rank, world.world_size)
@@ -161,8 +169,9 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
 
     def find_unused_parameters(self) -> bool:
         """DDP's search for parameters without gradient (docs/distributed.md: measured cost), on when a task
-        does not feed every adaptor of the model, a CTC head exists, or an output adaptor (image_code) serves the
-        decoder only (its encoder-side weights get no gradient), unless the config decides."""
+        does not feed every adaptor of the model, a CTC head exists, or a task has a non-text output (an output
+        adaptor feeds the decoder instead of its token embeddings; image_code's encoder-side weights get no
+        gradient), unless the config decides."""
         chosen = self.cfg.distributed.find_unused_parameters
         if chosen is not None:
             return chosen
@@ -223,10 +232,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
                               f"tokenizer's grid {grid}")
         if not model.is_built:
             model.cfg.image_code_grid = model.cfg.image_code_grid or grid
-            if model.cfg.ctc_head is None:  # an untrained head would only cost memory and DDP's unused-parameter search
-                model.cfg.ctc_head = any(
-                    getattr(CRITERION_REGISTRY.get(task.criterion).cls, "uses_ctc_head", False) for task in self.tasks)
-            model.build(self.vocab, needed)
+            model.build_for_tasks(self.vocab, self.tasks)
         elif model.vocab_size != len(self.vocab) or not needed <= set(model.adaptor_names):
             raise ConfigError(
                 f"the model passed to fit was built for {model.vocab_size} tokens and adaptors "
@@ -254,6 +260,14 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
                 )
             for module in with_backbone:
                 module.freeze_backbone()
+
+    def check_first_rows(self) -> None:
+        """Encode each task's first training row now: a column name or form that fits no row (a typo in the
+        instruction, another file) is an error before the model is built, not some updates later."""
+        if self.cfg.dataset.skip_bad_rows:
+            return
+        for task in self.tasks:
+            TaskDataset(task, "train", self.encoders[task.name], self.cfg.common.seed)[0]
 
     def build_criterion(self, task: Task) -> nn.Module:
         options = {"label_smoothing": self.cfg.optimization.label_smoothing}
@@ -284,27 +298,70 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in self.model.parameters())
         self.logger.info(f"model: arch {self.model.cfg.arch}, {total:,} parameters ({trainable:,} trained), "
-                         f"adaptors {list(self.model.adaptor_names)}, device {self.device}; {self.strategy.describe()}")
+                         f"adaptors {list(self.model.adaptor_names)}, device {self.device}, {self.threads.describe()}; "
+                         f"{self.strategy.describe()}")
         for task, share in zip(self.tasks, self.batches.probabilities):
             splits = ", ".join(f"{split} {len(rows)}" for split, rows in task.datasets.items())
             self.logger.info(f"task {task.name}: {splits} rows; batch {task.batch_size or self.cfg.dataset.batch_size}"
                              f"; weight {task.weight}; share of batches {share:.2f}")
+        if not self.validates() and not self.cfg.checkpoint.no_save:
+            self.logger.info("no validation (no task has a valid split, or disable_validation): checkpoint_best.pt "
+                             "will be the last checkpoint")
 
     # ------------------------------------------------------------------------------- the loop
 
     def train_loop(self) -> None:
-        """Update until max_update / max_epoch / patience; validate and save as configured, and at the end."""
+        """Update until max_update / max_epoch / patience; validate and save as configured, and at the end; then
+        one summary line. A data error saves checkpoint_last.pt first (one process), so the run can resume."""
         cfg = self.cfg
+        if self.num_updates and self.should_stop():
+            self.logger.info(f"nothing to train: the run in {cfg.checkpoint.save_dir} is already at update "
+                             f"{self.num_updates} (max_update {cfg.optimization.max_update}, max_epoch "
+                             f"{cfg.optimization.max_epoch}); raise them to train on")
         epochs = self.batches.completed_epochs
-        while not self.should_stop():
-            if not self.train_step(self.batches.micro_batches(self.num_updates)):
-                continue
-            epoch_ended, epochs = self.batches.completed_epochs > epochs, self.batches.completed_epochs
-            validate = self.due(cfg.validation.validate_interval_updates, epoch_ended, cfg.validation.validate_interval)
-            save = self.due(cfg.checkpoint.save_interval_updates, epoch_ended, 1)
-            self.validate_and_save(validate, save, numbered=save)
+        try:
+            while not self.should_stop():
+                if not self.train_step(self.batches.micro_batches(self.num_updates)):
+                    continue
+                if changed := self.threads.adjust():
+                    self.logger.info(changed)
+                epoch_ended, epochs = self.batches.completed_epochs > epochs, self.batches.completed_epochs
+                validate = self.due(cfg.validation.validate_interval_updates, epoch_ended,
+                                    cfg.validation.validate_interval)
+                save = self.due(cfg.checkpoint.save_interval_updates, epoch_ended, 1)
+                interval = cfg.checkpoint.save_interval_updates > 0
+                self.validate_and_save(validate, save, numbered=save and (interval or not cfg.checkpoint.no_epoch_checkpoints))
+        except DataError as err:
+            self.save_before_stopping()
+            raise DataError(f"{err}. To check every row before training: ofasys-preprocess --input FILE "
+                            f"--instruction '...'; to skip bad rows: --skip-bad-rows") from err
         self.validate_and_save(validate=self.done_at.get("validate") != self.num_updates,
                                save=self.done_at.get("save") != self.num_updates, numbered=False)
+        self.logger.info(self.summary())
+
+    def save_before_stopping(self) -> None:
+        """checkpoint_last.pt of the updates made so far, to resume from once the data is fixed (one process only:
+        other ranks are elsewhere in the loop)."""
+        cfg = self.cfg.checkpoint
+        if cfg.no_save or not self.num_updates or self.dist.world.world_size > 1:
+            return
+        if self.done_at.get("save") != self.num_updates:
+            checkpoint_state.write_checkpoints(self.checkpoint(), cfg.save_dir, ["checkpoint_last.pt"])
+        self.logger.info(f"stopped by a data error: checkpoint_last.pt holds update {self.num_updates}")
+
+    def summary(self) -> str:
+        """The run's last line: updates, checkpoints written, the best value and where."""
+        cfg = self.cfg.checkpoint
+        line = f"done: {self.num_updates} updates"
+        if self.bad_rows:
+            line += f"; {len(self.bad_rows)} bad rows skipped"
+        if cfg.no_save:
+            return line + "; no checkpoints (no_save)"
+        kept = checkpoint_state.kept_checkpoints(cfg.save_dir, self.written)
+        line += f"; checkpoints in {cfg.save_dir}: {', '.join(kept) or 'none written by this run'}"
+        if self.best is None:
+            return line + "; checkpoint_best.pt = the last checkpoint (no task has validation data)"
+        return line + f"; best {cfg.best_checkpoint_metric} {self.best:.4g} in checkpoint_best.pt"
 
     def due(self, interval_updates: int, epoch_ended: bool, interval_epochs: int) -> bool:
         """Every interval_updates updates when set, else at the end of every interval_epochs-th epoch."""
@@ -375,6 +432,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
         Every rank runs the backward, even of a bad loss (a skipped update is decided on all ranks together);
         a dummy batch (no rows for this rank at an epoch's end) counts for nothing."""
         dummy = sample.pop("dummy", False)
+        self.report_bad_rows(sample.pop("bad_rows", []))
         with self.autocast():
             loss, size, log = self.criteria[sample["task"]](self.train_model, sample)
         finite = math.isfinite(float(log.get("loss", loss.detach())))
@@ -382,6 +440,13 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
             loss, size, log = loss * 0.0, 0, None
         (self.scaler.scale(loss) if self.scaler else loss).backward()
         return sample["task"], size, log, None if finite or dummy else row_ids(sample)
+
+    def report_bad_rows(self, reasons: list[str]) -> None:
+        """Rows left out of a batch by --skip-bad-rows: each reported and counted once (every epoch skips it)."""
+        for reason in reasons:
+            if reason not in self.bad_rows:
+                self.bad_rows.add(reason)
+                self.logger.info(f"skipped a bad row ({len(self.bad_rows)} so far): {reason}")
 
     def normalise_and_clip(self, sample_size: float) -> float:
         """Divide the gradients summed over all ranks by the total sample size, clip to clip_norm; returns the
@@ -420,71 +485,16 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
             )
         return False
 
-    # ------------------------------------------------------------------------- validation
-
-    @torch.no_grad()
-    def validate(self) -> dict[str, dict[str, float]]:
-        """Loss of every task with a valid split: {task: {"loss", "nll_loss", "ppl", "accuracy", ...}}, plus
-        for a task with a metric the generated outputs' score ({"cider": ...}; docs/inference.md).
-
-        With EMA the averaged weights are scored.
-        """
-        results = {}
-        with self.ema.apply_to(self.model) if self.ema is not None else nullcontext():
-            for task in self.tasks:
-                if "valid" in task.datasets:
-                    results[task.name] = valid_loss(self.model, self.criteria[task.name], task,
-                                                    self.encoders[task.name], self.cfg, self.autocast)
-                    if task.metric:
-                        results[task.name] = merge_metrics(results[task.name], self.generation_metrics(task))
-        return results
-
-    def generation_metrics(self, task: Task) -> dict[str, float]:
-        """Decode the task's valid rows (at most max_valid_samples) and score them with its metric."""
-        cfg = self.cfg
-        with self.autocast():
-            evaluation = evaluate(self.model, task, "valid", encoder=self.encoders[task.name],
-                                  max_samples=cfg.validation.max_valid_samples,
-                                  options=cfg.generation.given(),
-                                  batch_size=task.batch_size or cfg.dataset.batch_size,
-                                  num_workers=cfg.dataset.num_workers, seed=cfg.common.seed,
-                                  gather=self.dist.gather_to_main, **self.strategy.validation_shard())
-        for key in evaluation.metrics:
-            self.metric_directions[key] = self.metric_directions[f"{task.name}.{key}"] = evaluation.higher_is_better
-        return evaluation.metrics
-
-    def score(self, results: dict[str, dict[str, float]]) -> float:
-        """The best_checkpoint_metric: "TASK.METRIC", or a metric name averaged over the tasks (default loss)."""
-        name = self.cfg.checkpoint.best_checkpoint_metric
-        task, dot, metric = name.rpartition(".")
-        if dot:
-            if metric not in results.get(task, {}):
-                raise ConfigError(f"best_checkpoint_metric {name!r}: validation gave {self.metric_names(results)}")
-            return results[task][metric]
-        values = [stats[name] for stats in results.values() if name in stats]
-        if not values:
-            raise ConfigError(f"best_checkpoint_metric {name!r}: validation gave {self.metric_names(results)}")
-        return sum(values) / len(values)
-
-    @staticmethod
-    def metric_names(results: dict) -> list[str]:
-        return [f"{task}.{metric}" for task, stats in results.items() for metric in stats]
-
-    def improved(self, value: float) -> bool:
-        """Better than the best so far: in the direction of a generation metric (its higher_is_better), else as
-        maximize_best_checkpoint_metric says."""
-        if self.best is None:
-            return True
-        ckpt = self.cfg.checkpoint
-        maximize = self.metric_directions.get(ckpt.best_checkpoint_metric, ckpt.maximize_best_checkpoint_metric)
-        return value > self.best if maximize else value < self.best
-
     # ------------------------------------------------------------------------- checkpoints
+
+    def validates(self) -> bool:
+        """Whether this run validates at all (some task has valid rows, and validation is on)."""
+        return not self.cfg.validation.disable_validation and any("valid" in t.datasets for t in self.tasks)
 
     def validate_and_save(self, validate: bool, save: bool, numbered: bool) -> None:
         is_best = False
         cfg = self.cfg
-        if validate and not cfg.validation.disable_validation and any("valid" in t.datasets for t in self.tasks):
+        if validate and self.validates():
             # rank 0 holds the generation metrics; every rank must take the same best/patience decisions
             results, self.metric_directions = self.dist.broadcast_object((self.validate(), self.metric_directions))
             value = self.score(results)
@@ -499,11 +509,13 @@ class Trainer(checkpoint_state.TrainerCheckpoints):
             return
         if save:
             self.done_at["save"] = self.num_updates
-        names = (["checkpoint_last.pt"] if save else []) + (["checkpoint_best.pt"] if is_best else [])
+        best_is_last = save and not self.validates()
+        names = (["checkpoint_last.pt"] if save else []) + (["checkpoint_best.pt"] if is_best or best_is_last else [])
         if numbered:
             names.append(f"checkpoint_{self.num_updates}.pt")
         state = self.checkpoint()
         if state is not None:
             checkpoint_state.write_checkpoints(state, cfg.checkpoint.save_dir, names)
+            self.written.update(names)
         if numbered and self.dist.world.is_main:
             checkpoint_state.prune_numbered(cfg.checkpoint.save_dir, cfg.checkpoint.keep_last_n)

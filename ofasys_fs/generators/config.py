@@ -12,7 +12,7 @@ import re
 from typing import Any, Optional, Union
 
 from ..errors import ConfigError
-from ..options import at_least, check_fields, option, positive
+from ..options import at_least, check_fields, fraction, option, positive
 
 # Per-call names that mean a field under another name: fairseq's --sampling, and the sampling seed.
 OPTION_ALIASES = {"sampling": "do_sample", "seed": "sampling_seed"}
@@ -86,6 +86,11 @@ class GenerationConfig:
               "TEXT slots empty for uncond (1: off)", fallback=1.0, check=at_least(0))
     reranker: Optional[str] = option(None, "code outputs (IMAGE): registered reranker ordering the sampled "
                                            "candidates (likelihood, none; plugins add more)", fallback="likelihood")
+    stop_threshold: Optional[float] = option(None, "continuous outputs (speech): stop when the stop probability "
+                                                   "passes this", fallback=0.5, check=fraction)
+    vocoder: Optional[str] = option(None, "AUDIO outputs: the registered vocoder turning mel frames into a waveform "
+                                          "(griffin_lim, torchscript)", fallback="griffin_lim")
+    vocoder_path: Optional[str] = option(None, "AUDIO outputs: the file of the torchscript vocoder", fallback=None)
     fused_step: Optional[bool] = option(None, "beam search on a CUDA device: the fused Triton step "
                                               "(--no-fused-step: PyTorch's)", fallback=True)
 

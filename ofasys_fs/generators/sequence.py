@@ -9,6 +9,7 @@ import torch
 
 from ..contracts import Generator
 from ..errors import ConfigError
+from ..models.cpu_linear import weights_held_constant
 from ..registry import did_you_mean, register_generator
 from ..tokenizer import BOS, EOS
 from .config import OPTION_ALIASES, GenerationConfig
@@ -25,11 +26,12 @@ OBJECT_OPTIONS = ("allowed_tokens", "constraint_trie", "constraints", "candidate
 
 @contextlib.contextmanager
 def eval_mode(model):
-    """Decode without dropout and gradients, restoring the model's training flag afterwards."""
+    """Decode without dropout and gradients, restoring the model's training flag afterwards; the weights stay
+    the same throughout, so large ones are laid out for the CPU linear kernel once per call (models/cpu_linear.py)."""
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), weights_held_constant():
             yield
     finally:
         model.train(was_training)

@@ -1,4 +1,4 @@
 """The inference core shared by the hub, the CLIs and validation: Predictor, Output, evaluate."""
-from .evaluate import Evaluation, evaluate, merge_by_index, merge_metrics, shard_indices  # noqa: F401
+from .evaluate import Evaluation, evaluate, merge_by_index, shard_indices  # noqa: F401
 from .outputs import Output  # noqa: F401
 from .predictor import Predictor  # noqa: F401

@@ -14,10 +14,9 @@ from ..generators.config import OPTION_ALIASES, GenerationConfig
 from ..generators.constraints import RepetitionGrammar
 from ..generators.sequence import OBJECT_OPTIONS, SequenceGenerator
 from ..registry import GENERATOR_REGISTRY, build_generator
-from .layout import BOX, BOX_TOKENS, CLOSED_SET, MEDIA_KINDS, MIXED, REPETITION, TEXT, DecoderLayout
+from .layout import BOX, BOX_TOKENS, CLOSED_SET, CODES, FEATURES, MIXED, REPETITION, TEXT, DecoderLayout
 
 GENERATOR_KEY = "generator"  # in a task's `generation` dict: the registered generator to use
-IMAGE = "image"
 
 # OFA-style defaults per decoder kind, over GenerationConfig's fallbacks, used where neither the task nor the
 # caller sets the option
@@ -27,9 +26,9 @@ KIND_DEFAULTS = {
     CLOSED_SET: GenerationConfig(lenpen=0.0),  # rank answers by their log-probability
     REPETITION: GenerationConfig(),
     MIXED: GenerationConfig(max_len_b=64),
-    IMAGE: GenerationConfig(do_sample=True, beam=8),  # 8 sampled candidates, the most likely one returned
+    FEATURES: GenerationConfig(),
+    CODES: GenerationConfig(do_sample=True, beam=8),  # 8 sampled candidates, the most likely one returned
 }
-KIND_GENERATORS = {IMAGE: "code_sampling"}  # decoder kinds whose default generator is not the sequence generator
 
 
 def accepted_options(generator: Any) -> set[str]:
@@ -45,12 +44,16 @@ class DecodingPlan:
     """The generator of one decoder and the options of each `generate` call.
 
     Our defaults and the shape constraints go only to generators that accept them; options from the
-    task and the caller always go through, so a misspelt one is the generator's error.
+    task and the caller always go through, so a misspelt one is the generator's error. A continuous output
+    is decoded by its preprocessor's generator, and the options it names (`output_options`, e.g. the vocoder)
+    go to its `decode_features` instead (`output_options()`).
     """
 
     def __init__(self, layout: DecoderLayout, encoder: Any, generation: Optional[dict] = None):
         task_options = dict(generation or {})
-        self.generator_name = (task_options.pop(GENERATOR_KEY, None) or KIND_GENERATORS.get(layout.kind)
+        output = encoder.output_preprocessor(encoder.templates[0])
+        self.output_option_names = set(output.output_options) if output is not None else set()
+        self.generator_name = (task_options.pop(GENERATOR_KEY, None) or getattr(output, "generator", None)
                                or GENERATOR_REGISTRY.default)
         self.generator = build_generator(self.generator_name)
         self.accepted = accepted_options(self.generator)
@@ -59,11 +62,17 @@ class DecodingPlan:
 
     def options(self, given: Optional[dict] = None) -> dict:
         """The keyword options of `generator.generate` for the caller's `given` options."""
-        defaults = {**GenerationConfig().resolved().given(), **KIND_DEFAULTS.get(self.layout.kind,
-                                                                                 GenerationConfig()).given()}
-        merged = {**self.accepted_only(defaults), **self.task_options, **(given or {})}
+        merged = {**self.accepted_only(self.defaults()), **self.task_options, **(given or {})}
         merged.update(self.accepted_only(self.shape_options(merged)))
-        return merged
+        return {name: value for name, value in merged.items() if name not in self.output_option_names}
+
+    def output_options(self, given: Optional[dict] = None) -> dict:
+        """The options of a continuous output's `decode_features` (defaults < task < caller)."""
+        merged = {**self.defaults(), **self.task_options, **(given or {})}
+        return {name: value for name, value in merged.items() if name in self.output_option_names}
+
+    def defaults(self) -> dict:
+        return {**GenerationConfig().resolved().given(), **KIND_DEFAULTS[self.layout.kind].given()}
 
     def accepted_only(self, options: dict) -> dict:
         return {name: value for name, value in options.items() if name in self.accepted}
@@ -72,7 +81,7 @@ class DecodingPlan:
         """What the decoder's shape fixes: exactly 4 bins per box, a closed set's answers, the repetition grammar,
         what a media output's preprocessor says (an image: exactly rows x cols code ids)."""
         layout, vocab = self.layout, self.encoder.vocab
-        if layout.kind in MEDIA_KINDS:
+        if layout.kind == CODES:
             return self.encoder.preprocessors[layout.free[0]].decoding_options(len(vocab))
         if layout.kind == BOX:
             length = BOX_TOKENS * layout.box_count

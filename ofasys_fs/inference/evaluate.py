@@ -69,13 +69,6 @@ def references_of(rows: Any, indices: Sequence[int], column: str, where: str) ->
     return references
 
 
-def merge_metrics(loss_statistics: dict[str, float], metric_values: dict[str, float]) -> dict[str, float]:
-    """One task's validation values: the criterion's statistics and the metric's values. A metric key that a
-    statistic already uses (accuracy) keeps the metric's value; the statistic becomes token_<key>."""
-    merged = {(f"token_{key}" if key in metric_values else key): value for key, value in loss_statistics.items()}
-    return {**merged, **metric_values}
-
-
 def score(metric: Any, predictions: list, references: list) -> tuple[dict[str, float], bool]:
     """(metric values, higher_is_better) of a registered metric given by name or {"name": ..., options}."""
     scorer = build_metric(metric)

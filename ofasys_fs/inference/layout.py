@@ -10,15 +10,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Optional
 
-from ..instruction import OUTPUT_MODALITIES, Instruction, RepeatGroup, Slot
+from ..instruction import Instruction, RepeatGroup, Slot
 
 BOX_TOKENS = 4
 
-# kinds of decoders, from the pieces the generator produces
+# kinds of decoders, from the pieces the generator produces; FEATURES: a continuous output slot (speech frames);
+# CODES: a non-text output slot of discrete codes (an IMAGE output's image_code tokens)
 TEXT, BOX, CLOSED_SET, REPETITION, MIXED = "text", "box", "closed_set", "repetition", "mixed"
-# a decoder of one IMAGE/AUDIO/MOTION output slot: its kind is the modality in lower case, also the Output field
-# that holds the value its preprocessor's postprocess makes (Output.image)
-MEDIA_KINDS = frozenset(modality.lower() for modality in OUTPUT_MODALITIES)
+FEATURES, CODES = "features", "codes"
+MEDIA_KINDS = frozenset({FEATURES, CODES})  # decoders whose outputs are media (Output.save writes them)
 
 
 def has_loss(slot: Slot) -> bool:
@@ -35,17 +35,18 @@ class DecoderLayout:
     kind: str
 
     @classmethod
-    def of(cls, template: Instruction) -> "DecoderLayout":
+    def of(cls, template: Instruction, output: Any = None) -> "DecoderLayout":
+        """`output`: the preprocessor of the template's non-text output slot (RowEncoder.output_preprocessor)."""
         decoder = list(template.decoder)
         first = next((i for i, slot in enumerate(decoder) if has_loss(slot)), len(decoder))
         free = tuple(decoder[first:])
         repeat = template.repeat
+        if template.output_modality != "TEXT":
+            return cls(free, repeat, FEATURES if output is None or output.continuous else CODES)
         return cls(free, repeat, cls.kind_of(free, repeat))
 
     @staticmethod
     def kind_of(free: tuple, repeat: Optional[RepeatGroup]) -> str:
-        if len(free) == 1 and free[0].modality in OUTPUT_MODALITIES:
-            return free[0].modality.lower()
         if repeat is not None:
             return REPETITION if free and all(slot.in_repeat for slot in free) else MIXED
         if free and all(slot.modality == "BOX" for slot in free):
@@ -55,14 +56,21 @@ class DecoderLayout:
         return TEXT if len(free) <= 1 else MIXED
 
     @property
+    def media_field(self) -> str:
+        """The Output field a code output's value goes to: its modality in lower case (Output.image)."""
+        return self.free[0].modality.lower()
+
+    @property
     def box_count(self) -> int:
         return sum(slot.modality == "BOX" for slot in self.free)
 
     def prediction(self, output: Any) -> Any:
-        """The value a metric scores: the box of a BOX output, the objects of a repetition, the image of an IMAGE
-        output, else the text."""
-        if self.kind in MEDIA_KINDS:
-            return getattr(output, self.kind)
+        """The value a metric scores: the box of a BOX output, the objects of a repetition, the waveform (else the
+        frames) of a continuous output, the image of an IMAGE output, else the text."""
+        if self.kind == FEATURES:
+            return output.waveform if output.waveform is not None else output.frames
+        if self.kind == CODES:
+            return getattr(output, self.media_field)
         if self.kind == BOX:
             return output.box
         if self.kind == REPETITION:
@@ -81,9 +89,9 @@ class TokenReader:
 
     def read(self, tokens: list, value_of: Reader) -> dict:
         """{"text", "box", "objects"} of one hypothesis (None where the decoder has no such part), or for a media
-        output {kind: its value}."""
-        if self.layout.kind in MEDIA_KINDS:
-            return {self.layout.kind: value_of(self.layout.free[0], tokens)}
+        output of codes {its Output field: its value}."""
+        if self.layout.kind == CODES:
+            return {self.layout.media_field: value_of(self.layout.free[0], tokens)}
         if self.layout.kind == REPETITION:
             return {"text": None, "box": None, "objects": self.objects(tokens, value_of)}
         parts, _ = self.split(list(self.layout.free), tokens, 0, wrap=False)

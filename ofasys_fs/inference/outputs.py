@@ -1,20 +1,20 @@
-"""Output: what inference returns per row (text, box in original pixels, objects, an image, tokens, scores)."""
+"""Output: what inference returns per row (text, box in original pixels, objects, tokens, scores; generated media:
+an image, frames and a waveform)."""
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
+import soundfile
+import torch
+
+from ..mel import Waveform
 from ..tokenizer import EOS, PAD
 from .layout import TokenReader
 
-
-def save_png(image: Any, path: str) -> None:
-    image.save(path, format="PNG")
-
-
-# media field of Output -> (file suffix, writer(value, path)); AUDIO and MOTION outputs add theirs
-MEDIA_WRITERS: dict[str, tuple[str, Callable[[Any, str], None]]] = {"image": (".png", save_png)}
+AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC"}  # what Output.save writes a waveform as, by the path's suffix
+IMAGE_FORMATS = {".png": "PNG"}  # and an image
 
 
 @dataclasses.dataclass
@@ -23,8 +23,9 @@ class Output:
 
     `text` is the decoded text without the forced prompt (None for a BOX-only, repetition or media output),
     `box` is [x0, y0, x1, y1] in pixels of the original image, `objects` the items of a repetition group
-    (e.g. [{"box": [...], "label": "dog"}]), `image` the PIL image of an IMAGE output (`save(path)` writes
-    it as PNG), `tokens` the generated ids (no prompt, no </s>).
+    (e.g. [{"box": [...], "label": "dog"}]), `tokens` the generated ids (no prompt, no </s>). An IMAGE output
+    holds its PIL `image`; a continuous output its generated `frames` (speech: log-mel [T, bins]) and, for AUDIO,
+    `waveform` (samples, rate). `save(path)` writes the media.
     """
 
     text: Optional[str] = None
@@ -35,30 +36,48 @@ class Output:
     score: Optional[float] = None
     positional_scores: list = dataclasses.field(default_factory=list)
     nbest: list = dataclasses.field(default_factory=list)
-
-    @property
-    def media(self) -> Optional[tuple[str, Any]]:
-        """(field, value) of the output's media (("image", PIL image) for an IMAGE output), or None."""
-        return next(((kind, getattr(self, kind)) for kind in MEDIA_WRITERS if getattr(self, kind) is not None), None)
-
-    def save(self, path: str) -> str:
-        """Write the output's media to `path` (an image as PNG; a path without a suffix gets it); returns the path."""
-        media = self.media
-        if media is None:
-            raise ValueError("this output has no media to save (text, box and objects are in to_dict())")
-        suffix, write = MEDIA_WRITERS[media[0]]
-        path = os.fspath(path) + ("" if os.path.splitext(os.fspath(path))[1] else suffix)
-        write(media[1], path)
-        return path
+    frames: Optional[torch.Tensor] = None
+    waveform: Optional[Waveform] = None
 
     def to_dict(self) -> dict:
-        """Plain JSON-ready fields; those that do not apply (None, empty n-best) and media are left out."""
+        """Plain JSON-ready fields; those that do not apply (None, empty n-best) are left out (media too: `save`)."""
         fields = {"text": self.text, "box": self.box, "objects": self.objects, "tokens": self.tokens,
                   "score": self.score, "positional_scores": self.positional_scores}
+        if self.waveform is not None:
+            fields.update(sample_rate=self.waveform.sample_rate, seconds=round(self.waveform.seconds, 4))
         out = {name: value for name, value in fields.items() if value is not None}
         if self.nbest:
             out["nbest"] = [hypothesis.to_dict() for hypothesis in self.nbest]
         return out
+
+    @property
+    def media_suffix(self) -> Optional[str]:
+        """The file suffix `save` writes by default (".png" for an image, ".wav" for a waveform); None when the
+        output holds no media."""
+        if self.image is not None:
+            return ".png"
+        return ".wav" if self.waveform is not None else None
+
+    def save(self, path: str) -> str:
+        """Write the media this output holds (an image as PNG; a waveform as WAV or FLAC, by the suffix; a path
+        without a suffix gets `media_suffix`); returns the path."""
+        if self.media_suffix is None:
+            raise ValueError("Output.save: this output holds no media (only generated images and audio are saved "
+                             "to a file)")
+        path = os.fspath(path)
+        suffix = os.path.splitext(path)[1].lower()
+        if not suffix:
+            path, suffix = path + self.media_suffix, self.media_suffix
+        formats, what = (IMAGE_FORMATS, "an image") if self.image is not None else (AUDIO_FORMATS, "audio")
+        if suffix not in formats:
+            raise ValueError(f"Output.save({path!r}): {what} is written as {' or '.join(formats)}, by the file's "
+                             f"suffix")
+        if self.image is not None:
+            self.image.save(path, format=formats[suffix])
+        else:
+            samples = self.waveform.samples.detach().float().cpu().numpy()
+            soundfile.write(path, samples, self.waveform.sample_rate, format=formats[suffix])
+        return path
 
 
 def generated_tokens(hypothesis: dict, prefix: list) -> list:
@@ -74,10 +93,13 @@ def generated_tokens(hypothesis: dict, prefix: list) -> list:
 
 
 class OutputBuilder:
-    """Hypotheses of one row -> Output, using the slots' preprocessors to decode (`postprocess`)."""
+    """Hypotheses of one row -> Output, using the slots' preprocessors to decode (`postprocess`), or a continuous
+    output's preprocessor (`decode_features` with `output_options`) for hypotheses holding frames."""
 
-    def __init__(self, reader: TokenReader, preprocessors: dict):
+    def __init__(self, reader: TokenReader, preprocessors: dict, output: Any = None,
+                 output_options: Optional[dict] = None):
         self.reader, self.preprocessors = reader, preprocessors
+        self.output, self.output_options = output, output_options or {}
 
     def build(self, hypotheses: list, prefix: list, row: dict, image_sizes: Optional[dict]) -> Output:
         outputs = [self.one(hypothesis, prefix, row, image_sizes) for hypothesis in hypotheses]
@@ -89,6 +111,8 @@ class OutputBuilder:
         return best
 
     def one(self, hypothesis: dict, prefix: list, row: dict, image_sizes: Optional[dict]) -> Output:
+        if self.output is not None:
+            return Output(**self.output.decode_features(hypothesis["frames"], self.output_options))
         tokens = generated_tokens(hypothesis, prefix)
 
         def value_of(slot: Any, ids: list) -> Any:

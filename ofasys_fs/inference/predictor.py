@@ -42,7 +42,7 @@ class TargetFreeEncoder:
         inputs = {key: value for key, value in row.items() if key not in self.target_columns}
         example = self.encoder.encode(inputs, ctx)
         return dataclasses.replace(example, row=dict(row), decoder_tokens=None, target_length=0, loss_mask=None,
-                                   constraints=[], phone_targets=None)
+                                   constraints=[], phone_targets=None, decoder_features=None)
 
 
 def target_only_columns(templates: Iterable) -> set:
@@ -68,10 +68,11 @@ class Predictor:
     def __init__(self, model: torch.nn.Module, encoder: RowEncoder, generation: Optional[dict] = None,
                  seed: int = 1, prepare: Optional[Callable[[Any, str], RowSource]] = None):
         self.model, self.encoder, self.seed, self.prepare = model, encoder, seed, prepare
-        self.layout = DecoderLayout.of(encoder.templates[0])
+        self.layout = DecoderLayout.of(encoder.templates[0], encoder.output_preprocessor(encoder.templates[0]))
         self.plan = DecodingPlan(self.layout, encoder, generation)
         literal = lambda slot: encoder.vocab.encode_piece(slot.text)  # noqa: E731
-        self.builder = OutputBuilder(TokenReader(self.layout, encoder.vocab, literal), encoder.preprocessors)
+        self.builder = OutputBuilder(TokenReader(self.layout, encoder.vocab, literal), encoder.preprocessors,
+                                     encoder.continuous_output(encoder.templates[0]))
 
     @property
     def task_name(self) -> str:
@@ -105,6 +106,7 @@ class Predictor:
         batches = [indices[start:start + size] for start in range(0, len(indices), size)]
         loader = make_loader(dataset, batches, list, num_workers, self.seed)
         generate_options = self.plan.options(options)
+        self.builder.output_options = self.plan.output_options(options)
         unconditional = None
         if guided(generate_options):
             unconditional = UnconditionalInput(dataset.encoder, self.encoder.collate, self.encoder.templates)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import dataclasses
 import warnings
 
-import numpy as np
 import torch
 
 from ..contracts import Metric
 from ..image_tokenizers.images import image_tensor, psnr
 from ..media import MediaError
 from ..registry import register_metric
+from .frechet import frechet_distance
 from .image_classifier import ClassifierConfig, trained_judge
 from .metric_inputs import MetricInputError, check_rows, single_reference
 
@@ -58,10 +58,10 @@ class FrechetDistance(Metric):
         judge = trained_judge(self.cfg, what)
         real = [single_reference(self.registered_name, row, ref) for row, ref in enumerate(references)]
         reference_features = judge.features(judge.tensors(real, f"{what} (references)"))
-        values = {self.registered_name: frechet(judge.features(judge.tensors(predictions, what)), reference_features)}
+        values = {self.registered_name: frechet_distance(judge.features(judge.tensors(predictions, what)), reference_features)}
         shown = torch.randperm(len(judge.training_images), generator=torch.Generator().manual_seed(self.cfg.seed))
         from_training = judge.features(judge.training_images[shown[:len(real)]])
-        values["real_frechet_distance"] = frechet(from_training, reference_features)
+        values["real_frechet_distance"] = frechet_distance(from_training, reference_features)
         return values
 
 
@@ -92,13 +92,3 @@ class PeakSignalToNoise(Metric):
                                        f"got {err}") from err
         return {self.registered_name: psnr(torch.stack(generated), torch.stack(real))}
 
-
-def frechet(first: np.ndarray, second: np.ndarray) -> float:
-    """||mu1 - mu2||^2 + tr(C1 + C2 - 2 (C1 C2)^(1/2)), the trace of the root from the eigenvalues of the symmetric
-    C1^(1/2) C2 C1^(1/2)."""
-    mu1, mu2 = first.mean(axis=0), second.mean(axis=0)
-    c1, c2 = np.cov(first, rowvar=False), np.cov(second, rowvar=False)
-    values, vectors = np.linalg.eigh(c1)
-    root1 = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
-    cross = np.linalg.eigvalsh(root1 @ c2 @ root1)
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(c1) + np.trace(c2) - 2 * np.sqrt(np.clip(cross, 0, None)).sum())

@@ -2,15 +2,28 @@
 
 PyTorch's CPU matmul goes to MKL, which takes a slow (AVX2) path on AMD CPUs; oneDNN picks its kernels
 from the CPU's instruction set and ran the model's matmuls about 2x faster there (run_scripts/bench/
-RESULTS.md). Results are fp32 matmuls like MKL's, up to summation order. Calls without gradients skip the
-autograd wrapper and keep the largest weights in oneDNN's layout. Everything else (other devices and
-dtypes, CPU autocast, torch.compile) uses F.linear. Set OFASYS_FS_CPU_LINEAR=aten to turn it off.
+RESULTS.md; on a machine where both run at the same speed the path gains nothing and costs nothing).
+Results are fp32 matmuls like MKL's, up to summation order. Calls without gradients skip the autograd
+wrapper. Everything else (other devices and dtypes, CPU autocast, torch.compile) uses F.linear. Set
+OFASYS_FS_CPU_LINEAR=aten to turn it off.
+
+Large weights are kept in oneDNN's blocked layout only inside `weights_held_constant()` (a decoding call,
+which reads the same weights at every step and changes none); outside it every call reads the weight as
+it is, so a weight changed in place (also through `.data` or numpy, which torch does not count), loaded
+by load_state_dict or moved by `.to()` is always followed.
+
+The oneDNN ops are private to torch (`torch.ops.mkldnn._linear_pointwise`, `_reorder_linear_weight`):
+checked on torch 2.11.0 (this project's pin; tests/test_cpu_linear.py). A probe on first use compares
+them with F.linear, and the path turns itself off with a warning on a torch where they fail or disagree.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import os
-import weakref
-from typing import Optional
+import warnings
+from typing import Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +32,9 @@ from torch.autograd.function import once_differentiable
 
 ONEDNN = (os.environ.get("OFASYS_FS_CPU_LINEAR", "onednn") != "aten" and torch.backends.mkldnn.is_available()
           and hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
-PACK_MIN_ELEMENTS = 2**22  # weights kept laid out for oneDNN between calls without gradients: the output projection
-PACKED: dict[int, tuple] = {}  # id(weight) -> (weakref to it, (version, data pointer) when laid out, laid-out copy)
+PACK_MIN_ELEMENTS = 2**22  # weights kept laid out for oneDNN within a decoding call: the output projection
+# id(weight) -> (weight, its fingerprint when laid out, laid-out copy); None outside weights_held_constant()
+LAID_OUT: contextvars.ContextVar[Optional[dict]] = contextvars.ContextVar("ofasys_fs_laid_out_weights", default=None)
 
 
 def prefers_onednn(rows: int, inner: int, outer: int) -> bool:
@@ -66,26 +80,66 @@ class OneDNNLinear(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias
 
 
+@contextlib.contextmanager
+def weights_held_constant() -> Iterator[None]:
+    """Within the block, weights of PACK_MIN_ELEMENTS+ elements used without gradients are laid out for oneDNN
+    once and reused (oneDNN otherwise re-lays them out at every call: 0.7 ms for the tiny arch's output
+    projection). For code that changes no weight inside the block, such as one decoding call; a weight that is
+    replaced, moved or changed in place (counted by torch) is still laid out again. Nested blocks share one."""
+    if LAID_OUT.get() is not None:
+        yield
+        return
+    token = LAID_OUT.set({})
+    try:
+        yield
+    finally:
+        LAID_OUT.reset(token)
+
+
+def fingerprint(weight: torch.Tensor) -> tuple:
+    """What changes when a weight is replaced, moved or updated in place through autograd's view of it."""
+    version = 0 if weight.is_inference() else weight._version  # inference tensors have no version counter
+    return weight.data_ptr(), version, weight.dtype, tuple(weight.shape), weight.stride()
+
+
 def inference_weight(weight: torch.Tensor) -> torch.Tensor:
-    """A large weight in oneDNN's blocked layout, kept until the weight changes, for calls without gradients:
-    oneDNN otherwise re-lays it out at every call (0.7 ms for the tiny arch's output projection)."""
-    if weight.numel() < PACK_MIN_ELEMENTS or weight.is_inference():  # inference tensors have no version counter
+    """A large weight in oneDNN's blocked layout inside `weights_held_constant()`, else the weight itself."""
+    laid_out = LAID_OUT.get()
+    if laid_out is None or weight.numel() < PACK_MIN_ELEMENTS:
         return weight
-    key = (weight._version, weight.data_ptr())
-    cached = PACKED.get(id(weight))
-    if cached is None or cached[0]() is not weight or cached[1] != key:
-        if cached is None:
-            weakref.finalize(weight, PACKED.pop, id(weight), None)
-        cached = PACKED[id(weight)] = (weakref.ref(weight), key,
-                                       torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 1))
-    return cached[2]
+    key = fingerprint(weight)
+    entry = laid_out.get(id(weight))
+    if entry is None or entry[0] is not weight or entry[1] != key:
+        entry = laid_out[id(weight)] = (weight, key, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 1))
+    return entry[2]
+
+
+@functools.cache
+def onednn_works() -> bool:
+    """Whether this torch's private oneDNN ops give F.linear's result (checked once, on first use)."""
+    generator = torch.Generator().manual_seed(0)
+    x, weight, bias = (torch.randn(shape, generator=generator) for shape in ((8, 16), (24, 16), (24,)))
+    try:
+        with torch.no_grad():
+            plain = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+            packed = torch.ops.mkldnn._reorder_linear_weight(weight, 1)
+            laid_out = torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+        expected = F.linear(x, weight, bias)
+        works = all(torch.allclose(got, expected, atol=1e-4, rtol=1e-4) for got in (plain, laid_out))
+        problem = "its result differs from F.linear's"
+    except (RuntimeError, TypeError) as err:
+        works, problem = False, f"it failed: {err}"
+    if not works:
+        warnings.warn(f"ofasys_fs: the oneDNN linear path is off on torch {torch.__version__} ({problem}); linear "
+                      f"layers use F.linear (models/cpu_linear.py)", stacklevel=3)
+    return works
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """F.linear, through oneDNN for fp32 CPU tensors (outside autocast and torch.compile) where it is faster."""
     if not (ONEDNN and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
             and prefers_onednn(x.numel() // x.size(-1) if x.size(-1) else 0, weight.size(1), weight.size(0))
-            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()):
+            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling() and onednn_works()):
         return F.linear(x, weight, bias)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
         return OneDNNLinear.apply(x, weight, bias)

@@ -8,25 +8,25 @@ from typing import Any, Iterable, Optional, Union
 import torch
 from torch import nn
 
-from ..contracts import Adaptor, AdaptorOutput, Model
-from ..registry import build_adaptor, register_model
+from ..contracts import Adaptor, AdaptorOutput, Model, OutputAdaptor
+from ..registry import CRITERION_REGISTRY, build_adaptor, register_model
 from ..tokenizer import PAD
 from .archs import config_with_overrides, resolve_config
 from .config import ModelConfig
+from .coordinates import coordinate_code
 from .cpu_linear import Linear, linear
 from .ctc_head import CTCHead, ctc_phone_range
 from .layers import (
     DecoderLayer,
     EncoderLayer,
     ScaledTokenEmbedding,
-    SequencePositions,
     activation_dtype,
     causal_bias,
-    decoupled_position_bias,
     drop_path_rates,
     padding_bias,
     run_layer,
 )
+from .positions import SequencePositions, decoupled_position_bias
 
 SOURCE_STATE = "source"  # incremental-state key of the per-source caches (one row per encoder row)
 POSITION_STATE = "positions"  # incremental-state key of the decoder's position biases (shared by all rows)
@@ -99,7 +99,10 @@ class Encoder(nn.Module):
         """Encoder pieces (docs/internals.md sample format) -> EncoderOut."""
         if not pieces:
             raise ValueError("encoder: the sample has no encoder pieces")
-        named_outputs = [self.run_adaptor(index, piece) for index, piece in enumerate(pieces)]
+        order = range(len(pieces))
+        if self.cfg.image_first:
+            order = sorted(order, key=lambda index: pieces[index].get("modality") != "IMAGE")
+        named_outputs = [self.run_adaptor(index, pieces[index]) for index in order]
         batch_size = named_outputs[0][1].embeddings.size(0)
         for name, out in named_outputs:
             check_adaptor_output(name, out, batch_size, self.cfg)
@@ -138,24 +141,23 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Causal text decoder with cross-attention; logits through the shared embedding table.
+    """Decoder with cross-attention: over tokens (logits through the shared embedding table) or over the input
+    embeddings of a continuous output's adaptor (hidden states); causal unless asked otherwise.
 
     With an `incremental_state` dict it runs only the positions not yet cached (normally the last
     one), appends their self-attention K/V, computes cross-attention K/V once per source, and
-    returns logits for the last position only.
+    returns the last position only.
     """
 
-    def __init__(self, cfg: ModelConfig, embed_tokens: nn.Embedding, output_adaptors: Iterable[Adaptor] = ()):
+    def __init__(self, cfg: ModelConfig, embed_tokens: nn.Embedding, position_adaptors: Iterable[Adaptor] = ()):
         super().__init__()
         dim = cfg.embed_dim
         self.cfg = cfg
-        self.tokens = ScaledTokenEmbedding(embed_tokens)
+        self.tokens = ScaledTokenEmbedding(embed_tokens, cfg.scale_embedding)
         # adaptors that add position vectors to the decoder's tokens (image_code); registered in the encoder
-        self.output_adaptors = tuple(output_adaptors)
-        self.positions = SequencePositions(
-            cfg.max_target_positions, dim, cfg.decoder_layers, cfg.attention_heads,
-            cfg.text_rel_buckets, cfg.text_rel_max_distance, owner="decoder (max_target_positions)",
-        )
+        self.position_adaptors = tuple(position_adaptors)
+        self.positions = SequencePositions(cfg.max_target_positions, cfg, cfg.decoder_layers,
+                                           owner="decoder (max_target_positions)")
         self.self_pos_q, self.self_pos_k = Linear(dim, dim), Linear(dim, dim)
         self.cross_pos_q, self.cross_pos_k = Linear(dim, dim), Linear(dim, dim)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -177,22 +179,38 @@ class Decoder(nn.Module):
             )
         return steps
 
-    def forward(self, prev_output_tokens: torch.Tensor, encoder_out: EncoderOut,
-                incremental_state: Optional[dict] = None) -> tuple[torch.Tensor, dict]:
-        """Decoder input [B, T] -> (logits [B, T, V] or [B, 1, V] when incremental, {"hidden": ...})."""
-        length = prev_output_tokens.size(1)
+    def forward(self, prev_output: torch.Tensor, encoder_out: EncoderOut, incremental_state: Optional[dict] = None,
+                causal: bool = True, padding_mask: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict]:
+        """Token ids [B, T] -> (logits [B, T, V], {"hidden": ...}); input embeddings [B, T, D] from an output
+        adaptor -> (hidden states [B, T, D], {"hidden": ...}). Incremental: the last position only ([B, 1, .]).
+
+        `causal=False` lets every position see every other (no incremental state then); `padding_mask` [B, T]
+        (True = pad) hides padded decoder positions as keys (needed only without the causal mask).
+        """
+        if not causal and incremental_state is not None:
+            raise ValueError("decoder: incremental decoding needs causal=True")
+        embedded = prev_output.is_floating_point()
+        length = prev_output.size(1)
         start = self.cached_steps(incremental_state, length)
-        x = self.tokens(prev_output_tokens[:, start:])
-        for adaptor in self.output_adaptors:
-            x = x + adaptor.decoder_positions(prev_output_tokens[:, start:], start).to(x.dtype)
+        if embedded:
+            x = prev_output[:, start:]
+        else:
+            raw_positions = None
+            if self.cfg.entangle_decoder_positions:
+                raw_positions = self.positions.table(self.positions.positions(length, prev_output.device)[start:])
+            x = self.tokens(prev_output[:, start:], raw_positions)
+            for adaptor in self.position_adaptors:
+                x = x + adaptor.decoder_positions(prev_output[:, start:], start).to(x.dtype)
         if self.cfg.entangle_position_embedding:
             x = x + self.positions.embeddings(self.positions.positions(length, x.device)[start:])
         x = self.dropout(x)
         dtype = activation_dtype(x)
         if incremental_state is None:
-            self_bias, cross_queries = self.position_biases(0, length, dtype, x.device)
+            self_bias, cross_queries = self.position_biases(0, length, dtype, x.device, causal)
         else:
             self_bias, cross_queries = self.cached_position_biases(incremental_state, start, length, dtype, x.device)
+        if padding_mask is not None:
+            self_bias = self_bias + padding_bias(padding_mask, dtype)
         source_state = incremental_state.setdefault(SOURCE_STATE, {}) if incremental_state is not None else None
         cross_bias = self.cross_bias(cross_queries, encoder_out, source_state, dtype)
         checkpointing = (self.cfg.checkpoint_activations and self.training and torch.is_grad_enabled()
@@ -203,18 +221,22 @@ class Decoder(nn.Module):
         x = self.layer_norm(x)
         if incremental_state is not None:
             x = x[:, -1:]
+        if embedded:
+            return x, {"hidden": x}
         return linear(x, self.tokens.embed_tokens.weight), {"hidden": x}
 
-    def position_biases(self, start: int, end: int, dtype: torch.dtype,
-                        device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def position_biases(self, start: int, end: int, dtype: torch.dtype, device: torch.device,
+                        causal: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """For queries at positions start..end-1 over keys 0..end-1: the self-attention bias of every layer
-        (decoupled absolute + relative + causal) [layers, 1, H, Tq, Tk], and the projected query position
+        (decoupled absolute + relative, + causal) [layers, 1, H, Tq, Tk], and the projected query position
         vectors of the cross-attention bias [1, Tq, D]."""
         positions = self.positions.positions(end, device)
         vectors = self.positions.embeddings(positions)[None]
         queries = vectors[:, start:]
         absolute = decoupled_position_bias(self.self_pos_q(queries), self.self_pos_k(vectors), self.cfg.attention_heads)
-        absolute = absolute.to(dtype) + causal_bias(end, dtype, device)[start:]
+        absolute = absolute.to(dtype)
+        if causal:
+            absolute = absolute + causal_bias(end, dtype, device)[start:]
         relative = self.positions.relative_bias(positions[start:], positions).to(dtype)
         return relative + absolute, self.cross_pos_q(queries)
 
@@ -285,9 +307,22 @@ class GeneralistModel(Model):
         return "encoder" in self._modules
 
     def adaptors_for(self, templates: Iterable[Any]) -> set[str]:
-        """The adaptors that instructions (or templates) need in this model: their adaptor names, with an
-        unnamed image adaptor resolved to the arch's."""
-        return {name or self.cfg.image_adaptor for template in templates for name in template.adaptor_names}
+        """The adaptors that instructions (or templates) need in this model: their encoder adaptor names (an
+        unnamed image adaptor resolved to the arch's) and the adaptor of a non-text decoder slot."""
+        names = set()
+        for template in templates:
+            names |= {name or self.cfg.image_adaptor for name in template.adaptor_names}
+            names |= {slot.adaptor for slot in template.decoder if not slot.text_like}
+        return names
+
+    def build_for_tasks(self, vocab: object, tasks: Iterable[Any]) -> "GeneralistModel":
+        """`build` with the adaptors the tasks' templates need, and a CTC head when ctc_head is unset and a task's
+        criterion trains one (an untrained head would only cost memory and DDP's unused-parameter search)."""
+        tasks = list(tasks)
+        if self.cfg.ctc_head is None:
+            self.cfg.ctc_head = any(getattr(CRITERION_REGISTRY.get(task.criterion).cls, "uses_ctc_head", False)
+                                    for task in tasks)
+        return self.build(vocab, self.adaptors_for(template for task in tasks for template in task.templates))
 
     def build(self, vocab: Union[int, object], adaptor_names: Iterable[Optional[str]] = ("text",)) -> "GeneralistModel":
         """Create all weights: the shared embedding table, one adaptor per name, encoder and decoder.
@@ -313,13 +348,20 @@ class GeneralistModel(Model):
         nn.init.normal_(self.embed_tokens.weight, std=dim**-0.5)
         with torch.no_grad():
             self.embed_tokens.weight[padding_idx].zero_()
+            bins = vocab.range("bin") if hasattr(vocab, "range") else range(0)
+            if len(bins) >= 2:  # both halves: the column code (x) and the row code (y) of the image grid
+                half = coordinate_code(torch.linspace(0, 1, len(bins)), dim // 2)
+                self.embed_tokens.weight[bins.start:bins.stop] = torch.cat([half, half], dim=1)[:, :dim]
         codes = vocab.range("code") if "image_code" in names and hasattr(vocab, "range") else None
         if codes is not None:
             self.cfg = dataclasses.replace(self.cfg, image_code_range=(codes.start, codes.stop))
         adaptors = {name: build_adaptor(name, self.cfg, self.embed_tokens) for name in names}
-        self.encoder = Encoder(self.cfg, adaptors)
+        outputs = {name: adaptor for name, adaptor in adaptors.items() if isinstance(adaptor, OutputAdaptor)}
+        self.encoder = Encoder(self.cfg, {name: adaptor for name, adaptor in adaptors.items() if name not in outputs})
         self.decoder = Decoder(self.cfg, self.embed_tokens,
                                [adaptor for adaptor in adaptors.values() if hasattr(adaptor, "decoder_positions")])
+        if outputs:  # a model without continuous outputs keeps exactly its former modules
+            self.output_adaptors = nn.ModuleDict(outputs)
         if phones is not None:
             self.ctc_head = CTCHead(dim, phones)
         self.vocab_size, self.adaptor_names = vocab_size, tuple(names)
@@ -333,14 +375,18 @@ class GeneralistModel(Model):
                 raise AttributeError(NOT_BUILT) from None
             raise
 
-    def forward(self, sample: dict, ctc: bool = False) -> tuple[torch.Tensor, dict]:
-        """Teacher-forced logits [B, T, V] for sample["net_input"]; extras: encoder_out, hidden, and with
-        `ctc` the CTC head's "ctc_logits" [B, S, 1 + P] over all encoder positions and its "ctc_phones" range."""
+    def forward(self, sample: dict, ctc: bool = False) -> tuple[Any, dict]:
+        """Teacher-forced logits [B, T, V] for sample["net_input"], or for a continuous output (a "decoder" piece
+        in net_input) its adaptor's predictions dict; extras: encoder_out, hidden, and with `ctc` the CTC head's
+        "ctc_logits" [B, S, 1 + P] over all encoder positions and its "ctc_phones" range."""
         if not self.is_built:
             raise RuntimeError(NOT_BUILT)
         net_input = sample["net_input"]
         encoder_out = self.encoder(net_input["encoder"])
-        logits, extra = self.decoder(net_input["prev_output_tokens"], encoder_out)
+        if "decoder" in net_input:
+            logits, extra = self.decode_features(net_input["decoder"], encoder_out)
+        else:
+            logits, extra = self.decoder(net_input["prev_output_tokens"], encoder_out)
         extra["encoder_out"] = encoder_out
         if ctc:
             if "ctc_head" not in self._modules:
@@ -348,6 +394,26 @@ class GeneralistModel(Model):
                                    "adaptor and a Vocabulary that has phones, or set model config ctc_head=True")
             extra.update(ctc_logits=self.ctc_head(encoder_out.x), ctc_phones=self.ctc_head.phones)
         return logits, extra
+
+    def output_adaptor(self, piece: dict) -> OutputAdaptor:
+        """The output adaptor of a collated decoder piece (its "adaptor" name)."""
+        name = piece.get("adaptor")
+        adaptors = self._modules.get("output_adaptors") or {}
+        if name not in adaptors:
+            raise KeyError(f'the decoder piece ({piece.get("modality", "?")}) needs the output adaptor "{name}", which '
+                           f"this model was not built with (output adaptors: {', '.join(adaptors) or 'none'}); "
+                           f"include it in adaptor_names when building the model")
+        return adaptors[name]
+
+    def decode_features(self, piece: dict, encoder_out: EncoderOut,
+                        incremental_state: Optional[dict] = None) -> tuple[dict, dict]:
+        """A continuous output: the piece's adaptor embeds the decoder inputs, the decoder runs over them (causal
+        or not, as the adaptor says) and the adaptor projects its hidden states -> (predictions, {"hidden"})."""
+        adaptor = self.output_adaptor(piece)
+        inputs = adaptor(piece)
+        padding = None if adaptor.causal else inputs.padding_mask
+        hidden, extra = self.decoder(inputs.embeddings, encoder_out, incremental_state, adaptor.causal, padding)
+        return adaptor.project(hidden, piece), extra
 
     @staticmethod
     def reorder_encoder_out(encoder_out: EncoderOut, new_order: torch.Tensor) -> EncoderOut:

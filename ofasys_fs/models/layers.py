@@ -1,5 +1,5 @@
-"""Transformer building blocks of the generalist model: attention with a K/V cache, pre-LN layers,
-drop-path, and the position machinery (decoupled absolute-position bias, bucketed relative bias)."""
+"""Transformer building blocks of the generalist model: token embeddings, attention with a K/V cache, pre-LN
+layers with OFA's optional extra norms and head gains, drop-path (positions: models/positions.py)."""
 from __future__ import annotations
 
 import math
@@ -36,93 +36,30 @@ def causal_bias(length: int, dtype: torch.dtype, device: torch.device) -> torch.
     return torch.full((length, length), torch.finfo(dtype).min, dtype=dtype, device=device).triu(1)
 
 
-def decoupled_position_bias(query_positions: torch.Tensor, key_positions: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """Projected position vectors [B|1, Tq, D] x [B|1, Tk, D] -> per-head bias [B|1, H, Tq, Tk].
-
-    TUPE/OFA: positions never enter the token values; their own query/key dot product, scaled by
-    1/sqrt(2 * head_dim), is added to the attention logits of every layer.
-    """
-    batch_q, length_q, dim = query_positions.shape
-    head_dim = dim // num_heads
-    q = query_positions.view(batch_q, length_q, num_heads, head_dim).transpose(1, 2)
-    k = key_positions.view(key_positions.size(0), key_positions.size(1), num_heads, head_dim).transpose(1, 2)
-    return torch.matmul(q, k.transpose(-1, -2)) * (2 * head_dim) ** -0.5
-
-
-def relative_position_bucket(relative: torch.Tensor, num_buckets: int, max_distance: int) -> torch.Tensor:
-    """Signed distances (key - query) -> bucket ids in [0, num_buckets).
-
-    Half the buckets per sign; small distances get one bucket each, larger ones log-spaced buckets up
-    to `max_distance`, beyond which they share the last bucket (T5-style).
-    """
-    half = num_buckets // 2
-    exact = half // 2
-    distance = relative.abs()
-    log_ratio = torch.log(distance.float().clamp(min=1) / exact) / math.log(max_distance / exact)
-    far = (exact + (log_ratio * (half - exact)).long()).clamp(max=half - 1)
-    bucket = torch.where(distance < exact, distance, far)
-    return bucket + (relative > 0).long() * half
-
-
-class RelativePositionBias(nn.Module):
-    """A learned bucket -> per-head bias table for each of `num_layers` layers (zero at init)."""
-
-    def __init__(self, num_buckets: int, num_layers: int, num_heads: int):
-        super().__init__()
-        self.num_layers, self.num_heads = num_layers, num_heads
-        self.table = nn.Embedding(num_buckets, num_layers * num_heads)
-        nn.init.zeros_(self.table.weight)
-
-    def forward(self, buckets: torch.Tensor) -> torch.Tensor:
-        """Bucket ids [Tq, Tk] -> biases [layers, 1, heads, Tq, Tk]."""
-        length_q, length_k = buckets.shape
-        bias = self.table(buckets).view(length_q, length_k, self.num_layers, self.num_heads)
-        return bias.permute(2, 3, 0, 1).unsqueeze(1)
-
-
 class ScaledTokenEmbedding(nn.Module):
-    """Shared token table x sqrt(d), then a layer norm of its own (OFA's layernorm_embedding)."""
+    """Shared token table (x sqrt(d) with `scale`), plus a learned type vector with `type_embedding` (OFA's
+    text type), then a layer norm of its own (OFA's layernorm_embedding)."""
 
-    def __init__(self, embed_tokens: nn.Embedding):
+    def __init__(self, embed_tokens: nn.Embedding, scale: bool = True, type_embedding: bool = False):
         super().__init__()
+        dim = embed_tokens.embedding_dim
         self.embed_tokens = embed_tokens
-        self.scale = math.sqrt(embed_tokens.embedding_dim)
-        self.layer_norm = nn.LayerNorm(embed_tokens.embedding_dim)
+        self.scale = math.sqrt(dim) if scale else 1.0
+        self.type_embedding = type_vector(dim) if type_embedding else None
+        self.layer_norm = nn.LayerNorm(dim)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.layer_norm(self.embed_tokens(tokens) * self.scale)
+    def forward(self, tokens: torch.Tensor, extra: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Token ids [B, T] -> [B, T, D]; `extra` ([T, D] or [B, T, D]) is added before the norm too."""
+        x = self.embed_tokens(tokens) * self.scale
+        for addend in (self.type_embedding, extra):
+            if addend is not None:
+                x = x + addend
+        return self.layer_norm(x)
 
 
-class SequencePositions(nn.Module):
-    """1-D positions of a token sequence: absolute position vectors and per-layer bucketed relative bias."""
-
-    def __init__(self, max_positions: int, embed_dim: int, num_layers: int, num_heads: int,
-                 num_buckets: int, max_distance: int, owner: str):
-        super().__init__()
-        self.max_positions, self.owner = max_positions, owner
-        self.num_buckets, self.max_distance = num_buckets, max_distance
-        self.table = nn.Embedding(max_positions, embed_dim)
-        nn.init.normal_(self.table.weight, std=embed_dim**-0.5)
-        self.layer_norm = nn.LayerNorm(embed_dim)
-        self.relative = RelativePositionBias(num_buckets, num_layers, num_heads)
-
-    def positions(self, length: int, device: torch.device) -> torch.Tensor:
-        """0..length-1, with a clear error when the sequence is longer than the table."""
-        if length > self.max_positions:
-            raise ValueError(
-                f"{self.owner}: a sequence of {length} tokens exceeds its {self.max_positions} positions; "
-                f"shorten the input (e.g. max_length=N / --truncate-long) or raise the max positions"
-            )
-        return torch.arange(length, device=device)
-
-    def embeddings(self, positions: torch.Tensor) -> torch.Tensor:
-        """Position ids [T] -> normalised position vectors [T, D]."""
-        return self.layer_norm(self.table(positions))
-
-    def relative_bias(self, query_positions: torch.Tensor, key_positions: torch.Tensor) -> torch.Tensor:
-        """Position ids [Tq], [Tk] -> biases [layers, 1, heads, Tq, Tk]."""
-        relative = key_positions[None, :] - query_positions[:, None]
-        return self.relative(relative_position_bucket(relative, self.num_buckets, self.max_distance))
+def type_vector(dim: int) -> nn.Parameter:
+    """A learned modality-type vector added to a piece's embeddings (OFA's type_embedding rows)."""
+    return nn.Parameter(torch.randn(dim) * dim**-0.5)
 
 
 class DropPath(nn.Module):
@@ -144,18 +81,23 @@ class Attention(nn.Module):
     """Multi-head attention through scaled_dot_product_attention with an additive float bias.
 
     `cache` is the dict this attention owns in an incremental state: self-attention appends each
-    step's K/V to it; cross-attention fills it once from `memory` and reuses it afterwards.
+    step's K/V to it; cross-attention fills it once from `memory` and reuses it afterwards. Logits are scaled
+    by 1 / sqrt(scale_factor * head_dim) (OFA: factor 2); `scale_heads` multiplies each head's output by a
+    learned gain (OFA's NormFormer c_attn).
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, dropout: float):
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float, scale_factor: float = 1.0,
+                 scale_heads: bool = False):
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim={embed_dim} must be divisible by attention_heads={num_heads}")
         self.num_heads, self.dropout = num_heads, dropout
+        self.scale = None if scale_factor == 1.0 else (scale_factor * embed_dim / num_heads) ** -0.5
         self.q_proj = Linear(embed_dim, embed_dim)
         self.k_proj = Linear(embed_dim, embed_dim)
         self.v_proj = Linear(embed_dim, embed_dim)
         self.out_proj = Linear(embed_dim, embed_dim)
+        self.head_scale = nn.Parameter(torch.ones(num_heads)) if scale_heads else None
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, dim = x.shape
@@ -183,17 +125,20 @@ class Attention(nn.Module):
         """
         q = self.split_heads(self.q_proj(x))
         k, v = self.keys_values(x, memory, cache)
-        out = grouped_attention(q, k, v, bias.to(q.dtype), self.dropout if self.training else 0.0)
+        out = grouped_attention(q, k, v, bias.to(q.dtype), self.dropout if self.training else 0.0, self.scale)
+        if self.head_scale is not None:
+            out = out * self.head_scale.to(out.dtype)[:, None, None]
         return self.out_proj(out.transpose(1, 2).flatten(2))
 
 
 def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
-                      dropout: float) -> torch.Tensor:
+                      dropout: float, scale: Optional[float] = None) -> torch.Tensor:
     """scaled_dot_product_attention where k/v [R, H, S, d] serve groups of N / R consecutive query rows of
-    q [N, H, T, d]: each group's queries are stacked along time, so K/V are stored and read once per row."""
+    q [N, H, T, d]: each group's queries are stacked along time, so K/V are stored and read once per row.
+    `scale`: the logit scale (None: 1 / sqrt(d))."""
     rows, count = k.size(0), q.size(0)
     if rows == count:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=scale)
     if count % rows:
         raise ValueError(f"attention: {count} query rows cannot share the keys of {rows} rows "
                          f"(expected a multiple of {rows})")
@@ -205,44 +150,54 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: t
     else:
         bias = bias.unsqueeze(2).expand(bias.size(0), bias.size(1), groups, *bias.shape[2:])
     bias = bias.reshape(bias.size(0), bias.size(1), groups * length, bias.size(-1))
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=scale)
     return out.view(rows, heads, groups, length, dim).transpose(1, 2).reshape(count, heads, length, dim)
 
 
 class FeedForward(nn.Module):
-    """Position-wise GELU feed-forward block."""
+    """Position-wise GELU feed-forward block; `inner_norm` layer-norms the activations before fc2 (OFA's
+    NormFormer ffn_layernorm)."""
 
-    def __init__(self, embed_dim: int, ffn_dim: int, activation_dropout: float):
+    def __init__(self, embed_dim: int, ffn_dim: int, activation_dropout: float, inner_norm: bool = False):
         super().__init__()
         self.fc1 = Linear(embed_dim, ffn_dim)
         self.fc2 = Linear(ffn_dim, embed_dim)
         self.activation_dropout = nn.Dropout(activation_dropout)
+        self.inner_norm = nn.LayerNorm(ffn_dim) if inner_norm else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.activation_dropout(F.gelu(self.fc1(x))))
+        x = self.activation_dropout(F.gelu(self.fc1(x)))
+        return self.fc2(x if self.inner_norm is None else self.inner_norm(x))
 
 
 class Residual(nn.Module):
-    """Pre-LN residual branch: x + drop_path(dropout(fn(norm(x), ...)))."""
+    """Pre-LN residual branch: x + drop_path(dropout(fn(norm(x), ...))); `output_norm` layer-norms fn's output
+    before the dropout (OFA's NormFormer attn_ln)."""
 
-    def __init__(self, block: nn.Module, embed_dim: int, dropout: float, drop_path: float):
+    def __init__(self, block: nn.Module, embed_dim: int, dropout: float, drop_path: float,
+                 output_norm: bool = False):
         super().__init__()
         self.norm = nn.LayerNorm(embed_dim)
         self.block = block
+        self.output_norm = nn.LayerNorm(embed_dim) if output_norm else None
         self.dropout = nn.Dropout(dropout)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        return x + self.drop_path(self.dropout(self.block(self.norm(x), *args, **kwargs)))
+        out = self.block(self.norm(x), *args, **kwargs)
+        if self.output_norm is not None:
+            out = self.output_norm(out)
+        return x + self.drop_path(self.dropout(out))
 
 
 def attention_branch(cfg: "ModelConfig", drop_path: float) -> Residual:
-    return Residual(Attention(cfg.embed_dim, cfg.attention_heads, cfg.attention_dropout),
-                    cfg.embed_dim, cfg.dropout, drop_path)
+    attention = Attention(cfg.embed_dim, cfg.attention_heads, cfg.attention_dropout, cfg.attn_scale_factor,
+                          cfg.scale_heads)
+    return Residual(attention, cfg.embed_dim, cfg.dropout, drop_path, output_norm=cfg.scale_attn)
 
 
 def feed_forward_branch(cfg: "ModelConfig", drop_path: float) -> Residual:
-    return Residual(FeedForward(cfg.embed_dim, cfg.ffn_embed_dim, cfg.activation_dropout),
+    return Residual(FeedForward(cfg.embed_dim, cfg.ffn_embed_dim, cfg.activation_dropout, cfg.scale_fc),
                     cfg.embed_dim, cfg.dropout, drop_path)
 
 

@@ -1,4 +1,10 @@
-"""The "audio" preprocessor: any audio value -> 80-bin Kaldi fbank frames with utterance-level CMVN.
+"""The "audio" preprocessor: any audio value -> 80-bin Kaldi fbank frames, normalised per bin.
+
+CMVN is global by default (`cmvn=global`): every bin minus its mean over the training split, divided by its
+std (DataConfig.audio_cmvn, computed by training and stored in checkpoints, as OFASys's CMVN file), so that
+a stationary sound keeps what tells it apart. `cmvn=utterance` normalises each bin over the utterance's own
+frames (speech recognition's choice: it removes the channel and the speaker's level, and with them any
+constant sound).
 
 Kaldi's fbank expects 16-bit integer sample magnitudes, while `load_audio` returns floats in [-1, 1],
 so the waveform is scaled by 32768 first (the log energies then match Kaldi/fairseq speech features).
@@ -6,7 +12,7 @@ so the waveform is scaled by 32768 first (the log energies then match Kaldi/fair
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -16,7 +22,7 @@ from ..contracts import Preprocessor, SampleContext
 from ..media import MediaError, load_audio
 from ..registry import register_preprocessor
 from ..rng import rng_for
-from .config import DataConfig
+from .config import BinStatistics, DataConfig
 
 NUM_MEL_BINS = 80
 FRAME_LENGTH_MS = 25.0  # Kaldi's default window; shorter audio has no frame
@@ -35,6 +41,16 @@ def utterance_cmvn(features: torch.Tensor) -> torch.Tensor:
     """Zero mean and unit variance per bin over the utterance's frames (constant bins become 0)."""
     mean = features.mean(dim=0, keepdim=True)
     std = features.var(dim=0, unbiased=False, keepdim=True).clamp_min(1e-10).sqrt()
+    return (features - mean) / std
+
+
+def global_cmvn(features: torch.Tensor, statistics: Optional[BinStatistics]) -> torch.Tensor:
+    """Each bin minus the training split's mean, over its std; unchanged without statistics."""
+    if statistics is None:
+        return features
+    mean, std = (torch.tensor(part, dtype=features.dtype) for part in statistics)
+    if mean.numel() != features.size(1):
+        raise ValueError(f"audio CMVN statistics have {mean.numel()} bins; the features have {features.size(1)}")
     return (features - mean) / std
 
 
@@ -66,6 +82,24 @@ def _describe(value: Any) -> str:
     return f"audio value of type {type(value).__name__}"
 
 
+def fbank_features(value: Any, base_dir: Optional[str], sample_rate: int) -> torch.Tensor:
+    """Any audio value -> log-mel fbank [frames, 80] before CMVN; MediaError when too short for one frame."""
+    waveform = load_audio(value, base_dir, target_rate=sample_rate)
+    min_samples = int(sample_rate * FRAME_LENGTH_MS / 1000)
+    if waveform.numel() < min_samples:
+        source = _describe(value)
+        raise MediaError(
+            f"{source} lasts {1000 * waveform.numel() / sample_rate:.1f} ms; expected at least "
+            f"{FRAME_LENGTH_MS:g} ms ({min_samples} samples at {sample_rate} Hz) for one fbank frame",
+            source=source,
+        )
+    return kaldi_fbank(waveform, sample_rate)
+
+
+def uses_utterance_cmvn(slot: Any) -> bool:
+    return slot.attrs.get("cmvn", "global") == "utterance"
+
+
 @register_preprocessor("audio")
 class AudioPreprocessor(Preprocessor):
     """AUDIO slot -> {"fbank": [T / k, 80 k]} (k = n_frames_per_step); SpecAugment on train with use_mask."""
@@ -77,18 +111,12 @@ class AudioPreprocessor(Preprocessor):
         self.sample_rate = data_cfg.sample_rate
         self.frames_per_step = int(slot.attrs.get("n_frames_per_step") or 1)
         self.use_mask = bool(slot.attrs.get("use_mask"))
+        self.utterance_cmvn = uses_utterance_cmvn(slot)
+        self.statistics = data_cfg.audio_cmvn
 
     def __call__(self, value: Any, ctx: SampleContext) -> dict[str, torch.Tensor]:
-        waveform = load_audio(value, ctx.base_dir, target_rate=self.sample_rate)
-        min_samples = int(self.sample_rate * FRAME_LENGTH_MS / 1000)
-        if waveform.numel() < min_samples:
-            source = _describe(value)
-            raise MediaError(
-                f"{source} lasts {1000 * waveform.numel() / self.sample_rate:.1f} ms; expected at least "
-                f"{FRAME_LENGTH_MS:g} ms ({min_samples} samples at {self.sample_rate} Hz) for one fbank frame",
-                source=source,
-            )
-        features = utterance_cmvn(kaldi_fbank(waveform, self.sample_rate))
+        features = fbank_features(value, ctx.base_dir, self.sample_rate)
+        features = utterance_cmvn(features) if self.utterance_cmvn else global_cmvn(features, self.statistics)
         if self.use_mask and ctx.is_train:
             spec_augment(features, rng_for(ctx.seed, ctx.task, ctx.epoch, ctx.row_index, f"spec_augment:{ctx.column}"))
         return {"fbank": stack_frames(features, self.frames_per_step)}

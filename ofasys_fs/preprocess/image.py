@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from ..contracts import Preprocessor, SampleContext
 from ..media import load_image
@@ -27,20 +28,25 @@ CROP_ASPECT = (3 / 4, 4 / 3)
 
 @dataclasses.dataclass(frozen=True)
 class PixelSettings:
-    """Square side and per-channel normalisation shared by images and video frames (from the data config)."""
+    """Square side, resize filter and per-channel normalisation shared by images and video frames (from the
+    data config)."""
 
     size: int
     mean: tuple
     std: tuple
+    resize: str = "torch"
 
     @classmethod
     def of(cls, data_cfg: DataConfig) -> "PixelSettings":
-        return cls(data_cfg.image_size, data_cfg.image_mean, data_cfg.image_std)
+        return cls(data_cfg.image_size, data_cfg.image_mean, data_cfg.image_std, data_cfg.image_resize)
 
     def to_model_input(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 [..., 3, H, W] -> float [..., 3, size, size]: bicubic square resize, then (x/255 - mean) / std."""
         leading = pixels.shape[:-3]
-        images = pixels.reshape(-1, *pixels.shape[-3:]).float() / 255
+        pixels = pixels.reshape(-1, *pixels.shape[-3:])
+        if self.resize == "pil" and pixels.shape[-2:] != (self.size, self.size):
+            pixels = torch.stack([pil_resize(image, self.size) for image in pixels])
+        images = pixels.float() / 255
         if images.shape[-2:] != (self.size, self.size):
             resized = F.interpolate(images, size=(self.size, self.size), mode="bicubic", antialias=True)
             # back on the 8-bit grid, as a PIL resize would be: a solid colour stays exactly that colour
@@ -48,6 +54,13 @@ class PixelSettings:
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
         return ((images - mean) / std).reshape(*leading, 3, self.size, self.size)
+
+
+def pil_resize(image: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 [3, H, W] -> uint8 [3, size, size] through PIL's bicubic filter (what OFA's torchvision Resize does to
+    its PIL images)."""
+    resized = Image.fromarray(np.ascontiguousarray(image.permute(1, 2, 0).numpy())).resize((size, size), Image.BICUBIC)
+    return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -85,6 +85,7 @@ class ImageCodePreprocessor(Preprocessor):
 
     modality = "IMAGE"
     text_like = True  # as a decoder output; an encoder slot is a piece of its own (set per instance)
+    generator = "code_sampling"  # the generator of an IMAGE output (sampled candidates, guidance, reranking)
 
     def __init__(self, slot: Any, vocab: Any, data_cfg: Optional[DataConfig] = None):
         super().__init__(slot, vocab, data_cfg if data_cfg is not None else DataConfig())

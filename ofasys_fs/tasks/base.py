@@ -11,6 +11,7 @@ from ..data.rows import PreparedRows, RowSource, as_row_source
 from ..errors import ConfigError
 from ..generators.config import GenerationConfig
 from ..instruction import Instruction, parse_templates
+from ..registry import PREPROCESSOR_REGISTRY
 
 SPLITS = ("train", "valid", "test")
 
@@ -25,7 +26,7 @@ class Task(BaseTask):
     default_instruction: Union[str, list, None] = None
     default_metric: Optional[str] = None
     default_references: Optional[str] = None
-    default_criterion: str = "label_smoothed_ce"
+    default_criterion: Optional[str] = None  # None: label_smoothed_ce, or a continuous output's own criterion
     # the task's decoding defaults; a plugin task may give a dict naming its own generator and that one's options
     default_generation: Union[GenerationConfig, dict] = GenerationConfig()
     family: Optional[str] = None  # docs page of a built-in task (docs/tasks/<family>.md)
@@ -62,7 +63,7 @@ class Task(BaseTask):
         self.references = references or self.default_references or self.target_column()
         self.answers = list(answers) if answers is not None else None
         self.weight, self.batch_size = float(weight), batch_size
-        self.criterion = criterion or self.default_criterion
+        self.criterion = criterion or self.default_criterion or output_criterion(self.templates[0])
         defaults = self.default_generation
         self.generation = {**(defaults.given() if isinstance(defaults, GenerationConfig) else defaults),
                            **(generation or {})}
@@ -136,6 +137,16 @@ class Task(BaseTask):
     def __repr__(self) -> str:
         splits = {k: len(v) for k, v in self.datasets.items()}
         return f"Task({self.name!r}, {self.instruction.text!r}, rows={splits})"
+
+
+def output_criterion(template: Instruction) -> str:
+    """The criterion a decoder implies: a continuous output's preprocessor names its own (audio_mel:
+    frame_regression), tokens take label_smoothed_ce."""
+    if template.output_modality != "TEXT":
+        preprocessor = PREPROCESSOR_REGISTRY.get(template.decoder[0].preprocess).cls
+        if getattr(preprocessor, "criterion", None):
+            return preprocessor.criterion
+    return "label_smoothed_ce"
 
 
 def default_task_name(instruction: Instruction) -> str:

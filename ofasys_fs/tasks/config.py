@@ -10,7 +10,7 @@ from ..data.rows import FILE_SUFFIXES
 from ..data.shards import is_shard_dir, read_manifest
 from ..errors import ConfigError, DataError
 from ..options import at_least, option
-from ..registry import TASK_REGISTRY
+from ..registry import TASK_REGISTRY, did_you_mean
 from .base import SPLITS, Task
 
 
@@ -48,7 +48,9 @@ def task_from_config(tc: TaskConfig, index: int) -> Task:
     builtin = tc.name is not None and tc.name in TASK_REGISTRY
     if not builtin and tc.instruction is None:
         known = ", ".join(TASK_REGISTRY.names()) or "none yet"
-        raise ConfigError(f"{where}: give an instruction, or a built-in task name (built-ins: {known})")
+        hint = did_you_mean(tc.name, TASK_REGISTRY.names()) if tc.name else ""
+        raise ConfigError(f"{where}: give an instruction, or a built-in task name (or a plugin's, with "
+                          f"--user-dir).{hint} Registered: {known}")
     task_class = TASK_REGISTRY.get(tc.name).cls if builtin else Task
     try:
         task = task_class(

@@ -1,4 +1,5 @@
-"""A GeneralistModel and a transformers BART of identical dimensions, and one synthetic token batch both read.
+"""A GeneralistModel and a transformers BART of identical dimensions, and one synthetic token batch both read;
+the same BART converted for CTranslate2.
 
 Identical: d_model, FFN width, heads, encoder/decoder layers, vocabulary (ofasys_fs's default, 17,470
 ids), 1024 positions, GELU, dropout 0.1 (attention/activation dropout 0), shared embeddings. BART runs
@@ -7,6 +8,7 @@ with attn_implementation="sdpa". Our model keeps its default configuration (bias
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import torch
 
@@ -53,6 +55,53 @@ def build_bart(arch: str, vocab: int, seed: int = 0):
     return BartForConditionalGeneration._from_config(bart_cfg, attn_implementation="sdpa")
 
 
+def ctranslate2_token(token_id: int) -> str:
+    """The name of a token id in the converted model's vocabulary (ids need no text: the batch is random ids)."""
+    return f"<{token_id}>"
+
+
+def token_id(name: str) -> int:
+    """The id of a converted model's token name (inverse of ctranslate2_token)."""
+    return int(name[1:-1])
+
+
+class IdVocabulary:
+    """What CTranslate2's BART converter reads from a tokenizer, for a vocabulary of bare ids (no files)."""
+
+    bos_token, eos_token, unk_token = (ctranslate2_token(i) for i in (BOS, EOS, 3))
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def get_vocab(self) -> dict[str, int]:
+        return {ctranslate2_token(i): i for i in range(self.size)}
+
+    def convert_ids_to_tokens(self, token_id: int) -> str:
+        return ctranslate2_token(token_id)
+
+
+def convert_bart_to_ctranslate2(bart, folder: str) -> str:
+    """`bart` converted offline by ctranslate2.converters.TransformersConverter into `folder`/ct2 (float32; the
+    compute type is chosen when loading); returns that path. The converter reads a post-norm BART with a layer
+    norm on the embeddings from normalize_before=False, normalize_embedding=True, which a fresh transformers 5
+    BartConfig lacks, and takes the model and vocabulary from memory instead of a hub folder."""
+    import transformers
+    from ctranslate2.converters import TransformersConverter
+
+    transformers.logging.set_verbosity_error()  # the converter's config keyword draws a deprecation notice
+    bart.config.normalize_before, bart.config.normalize_embedding = False, True
+    bart.config.save_pretrained(folder)  # the converter reads the config from the folder
+
+    class InMemory(TransformersConverter):
+        def load_model(self, model_class, model_name_or_path, **kwargs):
+            return bart
+
+        def load_tokenizer(self, tokenizer_class, model_name_or_path, **kwargs):
+            return IdVocabulary(bart.config.vocab_size)
+
+    return InMemory(folder).convert(os.path.join(folder, "ct2"), quantization="float32")
+
+
 @dataclasses.dataclass
 class TokenBatch:
     """Random text ids without padding: source [B, S], decoder input [B, T] (<s> first) and target [B, T]."""
@@ -75,6 +124,10 @@ class TokenBatch:
         piece = {"modality": "TEXT", "adaptor": "text", "tokens": self.source, "padding_mask": self.source.eq(PAD)}
         return {"net_input": {"encoder": [piece], "prev_output_tokens": self.prev_output_tokens},
                 "target": self.target}
+
+    def ctranslate2_source(self) -> list[list[str]]:
+        """The source rows as CTranslate2's token lists."""
+        return [[ctranslate2_token(i) for i in row] for row in self.source.tolist()]
 
     def bart_inputs(self) -> dict:
         """The same batch as BART's keyword arguments."""

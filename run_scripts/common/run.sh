@@ -36,7 +36,7 @@ recipe() {  # recipe ARGS... -> the arguments common/benchmark.py prints, one pe
 case "$COMMAND" in
     train)
         [ $# -ge 2 ] || usage "train.sh DATA_DIR SAVE_DIR [ARCH] [ofasys-train flags ...]"
-        DATA_DIR=$1 SAVE_DIR=$2 ARCH=base
+        DATA_DIR=$1 SAVE_DIR=$2 ARCH=ofa_base
         shift 2
         if is_positional "$@"; then ARCH=$1; shift; fi
         recipe train "$BENCHMARK_DIR" "$DATA_DIR" "$ARCH" --gpus "${GPUS:-1}"

@@ -1,18 +1,16 @@
 """Real newswire text: the Reuters-21578 articles that Debian's package `r-cran-tm` ships (50 on corporate
-acquisitions, 20 on crude oil, in tm/texts/acq and tm/texts/crude). The .deb is fetched once with
-`apt-get download` and unpacked with `dpkg-deb -x` into a cache folder (no R needed). Each paragraph is a
-row labelled with its article's topic; an article's paragraphs all go to one split. Training repeats
-the crude paragraphs to match the acq ones; the held-out splits have as many of each."""
+acquisitions, 20 on crude oil, in tm/texts/acq and tm/texts/crude), unpacked into a cache folder once
+(debian_package.py; no R needed). Each paragraph is a row labelled with its article's topic; an article's
+paragraphs all go to one split. Training repeats the crude paragraphs to match the acq ones; the held-out
+splits have as many of each."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import tempfile
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 from .data_common import SPLITS, SplitSizes, rng_for, write_split
+from .debian_package import package_files
 
 PACKAGE = "r-cran-tm"
 TEXTS_IN_PACKAGE = Path("usr/lib/R/site-library/tm/texts")
@@ -21,43 +19,9 @@ ARTICLE_SHARES = {"train": 0.6, "valid": 0.1, "test": 0.3}
 MIN_PARAGRAPH_WORDS = 5
 
 
-class ReutersUnavailable(RuntimeError):
-    """The Reuters texts are not cached and apt-get could not fetch them."""
-
-
-def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(command, cwd=cwd, capture_output=True, text=True)
-    except FileNotFoundError as err:
-        raise ReutersUnavailable(
-            f"the demo's Reuters articles come from Debian's package {PACKAGE}, fetched with `apt-get download "
-            f"{PACKAGE}` and unpacked with `dpkg-deb -x`, but {command[0]} is not installed; run the demo on "
-            f"Debian/Ubuntu, or unpack that package by hand into the cache folder") from err
-
-
 def ensure_tm_texts(cache_dir: Path) -> Path:
     """The folder tm/texts of r-cran-tm, downloaded and unpacked into `cache_dir` on first use."""
-    target = cache_dir / PACKAGE / "texts"
-    if all((target / topic).is_dir() for topic in TOPICS):
-        return target
-    with tempfile.TemporaryDirectory() as work:
-        work = Path(work)
-        result = run(["apt-get", "download", PACKAGE], work)
-        if result.returncode != 0:  # a fresh machine has no package lists yet
-            update = run(["apt-get", "update"], work)
-            result = run(["apt-get", "download", PACKAGE], work) if update.returncode == 0 else update
-        debs = sorted(work.glob(f"{PACKAGE}_*.deb"))
-        if result.returncode != 0 or not debs:
-            raise ReutersUnavailable(f"`apt-get download {PACKAGE}` failed (the demo's Reuters articles come from "
-                                     f"it): {result.stderr.strip()[-500:]}")
-        unpacked = run(["dpkg-deb", "-x", str(debs[0]), "unpacked"], work)
-        if unpacked.returncode != 0:
-            raise ReutersUnavailable(f"`dpkg-deb -x {debs[0].name}` failed: {unpacked.stderr.strip()[-500:]}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(work / "unpacked" / TEXTS_IN_PACKAGE, target)
-        (target.parent / "VERSION").write_text(debs[0].name + "\n")
-    return target
+    return package_files(PACKAGE, str(TEXTS_IN_PACKAGE), cache_dir, TOPICS)
 
 
 def paragraphs(article: Path) -> list[str]:

@@ -18,6 +18,7 @@ from .data_images import build_digit_images
 from .data_iris import build_iris
 from .data_reuters import build_reuters_topic
 from .data_speech import build_spoken_digits
+from .data_tts import build_tts_digits
 from .data_vqa import build_easy_vqa
 
 
@@ -32,7 +33,8 @@ class DemoTask:
     source: str  # for the README: where the data comes from, and what is real or synthetic
     sizes: SplitSizes  # rows of the full demo
     build: Callable[[Path, SplitSizes, int, Path], None]  # (folder, sizes, seed, cache_dir)
-    baseline: str  # the trivial rule of baselines.py (majority, mean_box) every task must clearly beat
+    baseline: str  # the trivial rule of baselines.py (majority, mean_box) every task must clearly beat (speech: a
+    # fixed training clip, scored in report_speech.py)
     stricter: tuple[str, ...] = ()  # rules that see part of the input; the table shows the best of them
     share: float = 1.0  # relative share of the training batches (harder tasks get more)
     references: Optional[str] = None  # the column the metric compares with (default: the target column)
@@ -94,6 +96,10 @@ TASKS = (
              source="a real digit sliding across 8 frames (synthetic motion)",
              sizes=SplitSizes(800, 64, 300), build=ignoring_cache(build_digit_motion),
              baseline="majority", share=0.6),
+    DemoTask(name="text_to_speech", instruction="[PHONE:text] -> [AUDIO:wav]",
+             metric="asr_wer", inputs="PHONE -> AUDIO",
+             source="two digit names spoken by flite's kal16 voice (synthetic speech; test pairs unseen in training)",
+             sizes=SplitSizes(240, 8, 40), build=ignoring_cache(build_tts_digits), baseline="fixed_clip", share=1.0),
     DemoTask(name="text_to_image", instruction=TextToImage.default_instruction, metric="classifier_accuracy",
              inputs="TEXT -> IMAGE", source="scikit-learn digits (real 8x8 scans) for captions like 'a handwritten "
                                             "seven'", sizes=SplitSizes(1078, 64, 300),
@@ -101,6 +107,12 @@ TASKS = (
              metric_options=judged_by_a_classifier,
              variants=(("without_guidance", ("--guidance-scale", "1")), ("greedy", ("--no-do-sample",)))),
 )
+
+
+def predictions_file(out: Path, name: str) -> Path:
+    """Where ofasys-generate writes the predictions of `name` (a task, or a task's decoding variant): a folder of
+    its own, since generated media go into test-media/ beside the file."""
+    return out / "predictions" / name / "generate-test.jsonl"
 
 
 def target_column(task: DemoTask) -> str:

@@ -16,7 +16,7 @@ from ofasys_fs.registry import build_metric
 
 from .baselines import rule_predictions
 from .data_digits import DIGIT_NAMES
-from .demo_tasks import DemoTask, target_column
+from .demo_tasks import DemoTask, predictions_file, target_column
 
 SAMPLES_PER_CLASS = 8
 TOKENIZER_FILE = "image_tokenizer.pt"  # in the demo's output folder
@@ -28,7 +28,7 @@ def with_absolute(rows: list[dict], folder: Path, column: str) -> list[dict]:
 
 
 def generated_files(outputs: list[dict], folder: Path) -> list[str]:
-    return [str(folder / output["files"][0]) for output in outputs]
+    return [str(folder / output["file"]) for output in outputs]
 
 
 def image_outputs(out: Path, task: DemoTask, outputs: list[dict], train_rows: list[dict], test_rows: list[dict],
@@ -50,7 +50,7 @@ def image_outputs(out: Path, task: DemoTask, outputs: list[dict], train_rows: li
     ceiling = accuracy.compute(rebuilt, labels)
     variants = []
     for name, path in variant_files(out, task):
-        images = generated_files(read_lines(path), folder)
+        images = generated_files(read_lines(path), path.parent)
         variants.append(f"{name}: {task.metric} {accuracy.compute(images, labels)[task.metric]:.3f}, Fréchet "
                         f"distance {distance.compute(images, truth)['frechet_distance']:.2f}")
     note = (f"{task.name}: the judge reads the real test scans at {ceiling['real_accuracy']:.3f}; the tokenizer's "
@@ -62,7 +62,7 @@ def image_outputs(out: Path, task: DemoTask, outputs: list[dict], train_rows: li
 
 
 def variant_files(out: Path, task: DemoTask) -> list[tuple[str, Path]]:
-    return [(name, out / "predictions" / f"{task.name}_{name}.jsonl") for name, _ in task.variants]
+    return [(name, predictions_file(out, f"{task.name}_{name}")) for name, _ in task.variants]
 
 
 def read_lines(path: Path) -> list[dict]:
@@ -74,7 +74,7 @@ def samples_picture(path: Path, outputs: list[dict], test_rows: list[dict], task
     """One row per class: a real test scan, then the images generated for the first test captions of that class."""
     by_class: dict[str, list] = {}
     for output, row in zip(outputs, test_rows):
-        by_class.setdefault(row[task.references], [row[target_column(task)]]).append(folder / output["files"][0])
+        by_class.setdefault(row[task.references], [row[target_column(task)]]).append(folder / output["file"])
     cells = []
     for label in sorted(by_class, key=DIGIT_NAMES.index):
         shown = by_class[label][:SAMPLES_PER_CLASS + 1]

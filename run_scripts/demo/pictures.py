@@ -1,5 +1,6 @@
 """The demo's pictures, drawn with PIL (no plotting dependency): training curves per task from
-train_log.jsonl, and grounding predictions (predicted and true boxes) drawn on their test images."""
+train_log.jsonl, grounding predictions (predicted and true boxes) drawn on their test images, and
+spectrograms of generated against reference speech."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,11 @@ import math
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from ofasys_fs.media import load_audio
+from ofasys_fs.mel import MelSettings, log_mel
 
 PANEL = (360, 240)  # width, height of one curve panel
 MARGIN = dict(left=44, right=10, top=24, bottom=30)
@@ -38,9 +43,10 @@ def read_curves(log_path: Path, metrics: dict[str, str]) -> dict[str, dict[str, 
     return curves
 
 
-def curve_panel(title: str, series: dict[str, list[tuple[int, float]]], max_y: Optional[float] = None) -> Image.Image:
-    """One line chart of `series` against updates, with a legend; the y axis runs from 0 to max_y (default:
-    a bit above the largest value)."""
+def curve_panel(title: str, series: dict[str, list[tuple[int, float]]], max_y: Optional[float] = None,
+                x_label: str = "updates") -> Image.Image:
+    """One line chart of `series` against updates (or `x_label`), with a legend; the y axis runs from 0 to
+    max_y (default: a bit above the largest value)."""
     image = Image.new("RGB", PANEL, "white")
     draw = ImageDraw.Draw(image)
     points = [point for values in series.values() for point in values]
@@ -62,7 +68,7 @@ def curve_panel(title: str, series: dict[str, list[tuple[int, float]]], max_y: O
         draw.line([left - 3, y, left, y], fill="black")
         draw.text((4, y - 6), f"{max_y * fraction:.2f}", fill="black", font=font(10))
     draw.text((left, bottom + 4), "0", fill="black", font=font(10))
-    draw.text((right - 60, bottom + 4), f"{max_x} updates", fill="black", font=font(10))
+    draw.text((right - 60, bottom + 4), f"{max_x:g} {x_label}", fill="black", font=font(10))
     for row, (name, values) in enumerate(series.items()):
         colour = COLOURS[row % len(COLOURS)]
         if len(values) > 1:
@@ -121,4 +127,33 @@ def draw_grounding(examples: Sequence[dict], path: Path, columns: int = 6) -> Pa
         tiles.append(tile)
     path.parent.mkdir(parents=True, exist_ok=True)
     grid(tiles, columns).save(path, optimize=True)
+    return path
+
+
+def spectrogram_tile(samples_path: Path, label: str, height: int = 80, zoom: int = 2) -> Image.Image:
+    """A log-mel spectrogram (80 bins, 10 ms per column; low frequencies at the bottom, dark = loud) with a label."""
+    mel = log_mel(load_audio(str(samples_path)), MelSettings()).numpy().T[::-1]
+    low, high = np.percentile(mel, 5), mel.max()
+    pixels = (255 * (1 - np.clip((mel - low) / max(high - low, 1e-6), 0, 1))).astype(np.uint8)
+    image = Image.fromarray(pixels).resize((pixels.shape[1] * zoom, height * zoom), Image.NEAREST).convert("RGB")
+    tile = Image.new("RGB", (max(image.width, 220) + 8, image.height + 22), "white")
+    tile.paste(image, (4, 18))
+    ImageDraw.Draw(tile).text((4, 3), label, fill="black", font=font())
+    return tile
+
+
+def draw_spectrograms(examples: Sequence[dict], path: Path) -> Path:
+    """Each example {"text", "reference", "generated"} (audio paths): the reference and the generated
+    spectrogram side by side, one example per row."""
+    tiles = []
+    for example in examples:
+        tiles.append(spectrogram_tile(example["reference"], f'reference: "{example["text"]}"'))
+        tiles.append(spectrogram_tile(example["generated"], f'generated: "{example["text"]}" heard "'
+                                                            f'{example["heard"]}"'))
+    width, height = max(tile.width for tile in tiles), max(tile.height for tile in tiles)
+    sheet = Image.new("RGB", (2 * width, height * len(examples)), "white")
+    for index, tile in enumerate(tiles):
+        sheet.paste(tile, ((index % 2) * width, (index // 2) * height))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, optimize=True)
     return path

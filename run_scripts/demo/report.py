@@ -1,5 +1,6 @@
 """The demo's result: score each task's ofasys-generate output and its trivial baseline with the task's
-metric, print the table task | metric | this model | baseline, and draw the pictures (pictures.py)."""
+metric, print the table task | metric | this model | baseline, and draw the pictures (pictures.py); the
+speech row comes from report_speech.py."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ from .baselines import best_baseline, headline
 from .demo_tasks import DemoTask, target_column
 from .image_report import image_outputs, with_absolute
 from .pictures import draw_curves, draw_grounding
+from .report_speech import score_speech
 
 CLEAR_MARGIN = 0.10  # "clearly above the baseline": at least this much more of a 0-1 metric
 GROUNDING_EXAMPLES = 12
@@ -31,8 +33,8 @@ def read_predictions(path: Path, expected_rows: int) -> list[dict]:
 def prediction(output: dict, folder: Path):
     """What the metric scores: the image file of an IMAGE output (in `folder`), the box of a BOX output, else the
     text."""
-    if "files" in output:
-        return str(folder / output["files"][0])
+    if "file" in output:
+        return str(folder / output["file"])
     return output["box"] if "box" in output else output.get("text", "")
 
 
@@ -74,6 +76,8 @@ def table_text(rows: Sequence[dict]) -> str:
         stricter = "-" if row["stricter"] is None else (
             f"{row['stricter']:.3f}{'' if row['above_stricter'] else ' (model not clearly above)'}: "
             f"{row['stricter_is']}")
+        if row.get("ceiling") is not None:
+            stricter = f"ceiling {row['ceiling']:.3f}: {row['ceiling_is']}"
         lines.append(f"| {row['task']} | {row['inputs']} | {row['metric']} | {row['test_rows']} | "
                      f"{row['model']:.3f}{mark} | {row['baseline']:.3f}: {row['baseline_is']} | {stricter} |")
     return "\n".join(lines)
@@ -120,12 +124,19 @@ def write_report(out: Path, tasks: Sequence[DemoTask], predictions: dict[str, Pa
     for task in tasks:
         train_rows, test_rows = data[task.name]
         outputs = read_predictions(predictions[task.name], len(test_rows))
+        folder = predictions[task.name].parent  # where ofasys-generate wrote the task's media files
+        if outputs and "sample_rate" in outputs[0]:  # generated speech
+            row, note, picture = score_speech(out, task, outputs, train_rows, test_rows, folder)
+            rows.append(row)
+            notes.append(note)
+            pictures.append(picture)
+            continue
         if task.metric_options is not None:  # the metric reads the rows' media itself
-            column, folder = target_column(task), out / "raw" / task.name
-            train_rows, test_rows = (with_absolute(rows, folder, column) for rows in (train_rows, test_rows))
-        rows.append(score_task(task, outputs, train_rows, test_rows, predictions[task.name].parent))
-        if "files" in outputs[0]:
-            note, picture = image_outputs(out, task, outputs, train_rows, test_rows, predictions[task.name].parent)
+            column, raw = target_column(task), out / "raw" / task.name
+            train_rows, test_rows = (with_absolute(rows, raw, column) for rows in (train_rows, test_rows))
+        rows.append(score_task(task, outputs, train_rows, test_rows, folder))
+        if outputs and "file" in outputs[0]:  # generated images
+            note, picture = image_outputs(out, task, outputs, train_rows, test_rows, folder)
             notes.append(note)
             pictures.append(picture)
         if outputs and "box" in outputs[0]:

@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import os
 import shutil
 import sys
 import time
@@ -29,12 +28,11 @@ from ofasys_fs.cli.train import main as train_main
 from ofasys_fs.cli.train_image_tokenizer import main as tokenizer_main
 
 from .data_common import SPLITS, read_split
-from .data_reuters import ReutersUnavailable
-from .demo_tasks import TASKS, DemoTask
+from .debian_package import DEFAULT_CACHE, PackageUnavailable
+from .demo_tasks import TASKS, DemoTask, predictions_file
 from .image_report import TOKENIZER_FILE
+from .machine import describe_machine, free_core_count, machine_line
 from .report import write_report
-
-DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ofasys_fs"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,13 +49,16 @@ class Settings:
     image_size: int = 64  # easy-VQA's own size; the 48 px canvases scale to it with cells still on patches
     lr: float = 2e-3
     warmup_updates: int = 100
-    threads: int = 1  # torch threads: small ops gain nothing from a second one, and lose a lot when cores are shared
     num_bins: int = 16  # box coordinates on a 16-step grid: 3 px steps on the 48 px canvas
     generate_batch_size: int = 100
+    mel_bins: int = 40  # speech output frames: 40 bins are recognised as well as 80 after Griffin-Lim
+    mel_frames_per_step: int = 4  # 4 frames (40 ms) per decoder step: about 25 steps per second of speech
     tokenizer_updates: int = 600  # of the fsq image tokenizer that text_to_image generates in
 
 
-FULL = Settings(rows_factor=1.0, max_update=8250, validate_interval_updates=750, log_interval=50, warmup_updates=500)
+# 9,050 updates: the 7,500 the eight other tasks were tuned with, plus the shares of text_to_speech and
+# text_to_image (7,500 x 11.7 / 9.7)
+FULL = Settings(rows_factor=1.0, max_update=9050, validate_interval_updates=750, log_interval=50, warmup_updates=500)
 SMOKE = Settings(rows_factor=0.03, max_update=60, validate_interval_updates=30, log_interval=10, batch_size=8,
                  warmup_updates=10, tokenizer_updates=20)
 IMAGE_TASK = "text_to_image"  # the task whose images train the image tokenizer
@@ -108,7 +109,8 @@ def train_config(out: Path, settings: Settings, seed: int) -> dict:
                          "sampling": "weights=" + ",".join(f"{task.name}:{task.share}" for task in TASKS)},
         "checkpoint": {"save_dir": str(out / "checkpoints"), "save_interval_updates": settings.max_update},
         "model": {"arch": settings.arch, "attention_heads": settings.attention_heads,
-                  "image_size": settings.image_size, "image_tokenizer": str(out / TOKENIZER_FILE)},
+                  "image_size": settings.image_size, "mel_bins": settings.mel_bins,
+                  "mel_frames_per_step": settings.mel_frames_per_step, "image_tokenizer": str(out / TOKENIZER_FILE)},
         "validation": {"validate_interval_updates": settings.validate_interval_updates},
         "vocab": {"num_bins": settings.num_bins},  # code ids: as many as the image tokenizer has codes
         "tasks": [{"name": task.name, "instruction": task.instruction,
@@ -127,14 +129,15 @@ def train(out: Path, settings: Settings, seed: int) -> Path:
 
 
 def generate(out: Path, checkpoint: Path, task: DemoTask, settings: Settings) -> Path:
-    """The task's test predictions (and those of its decoding variants, predictions/<task>_<variant>.jsonl)."""
-    for suffix, flags in (("", ()), *((f"_{name}", flags) for name, flags in task.variants)):
+    """The task's test predictions (and those of its decoding variants), each in its own folder
+    (demo_tasks.predictions_file)."""
+    for name, flags in ((task.name, ()), *((f"{task.name}_{variant}", flags) for variant, flags in task.variants)):
         call("ofasys-generate", generate_main, [
             "--path", str(checkpoint), "--task", task.name, "--data", str(out / "shards" / task.name),
-            "--gen-subset", "test", "--results-path", str(out / "predictions" / f"{task.name}{suffix}.jsonl"),
+            "--gen-subset", "test", "--results-path", str(predictions_file(out, name)),
             "--batch-size", str(settings.generate_batch_size), "--sampling-seed", "1", *flags,
         ])
-    return out / "predictions" / f"{task.name}.jsonl"
+    return predictions_file(out, task.name)
 
 
 class StepTimer:
@@ -153,9 +156,11 @@ class StepTimer:
 
 
 @contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
+def free_threads() -> Iterator[None]:
+    """torch threads = the cores other processes leave free now (ofasys-train measures by itself, and again
+    while it trains: docs/training.md)."""
     previous = torch.get_num_threads()
-    torch.set_num_threads(count)
+    torch.set_num_threads(free_core_count())
     try:
         yield
     finally:
@@ -163,21 +168,27 @@ def torch_threads(count: int) -> Iterator[None]:
 
 
 def run(out: Path, settings: Settings, seed: int, cache_dir: Path) -> list[dict]:
-    """Every step of the demo; returns the table's rows (see report.write_report)."""
+    """Every step of the demo; returns the table's rows (see report.write_report). Each step uses the cores
+    other processes leave free; the machine's matmul rate is printed beside the timings."""
     out.mkdir(parents=True, exist_ok=True)
     timed = StepTimer()
-    with torch_threads(settings.threads):
+    machine = describe_machine(free_core_count())
+    print(f"== demo: {machine_line(machine)}", flush=True)
+    with free_threads():
         timed("build data", lambda: build_data(out, settings, seed, cache_dir))
         timed("ofasys-train-image-tokenizer", lambda: train_image_tokenizer(out, settings, seed))
+    with free_threads():
         timed("ofasys-preprocess", lambda: [preprocess(out, task) for task in TASKS])
-        checkpoint = timed("ofasys-train", lambda: train(out, settings, seed))
+    checkpoint = timed("ofasys-train", lambda: train(out, settings, seed))
+    with free_threads():
         predictions = timed("ofasys-generate", lambda: {task.name: generate(out, checkpoint, task, settings)
                                                          for task in TASKS})
         rows = timed("report", lambda: write_report(out, TASKS, predictions, {
             task.name: (read_split(out / "raw" / task.name, "train"), read_split(out / "raw" / task.name, "test"))
             for task in TASKS}))
-    (out / "timings.json").write_text(json.dumps(timed.seconds, indent=1))
-    print("== demo: seconds per step: " + ", ".join(f"{k} {v:.0f}" for k, v in timed.seconds.items()), flush=True)
+    (out / "timings.json").write_text(json.dumps({**timed.seconds, "machine": machine}, indent=1))
+    print("== demo: seconds per step: " + ", ".join(f"{k} {v:.0f}" for k, v in timed.seconds.items())
+          + f"; {machine_line(machine)}", flush=True)
     return rows
 
 
@@ -196,7 +207,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         settings = dataclasses.replace(settings, max_update=args.max_update)
     try:
         run(Path(args.out), settings, args.seed, Path(args.cache_dir))
-    except (DemoError, ReutersUnavailable) as err:
+    except (DemoError, PackageUnavailable) as err:
         print(f"demo: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -1,7 +1,8 @@
 """The bench the bad-input corpus runs on (docs/reliability.md, guarantee 1): runners that feed one bad input to
 a command (in-process, `main(argv)`) or to the Python API and report how it ended, the media files the cases
 are made of, and the one check every case must pass: a clear error holding the case's fragments (file, row,
-column, what was expected), no traceback, one error line, nothing published."""
+column, what was expected), no traceback, one error line, nothing published (but the checkpoint_last.pt a
+training run stopped by a bad row keeps)."""
 import dataclasses
 import io
 import json
@@ -14,6 +15,7 @@ import pytest
 import soundfile
 from PIL import Image
 
+from ofasys_fs.checkpoint import load_checkpoint
 from ofasys_fs.cli import generate, validate
 from ofasys_fs.cli.preprocess import main as preprocess_main
 from ofasys_fs.cli.train import main as train_main
@@ -85,7 +87,7 @@ class Bench:
         micro = ["--arch", "micro", "--device", "cpu", "--tokenizer", self.micro.tokenizer, "--num-bins", "16",
                  "--num-codes", "0", "--batch-size", "4", "--max-update", "2", "--save-dir", save_dir]
         code, err = self.run(train_main, [*task, *micro, *argv])
-        return Outcome(code, err, [p.name for p in save_dir.glob("*.pt")] if save_dir.is_dir() else [])
+        return Outcome(code, err, published_checkpoints(save_dir))
 
     def train_yaml(self, yaml_text, *argv: str) -> Outcome:
         """ofasys-train CONFIG.yaml (str, or bytes written as they are) with the micro run's tokenizer and a copy
@@ -97,7 +99,7 @@ class Bench:
         code, err = self.run(train_main, [config, f"save_dir={save_dir}", "arch=micro", "device=cpu",
                                           f"tokenizer={self.micro.tokenizer}", "num_bins=16", "num_codes=0",
                                           "max_update=2", *argv])
-        return Outcome(code, err, [p.name for p in save_dir.glob("*.pt")])
+        return Outcome(code, err, published_checkpoints(save_dir))
 
     def generate(self, *argv, path=None, data=None) -> Outcome:
         """ofasys-generate with the reference checkpoint, the micro train file and a results file, unless given."""
@@ -112,6 +114,15 @@ class Bench:
         code, err = self.run(validate.main, ["--path", self.checkpoint, "--task", "copy", "--data",
                                              self.micro.valid, *argv])
         return Outcome(code, err, [])
+
+
+def published_checkpoints(save_dir: Path) -> list[str]:
+    """What a stopped training run published: any checkpoint but the checkpoint_last.pt that a data error leaves
+    to resume from (it must hold the updates made before the bad row, and load)."""
+    last = save_dir / "checkpoint_last.pt"
+    if last.exists():
+        assert load_checkpoint(str(last))["train_meta"]["num_updates"] >= 1
+    return sorted(p.name for p in save_dir.glob("*.pt") if p != last) if save_dir.is_dir() else []
 
 
 def check_clear_error(outcome: Outcome, what: str, fragments: list) -> None:

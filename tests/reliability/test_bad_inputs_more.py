@@ -1,5 +1,5 @@
 """More bad inputs (docs/reliability.md, guarantee 1), as a researcher with scraped web data meets them: broken
-JSON lines and TSV headers, text that is not Unicode, degenerate images, audio and video, impossible boxes,
+JSON lines and TSV headers, text that is not Unicode, degenerate images, audio, video and BVH motion, impossible boxes,
 configs and plugins that cannot load, flag values a command cannot use, and Python API misuse. The table
 MORE_CASES is run by tests/reliability/test_bad_inputs.py together with its own (`check_clear_error`). After the
 table, the inputs that look bad but are normal and must work: a byte order mark, a closed-set test split without targets, a benchmark answer that never
@@ -57,6 +57,19 @@ def closed_set_yaml(bench, valid_rows: list, answers: str = "") -> str:
             f'data: {{train: {bench.micro.train}, valid: {valid}}}}}]')
 
 
+MOTION = "[MOTION:clip] what happens? -> [TEXT:cap]"
+MOTION_WINDOW = "[MOTION:clip,max_length=8] what happens? -> [TEXT:cap]"
+
+
+def bvh(channels: bool = True, frames: int = 2, last: str = "0 0 0 0 0 0 0 0 30") -> str:
+    """A two-joint BVH at 30 fps; the JOINT keyword is on line 6, 'Frames:' on line 17, the frames on 19-20."""
+    return ("HIERARCHY\nROOT Hips\n{\n  OFFSET 0 0 0\n  CHANNELS 6 Xposition Yposition Zposition Zrotation "
+            "Xrotation Yrotation\n  JOINT Spine\n  {\n    OFFSET 0 1 0\n"
+            + ("    CHANNELS 3 Zrotation Xrotation Yrotation\n" if channels else "")
+            + "    End Site\n    {\n      OFFSET 0 1 0\n    }\n  }\n}\nMOTION\n"
+            f"Frames: {frames}\nFrame Time: 0.0333333\n0 0 0 0 0 0 0 0 0\n{last}\n")
+
+
 MORE_CASES = [  # run by test_bad_inputs.py with its own table
     # ---- data files
     ("JSON line nested too deeply", lambda b: b.preprocess(b.file("deep.jsonl", NESTED)),
@@ -106,6 +119,14 @@ MORE_CASES = [  # run by test_bad_inputs.py with its own table
      ["row 0", "column 'clip'", "sound.mp4", "has no video stream"]),
     ("video file with no frames", media_case("clip", "empty.mp4", b"", VIDEO),
      ["row 0", "column 'clip'", "empty.mp4", "expected a self-contained video file"]),
+    ("BVH joint without channels", media_case("clip", "nochannels.bvh", bvh(channels=False), MOTION),
+     ["row 0", "column 'clip'", "nochannels.bvh', line 6", "JOINT 'Spine' has no CHANNELS line"]),
+    ("BVH frame holding NaN", media_case("clip", "nan.bvh", bvh(last="0 0 0 0 0 0 nan 0 0"), MOTION),
+     ["row 0", "column 'clip'", "nan.bvh', line 20 (frame 1)", "channel 'Spine Zrotation' is nan"]),
+    ("BVH with fewer frame lines than declared", media_case("clip", "short.bvh", bvh(frames=3), MOTION),
+     ["row 0", "column 'clip'", "short.bvh', line 17", "'Frames: 3' but only 2 frame lines follow"]),
+    ("BVH clip shorter than the window", media_case("clip", "brief.bvh", bvh(), MOTION_WINDOW),
+     ["row 0", "column 'clip'", "brief.bvh'", "2 frames at 30 fps", "shorter than the window max_length=8"]),
     # ---- boxes and closed sets
     ("box with x0 > x1", lambda b: b.preprocess([{"src": "a", "box": [5, 1, 1, 5]}], "--instruction", BOX),
      ["row 0", "column 'box'", "x1 < x0", "x0 <= x1"]),

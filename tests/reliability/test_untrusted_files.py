@@ -144,6 +144,38 @@ def test_damaged_checkpoints_give_a_clear_error(reference, tmp_path, damage):
     assert path in str(info.value)
 
 
+def as_fairseq(state: dict) -> dict:
+    """The reference checkpoint in the layout the fairseq plugin writes (docs/fairseq.md, "What maps to what")."""
+    return {"args": None, "cfg": {"task": {"_name": "ofasys"}}, "model": state["model"],
+            "task_state": {"ofasys_fs": {key: state[key] for key in ("vocab", "tasks", "config", "user_dirs")}}}
+
+
+FAIRSEQ_DAMAGED = {
+    "another fairseq task": (lambda state: {**as_fairseq(state), "task_state": {}}, "not of the ofasys task"),
+    "NaN weights": (lambda state: as_fairseq({**state, "model": {key: value.fill_(float("nan")) for key, value
+                                                                 in state["model"].items()}}),
+                    "has NaN or infinite weights"),
+    "tasks not a list": (lambda state: as_fairseq({**state, "tasks": "copy"}), "unusable 'tasks'"),
+}
+
+
+@pytest.mark.parametrize("damage", [None, *FAIRSEQ_DAMAGED])
+def test_fairseq_checkpoints_are_read_for_inference_only_and_checked(reference, tmp_path, damage):
+    """A fairseq checkpoint of the ofasys task loads for inference (OFASys, --finetune-from-model) as the keys
+    inference reads, checked like ours; never for resuming, and one of another task is refused clearly."""
+    state = torch.load(reference, weights_only=True)
+    change, message = FAIRSEQ_DAMAGED[damage] if damage else (as_fairseq, None)
+    path = rewrite(reference, tmp_path, saved(change(state)))
+    if message is not None:
+        with pytest.raises(CheckpointError, match=message):
+            load_checkpoint(path, for_inference=True)
+        return
+    loaded = load_checkpoint(path, for_inference=True)
+    assert loaded["model"].keys() == state["model"].keys() and loaded["vocab"] == state["vocab"]
+    with pytest.raises(CheckpointError, match="a fairseq checkpoint: .* not to resume training"):
+        load_checkpoint(path)
+
+
 def test_any_changed_byte_inside_the_archive_members_is_detected(reference, tmp_path):
     """40 random single-byte changes inside the stored members (tensors, the pickle): all refused, none loaded."""
     data = reference.read_bytes()

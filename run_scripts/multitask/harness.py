@@ -1,0 +1,201 @@
+"""Generalist versus specialists: does one model trained on N tasks match N models trained on one each?
+
+    python -m run_scripts.multitask.harness [--tasks photo|demo|all] [--updates-per-task 500] [--seed 1]
+        [--set OPTION=VALUE ...] [--out multitask_out]
+
+Through the public API (Task, Trainer, evaluate) it trains one generalist on every task for N x U updates
+and, for each task, a specialist on that task alone for U updates (the same per-task budget when the
+generalist's batches are shared evenly), scores each on the task's held-out test rows with its metric,
+scores the task's trivial rule (and stricter rules where the input allows a shortcut) with the same metric,
+and prints task | specialist | generalist | ratio | trivial, then the worst ratio. Every Trainer option
+is the toolkit's default except those given with --set (docs/multitask.md). Not a timed test.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from ofasys_fs import GeneralistModel, Task, Trainer
+from ofasys_fs.inference.evaluate import evaluate
+
+from ..demo.baselines import best_baseline, headline
+from ..demo.data_common import SPLITS, SplitSizes, read_split, rng_for
+from . import photo_data
+
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ofasys_fs"
+
+
+@dataclasses.dataclass
+class HarnessTask:
+    """A task with its rows per split and the rules it must beat."""
+
+    name: str
+    instruction: str
+    metric: str
+    rows: dict[str, list]  # split -> rows (dicts; images may be PIL images or paths relative to base_dir)
+    baseline: str  # trivial rule (run_scripts/demo/baselines.py)
+    stricter: tuple[str, ...] = ()
+    base_dir: Optional[Path] = None  # where a split's jsonl lives, when rows hold relative media paths
+
+    def task(self) -> Task:
+        task = Task(name=self.name, instruction=self.instruction, metric=self.metric)
+        for split in ("train", "test"):
+            source = self.base_dir / f"{split}.jsonl" if self.base_dir else self.rows[split]
+            task.add_dataset(str(source) if self.base_dir else source, split)
+        return task
+
+    @property
+    def references(self) -> str:
+        return Task(name=self.name, instruction=self.instruction).references
+
+
+PHOTO_TASKS = {  # name -> (instruction, metric, trivial rule, stricter rules)
+    "photo_texture": ("[IMAGE:img] which photo is this a part of? -> [TEXT:label,closed_set]", "accuracy",
+                      "majority", ()),
+    "photo_caption": ("[IMAGE:img] what does the image describe? -> [TEXT:cap]", "cider", "majority", ()),
+    "photo_grounding": ('[IMAGE:img] which region does the text " [TEXT:text] " describe? -> [BOX:box]', "acc_iou",
+                        "mean_box", ("random_of:boxes",)),
+}
+PHOTO_SIZES = SplitSizes(2000, 0, 300)
+
+
+def photo_tasks(seed: int, rows_factor: float = 1.0, **_) -> list[HarnessTask]:
+    photos = photo_data.Photos()
+    sizes = PHOTO_SIZES.scaled(rows_factor, minimum=4)
+    tasks = []
+    for name, (instruction, metric, baseline, stricter) in PHOTO_TASKS.items():
+        rows = {split: photo_data.BUILDERS[name](photos, split, sizes.of(split), rng_for(seed, name, split))
+                for split in ("train", "test")}
+        tasks.append(HarnessTask(name, instruction, metric, rows, baseline, stricter))
+    return tasks
+
+
+def demo_tasks(seed: int, out: Path, cache_dir: Path = DEFAULT_CACHE, rows_factor: float = 1.0,
+               **_) -> list[HarnessTask]:
+    from ..demo.demo_tasks import TASKS
+
+    tasks = []
+    for spec in TASKS:
+        folder = out / "raw" / spec.name
+        spec.build(folder, spec.sizes.scaled(rows_factor), seed, cache_dir)
+        rows = {split: read_split(folder, split) for split in SPLITS}
+        tasks.append(HarnessTask(spec.name, spec.instruction, spec.metric, rows, spec.baseline, spec.stricter,
+                                 base_dir=folder))
+    return tasks
+
+
+TASK_SETS: dict[str, Callable[..., list[HarnessTask]]] = {"photo": photo_tasks, "demo": demo_tasks}
+
+
+def train(tasks: Sequence[HarnessTask], updates: int, options: dict, seed: int) -> tuple[GeneralistModel, Trainer]:
+    trainer = Trainer(**{"arch": "micro", "seed": seed, "max_update": updates, "no_save": True,
+                         "disable_validation": True, "log_interval": max(updates // 5, 1), "log_format": "simple",
+                         "device": "cpu", **options})
+    model = trainer.fit(tasks=[task.task() for task in tasks])
+    return model, trainer
+
+
+def test_score(model: GeneralistModel, trainer: Trainer, spec: HarnessTask) -> float:
+    task = next(t for t in trainer.tasks if t.name == spec.name)
+    evaluation = evaluate(model, task, "test", encoder=trainer.encoders[spec.name], batch_size=100)
+    return headline(spec.metric, evaluation.metrics)
+
+
+def trivial_scores(spec: HarnessTask) -> tuple[float, Optional[float]]:
+    """(trivial rule's score, best stricter rule's score or None) on the test rows."""
+    column, train_rows, test_rows = spec.references, spec.rows["train"], spec.rows["test"]
+    _, trivial = best_baseline((spec.baseline,), spec.metric, column, train_rows, test_rows)
+    stricter = None
+    if spec.stricter:
+        _, values = best_baseline(spec.stricter, spec.metric, column, train_rows, test_rows)
+        stricter = headline(spec.metric, values)
+    return headline(spec.metric, trivial), stricter
+
+
+def run(tasks: Sequence[HarnessTask], updates_per_task: int, options: dict, seed: int,
+        with_generalist: bool = True) -> list[dict]:
+    """Train the generalist (unless with_generalist is False: a quick ablation of the specialists alone) and
+    the specialists; one result row per task."""
+    started = time.perf_counter()
+    general = {spec.name: float("nan") for spec in tasks}
+    if with_generalist:
+        generalist, trainer = train(tasks, updates_per_task * len(tasks), options, seed)
+        general = {spec.name: test_score(generalist, trainer, spec) for spec in tasks}
+    seconds = {"generalist": time.perf_counter() - started}
+    results = []
+    for spec in tasks:
+        started = time.perf_counter()
+        specialist, trainer = train([spec], updates_per_task, options, seed)
+        special = test_score(specialist, trainer, spec)
+        seconds[spec.name] = time.perf_counter() - started
+        trivial, stricter = trivial_scores(spec)
+        results.append({"task": spec.name, "metric": spec.metric, "specialist": special,
+                        "generalist": general[spec.name], "ratio": general[spec.name] / special if special else 0.0,
+                        "trivial": trivial, "stricter": stricter})
+    print("harness: seconds " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()), flush=True)
+    return results
+
+
+def table(results: Sequence[dict]) -> str:
+    lines = ["| task | metric | specialist | generalist | ratio | trivial | stricter |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        stricter = "-" if r["stricter"] is None else f"{r['stricter']:.3f}"
+        lines.append(f"| {r['task']} | {r['metric']} | {r['specialist']:.3f} | {r['generalist']:.3f} | "
+                     f"{r['ratio']:.2f} | {r['trivial']:.3f} | {stricter} |")
+    worst = min(results, key=lambda r: r["ratio"])
+    lines.append(f"\nworst ratio: {worst['ratio']:.2f} ({worst['task']})")
+    return "\n".join(lines)
+
+
+def parse_options(pairs: Sequence[str]) -> dict:
+    """--set key=value pairs -> Trainer options (values parsed as YAML scalars: 1e-3, true, 64)."""
+    import yaml
+
+    options = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise SystemExit(f"--set expects OPTION=VALUE, got {pair!r}")
+        options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return options
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", default="photo", choices=[*TASK_SETS, "all"])
+    parser.add_argument("--updates-per-task", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                        help="a Trainer option for every run (repeatable), e.g. --set sampling=round_robin")
+    parser.add_argument("--only", help="comma-separated task names: run only these tasks of the set")
+    parser.add_argument("--specialists-only", action="store_true", help="skip the generalist (quick ablations)")
+    parser.add_argument("--rows-factor", type=float, default=1.0, help="fraction of each task's rows (smoke runs)")
+    parser.add_argument("--out", default="multitask_out")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    names = list(TASK_SETS) if args.tasks == "all" else [args.tasks]
+    tasks = [task for name in names for task in TASK_SETS[name](args.seed, out=out, rows_factor=args.rows_factor)]
+    if args.only:
+        tasks = [task for task in tasks if task.name in args.only.split(",")]
+    options = parse_options(args.set)
+    results = run(tasks, args.updates_per_task, options, args.seed, not args.specialists_only)
+    text = table(results)
+    print(text, flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"results_seed{args.seed}.json").write_text(json.dumps(
+        {"options": options, "updates_per_task": args.updates_per_task, "load": os.getloadavg(),
+         "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

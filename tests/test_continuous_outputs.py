@@ -1,0 +1,237 @@
+"""The continuous-output foundation (docs/design.md §17): decoder over adaptor embeddings (causal switch, K/V cache),
+decoder feature pieces, frame_regression masking, the frames generator's ragged stops, Output.save, vocoders and
+the audio_mel preprocessor's bad inputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from ofasys_fs import GeneralistModel, Instruction
+from ofasys_fs.contracts import SampleContext
+from ofasys_fs.data.encode import EncodeError, RowEncoder
+from ofasys_fs.errors import ConfigError
+from ofasys_fs.generators.frames import AutoregressiveFrames
+from ofasys_fs.inference.outputs import Output
+from ofasys_fs.media import MediaError
+from ofasys_fs.mel import MelSettings, Waveform
+from ofasys_fs.preprocess.config import DataConfig
+from ofasys_fs.registry import build_criterion, build_metric, build_vocoder
+from ofasys_fs.vocab import Vocabulary
+
+INSTRUCTION = "[TEXT:text] -> [AUDIO:wav]"
+MODEL = dict(arch="micro", mel_bins=8, mel_frames_per_step=2, mel_win_length=64, mel_hop_length=32, dropout=0.0)
+RATE = 16000
+
+
+def tone(seconds: float, hz: float = 440.0, channels: int = 1) -> tuple:
+    samples = 0.5 * np.sin(2 * np.pi * hz * np.arange(int(seconds * RATE)) / RATE).astype(np.float32)
+    return (np.stack([samples] * channels) if channels > 1 else samples), RATE
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    vocab = Vocabulary.default()
+    model = GeneralistModel(**MODEL)
+    model.build(vocab, model.adaptors_for([Instruction.parse(INSTRUCTION)]))
+    encoder = RowEncoder("tts", INSTRUCTION, vocab, DataConfig.for_model(model.cfg))
+    rows = [{"text": "a short one", "wav": tone(0.05)}, {"text": "a longer sentence here", "wav": tone(0.12, 300)}]
+    sample = encoder.collate([encoder.encode(row, SampleContext("train", "tts", i)) for i, row in enumerate(rows)])
+    return model.eval(), encoder, sample
+
+
+def test_the_model_builds_output_adaptors_apart_and_text_models_keep_their_modules(setup):
+    model, _, sample = setup
+    assert set(model.output_adaptors) == {"audio_mel"} and "audio_mel" not in model.encoder.adaptors
+    text_model = GeneralistModel(arch="micro", vocab_size=100)
+    assert "output_adaptors" not in text_model._modules
+    assert not any(key.startswith("output_adaptors") for key in text_model.state_dict())
+    piece = sample["net_input"]["decoder"]
+    assert piece["frames"].shape[-1] == 16 and piece["padding_mask"].sum() > 0 and sample["ntokens"] == int(
+        (~piece["padding_mask"]).sum())
+    assert "prev_output_tokens" not in sample["net_input"] and "target" not in sample
+
+
+def test_incremental_decoding_over_embeddings_matches_the_full_pass(setup):
+    model, _, sample = setup
+    encoder_out = model.encoder(sample["net_input"]["encoder"])
+    piece = sample["net_input"]["decoder"]
+    with torch.no_grad():
+        full, _ = model.decode_features(piece, encoder_out)
+        state: dict = {}
+        steps = [model.decode_features({**piece, "frames": piece["frames"][:, :t + 1]}, encoder_out, state)[0]
+                 for t in range(piece["frames"].size(1))]
+    for key in ("frames", "stop_logits"):
+        torch.testing.assert_close(torch.cat([step[key] for step in steps], dim=1), full[key], atol=1e-5, rtol=1e-4)
+
+
+def test_the_causal_switch_and_the_decoder_padding_mask(setup):
+    model, _, sample = setup
+    encoder_out = model.encoder(sample["net_input"]["encoder"])
+    x = torch.randn(2, 5, model.cfg.embed_dim)
+    changed = x.clone()
+    changed[:, 4] += 1.0
+    with torch.no_grad():
+        causal = [model.decoder(inputs, encoder_out)[0] for inputs in (x, changed)]
+        full = [model.decoder(inputs, encoder_out, causal=False)[0] for inputs in (x, changed)]
+        padding = torch.tensor([[False] * 4 + [True]] * 2)
+        masked = [model.decoder(inputs, encoder_out, causal=False, padding_mask=padding)[0] for inputs in (x, changed)]
+    torch.testing.assert_close(causal[0][:, :4], causal[1][:, :4])  # the future is hidden
+    assert not torch.allclose(full[0][:, 0], full[1][:, 0])  # every position sees every other
+    torch.testing.assert_close(masked[0][:, :4], masked[1][:, :4])  # a padded position is never a key
+    with pytest.raises(ValueError, match="incremental decoding needs causal=True"):
+        model.decoder(x, encoder_out, {}, causal=False)
+
+
+def test_frame_regression_ignores_padded_steps_and_reports_its_parts(setup):
+    model, _, sample = setup
+    criterion = build_criterion("frame_regression")
+    loss, size, log = criterion(model, sample)
+    garbage = {**sample, "net_input": {**sample["net_input"], "decoder": dict(sample["net_input"]["decoder"])}}
+    piece = garbage["net_input"]["decoder"]
+    piece["frames"] = piece["frames"].masked_fill(piece["padding_mask"][..., None], 1e3)
+    assert size == sample["ntokens"] and torch.isclose(criterion(model, garbage)[0], loss)
+    assert log["loss"] == pytest.approx(log["l1"] + log["mse"] + log["stop_bce"], rel=1e-5)
+    metrics = criterion.reduce_metrics([log, log])
+    assert metrics["l1"] == pytest.approx(log["l1"] / size) and 0 <= metrics["stop_accuracy"] <= 100
+
+
+class StopAfter(torch.nn.Module):
+    """Wraps the audio_mel adaptor: the stop logit fires at decoder position `stops[row]`."""
+
+    def __init__(self, adaptor, stops):
+        super().__init__()
+        self.adaptor, self.stops, self.causal, self.step_dim = adaptor, stops, True, adaptor.step_dim
+
+    def forward(self, piece):
+        self.length = piece["frames"].size(1)
+        return self.adaptor(piece)
+
+    def project(self, hidden, piece):
+        out = self.adaptor.project(hidden, piece)
+        positions = torch.arange(self.length - hidden.size(1), self.length)
+        out["stop_logits"] = torch.where(positions[None, :] == self.stops[:, None], 20.0, -20.0)
+        return out
+
+
+@pytest.fixture
+def stopping_model(setup):
+    model, _, sample = setup
+    adaptor = model.output_adaptors["audio_mel"]
+    model.output_adaptors["audio_mel"] = StopAfter(adaptor, torch.tensor([2, 6]))
+    yield model, sample
+    model.output_adaptors["audio_mel"] = adaptor
+
+
+def test_the_frames_generator_stops_each_row_on_its_own(stopping_model):
+    model, sample = stopping_model
+    rows = AutoregressiveFrames().generate(model, sample, max_len_b=4)
+    assert [row[0]["frames"].shape for row in rows] == [(3, 16), (4, 16)]
+    assert [row[0]["stopped"] for row in rows] == [True, False]
+    rows = AutoregressiveFrames().generate(model, sample, max_len_b=20, min_len=5)
+    assert [len(row[0]["frames"]) for row in rows] == [20, 7]  # row 0's only stop came before min_len
+    with pytest.raises(ConfigError, match=r"\['beam'\] do not apply to autoregressive_frames.*options: max_len_a"):
+        AutoregressiveFrames().generate(model, sample, beam=5)
+
+
+def test_output_save_writes_wav_and_flac_that_read_back(tmp_path):
+    output = Output(waveform=Waveform(torch.linspace(-0.5, 0.5, 1600), RATE))
+    for suffix in (".wav", ".flac"):
+        path = output.save(str(tmp_path / f"a{suffix}"))
+        samples, rate = soundfile.read(path, dtype="float32")
+        assert rate == RATE and len(samples) == 1600 and abs(samples[-1] - 0.5) < 1e-3
+    assert output.media_suffix == ".wav" and output.to_dict()["seconds"] == 0.1
+    with pytest.raises(ValueError, match="WAV or FLAC|.wav or .flac"):
+        output.save(str(tmp_path / "a.mp3"))
+    with pytest.raises(ValueError, match="holds no media"):
+        Output(text="hi").save(str(tmp_path / "b.wav"))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_vocoders_griffin_lim_and_torchscript(tmp_path):
+    mel = MelSettings(bins=8, hop_length=32, win_length=64)
+    frames = torch.full((10, 8), -3.0)
+    assert build_vocoder("griffin_lim", mel)(frames).shape == (32 * 9,)
+    for short in (1, 2):  # shorter than Griffin-Lim's reflect padding (an untrained model's early stop)
+        assert build_vocoder("griffin_lim", mel)(frames[:short]).shape == (32 * (short - 1),)
+
+    class Upsample(torch.nn.Module):
+        def forward(self, mel: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(mel.mean(1, keepdim=True)).repeat_interleave(32, dim=-1)
+
+    path = tmp_path / "vocoder.pt"
+    torch.jit.save(torch.jit.script(Upsample()), str(path))
+    waveform = build_vocoder({"name": "torchscript", "path": str(path)}, mel)(frames)
+    assert waveform.shape == (320,) and torch.allclose(waveform, torch.tanh(torch.tensor(-3.0)).expand(320))
+    with pytest.raises(ConfigError, match="needs vocoder_path"):
+        build_vocoder("torchscript", mel)
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(ConfigError, match="is not a TorchScript file"):
+        build_vocoder({"name": "torchscript", "path": str(tmp_path / "junk.pt")}, mel)
+
+
+@pytest.mark.parametrize("value, match", [
+    (tone(0.0001), "expected at least one mel window"),
+    ((np.zeros(RATE // 10, dtype=np.float32), RATE), "is silent"),
+    ((np.full(RATE // 10, np.nan, dtype=np.float32), RATE), "NaN"),
+    ((tone(0.1)[0], 1), "sampling rate 1 Hz is below"),
+    (tone(2.0), "more than max_target_positions=64"),
+])
+def test_bad_speech_targets_are_named(value, match):
+    vocab = Vocabulary.default()
+    encoder = RowEncoder("tts", INSTRUCTION, vocab, DataConfig(mel_bins=8, mel_frames_per_step=2, mel_win_length=64,
+                                                                mel_hop_length=32, max_target_positions=64))
+    with pytest.raises((EncodeError, MediaError), match=match) as caught:
+        encoder.encode({"text": "x", "wav": value}, SampleContext("train", "tts", 3))
+    assert "row 3" in str(caught.value) and "'wav'" in str(caught.value)
+
+
+def test_stereo_clipped_and_other_rates_are_handled_as_documented():
+    encoder = RowEncoder("tts", INSTRUCTION, Vocabulary.default(), DataConfig(mel_bins=8, mel_frames_per_step=2,
+                                                                              mel_win_length=64, mel_hop_length=32))
+    features = lambda wav: encoder.encode({"text": "x", "wav": wav}, SampleContext("train")).decoder_features  # noqa
+    mono = features(tone(0.1))["frames"]
+    torch.testing.assert_close(features(tone(0.1, channels=2))["frames"], mono)  # channels are averaged
+    clipped = (np.clip(tone(0.1)[0] * 10, -1, 1), RATE)
+    assert torch.isfinite(features(clipped)["frames"]).all()
+    samples = tone(0.1)[0]
+    upsampled = (np.interp(np.arange(len(samples) * 625) / 625, np.arange(len(samples)), samples)
+                 .astype(np.float32), 10_000_000)  # 10 MHz, resampled to 16 kHz
+    assert features(upsampled)["frames"].shape == mono.shape
+    with pytest.raises(ValueError, match="n_frames_per_step=3 of the slot differs"):
+        RowEncoder("tts", "[TEXT:text] -> [AUDIO:wav,n_frames_per_step=3]", Vocabulary.default(), DataConfig())
+
+
+def test_generated_nan_frames_make_no_waveform(setup):
+    _, encoder, _ = setup
+    output = encoder.output_preprocessor(encoder.templates[0])
+    frames = torch.zeros(3, 16)
+    assert output.decode_features(frames, {})["waveform"].samples.numel() == 32 * 5  # 6 frames of hop 32
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        output.decode_features(frames.index_fill(0, torch.tensor([1]), float("nan")), {})
+
+
+@pytest.mark.parametrize("instruction, row", [
+    ("[PHONE:text] -> [AUDIO:wav]", {"text": "W AH1 N"}),  # an ARPAbet phone string
+    ("[PHONE:text] -> [AUDIO:wav]", {"text": "one two"}),  # words, through CMUdict
+    ("say the row: [STRUCT:table] -> [AUDIO:wav]", {"table": [["digit", "one"]]}),
+])
+def test_phone_and_struct_inputs_train_a_speech_output(setup, instruction, row):
+    model, _, _ = setup
+    encoder = RowEncoder("tts", instruction, Vocabulary.default(), DataConfig.for_model(model.cfg))
+    sample = encoder.collate([encoder.encode({**row, "wav": tone(0.05)}, SampleContext("train", "tts"))])
+    loss, size, _ = build_criterion("frame_regression")(model, sample)
+    assert torch.isfinite(loss) and size == sample["net_input"]["decoder"]["frames"].size(1)
+
+
+def test_mcd_aligns_in_time_and_separates_different_sounds():
+    def wave(hz, seconds):
+        return Waveform(torch.from_numpy(tone(seconds, hz)[0]), RATE)
+
+    metric = build_metric("mcd")
+    assert metric.compute([wave(440, 0.3)], [wave(440, 0.3)])["mcd"] == pytest.approx(0, abs=1e-9)
+    stretched = metric.compute([wave(440, 0.3)], [wave(440, 0.5)])["mcd"]  # same sound, longer: DTW aligns it
+    different = metric.compute([wave(440, 0.3)], [wave(1500, 0.3)])["mcd"]
+    assert stretched < 0.05 * different

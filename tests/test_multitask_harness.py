@@ -1,0 +1,42 @@
+"""The generalist-versus-specialists harness (docs/multitask.md) must not rot: its smoke command, run as the
+docs print it, trains the generalist and every specialist and prints the table; the photo tasks keep their
+held-out rows apart from training."""
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run_scripts/ is not installed with the package
+
+from run_scripts.multitask import harness, photo_data  # noqa: E402
+
+SMOKE = ("python -m run_scripts.multitask.harness --tasks photo --updates-per-task 4 --rows-factor 0.01 "
+         "--out multitask_smoke")
+
+
+def test_the_printed_smoke_command_prints_the_table(tmp_path, monkeypatch, capsys):
+    assert SMOKE in (REPO / "docs" / "multitask.md").read_text(encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert harness.main(shlex.split(SMOKE)[3:]) == 0
+    printed = capsys.readouterr().out
+    assert "| task | metric | specialist | generalist | ratio | trivial | stricter |" in printed
+    results = json.loads((tmp_path / "multitask_smoke" / "results_seed1.json").read_text())["results"]
+    assert [row["task"] for row in results] == list(harness.PHOTO_TASKS)
+    for row in results:
+        assert 0 <= row["specialist"] and 0 <= row["generalist"] and 0 <= row["trivial"], row
+    assert "worst ratio" in printed
+
+
+def test_photo_tasks_cut_test_rows_from_other_columns_and_name_objects_in_human_words():
+    image = np.arange(100 * 200).reshape(100, 200, 1).repeat(3, axis=2) % 200  # pixel value = its column
+    rng = np.random.default_rng(0)
+    for split, (start, end) in photo_data.SPLIT_COLUMNS.items():
+        columns = np.asarray(photo_data.random_crop(image.astype(np.uint8), split, (0.15, 0.4), rng))[..., 0]
+        assert start * 200 <= columns.min() and columns.max() < end * 200, split
+    assert photo_data.photo_name("coffee") == "coffee cup"
+    rows = photo_data.grounding_rows(photo_data.Photos(), "test", 5, rng)
+    for row in rows:
+        assert row["box"] in row["boxes"] and 2 <= len(row["boxes"]) <= 3
