@@ -40,6 +40,7 @@ class DemoTask:
     references: Optional[str] = None  # the column the metric compares with (default: the target column)
     # the metric's options from the (train, test) rows with absolute media paths, e.g. the real images of a judge
     metric_options: Optional[Callable[[list, list], dict]] = None
+    generate_flags: tuple = ()  # ofasys-generate flags of the task's predictions (e.g. the seed of sampling)
     variants: tuple = ()  # (name, ofasys-generate flags): other decoding settings reported beside the table
 
 
@@ -104,7 +105,7 @@ TASKS = (
              inputs="TEXT -> IMAGE", source="scikit-learn digits (real 8x8 scans) for captions like 'a handwritten "
                                             "seven'", sizes=SplitSizes(1078, 64, 300),
              build=ignoring_cache(build_digit_images), baseline="random_train", share=1.0, references="label",
-             metric_options=judged_by_a_classifier,
+             metric_options=judged_by_a_classifier, generate_flags=("--sampling-seed", "1"),
              variants=(("without_guidance", ("--guidance-scale", "1")), ("greedy", ("--no-do-sample",)))),
 )
 

@@ -135,7 +135,7 @@ def generate(out: Path, checkpoint: Path, task: DemoTask, settings: Settings) ->
         call("ofasys-generate", generate_main, [
             "--path", str(checkpoint), "--task", task.name, "--data", str(out / "shards" / task.name),
             "--gen-subset", "test", "--results-path", str(predictions_file(out, name)),
-            "--batch-size", str(settings.generate_batch_size), "--sampling-seed", "1", *flags,
+            "--batch-size", str(settings.generate_batch_size), *task.generate_flags, *flags,
         ])
     return predictions_file(out, task.name)
 
