@@ -161,8 +161,9 @@ def test_wide_beam_equals_brute_force(lenpen):
 
 
 def reference_beam(model, sample: dict, row: int, beam: int, max_len: int) -> list[tuple[list[int], float]]:
-    """Plain beam search (fairseq's rules): of the 2k best extensions, </s> among the best k finishes a
-    hypothesis, the best k others go on; stop at k finished. Scores are sums / (length + 1)."""
+    """Plain beam search: of the 2k best extensions, </s> among the best k finishes a hypothesis, the best k
+    others go on (fairseq's rules); stop at k finished once no live hypothesis ending at the next step could beat
+    the k-th finished (Hugging Face's). Scores are sums / (length + 1)."""
     live, finished = [([], 0.0)], []
     for step in range(max_len + 1):
         extensions = []
@@ -178,7 +179,8 @@ def reference_beam(model, sample: dict, row: int, beam: int, max_len: int) -> li
         extensions = extensions[:2 * beam]
         finished += [(tokens, total / (len(tokens) + 1)) for total, tokens, token in extensions[:beam] if token == EOS]
         live = [(tokens + [token], total) for total, tokens, token in extensions if token != EOS][:beam]
-        if len(finished) >= beam:
+        kth = sorted((score for _, score in finished), reverse=True)[beam - 1] if len(finished) >= beam else None
+        if kth is not None and all(total / (len(tokens) + 1) <= kth for tokens, total in live):
             break
     return sorted(finished, key=lambda f: -f[1])[:beam]
 
@@ -191,6 +193,31 @@ def test_narrow_beam_equals_reference_beam_search():
         expected = reference_beam(model, sample, row, beam=3, max_len=5)
         assert [h["tokens"] for h in out[row]] == [tokens for tokens, _ in expected]
         assert [h["score"] for h in out[row]] == pytest.approx([score for _, score in expected], abs=1e-4)
+
+
+class Memorised(Biased):
+    """A model that memorised one output: on its path the next token is near certain; off it, </s> is likely."""
+
+    def __init__(self, model: GeneralistModel, target: list[int]):
+        super().__init__(model, torch.zeros(VOCAB), cached=False)
+        self.target = target
+
+    def decoder(self, prev_output_tokens, encoder_out, incremental_state=None):
+        logits = torch.zeros(*prev_output_tokens.shape, VOCAB)
+        for hypothesis, tokens in enumerate(prev_output_tokens[:, 1:].tolist()):
+            on_path = tokens == self.target[:len(tokens)]
+            following = self.target[len(tokens)] if on_path and len(tokens) < len(self.target) else EOS
+            logits[hypothesis, -1, following] = 10.0
+        return logits, {}
+
+
+def test_a_long_confident_output_is_not_lost_to_short_finished_ones():
+    """Off the memorised path every beam ends at once; the search goes on while the live path can still win."""
+    target = [5, 6, 7, 8, 9, 10]
+    model = Memorised(make_model(seed=16), target)
+    out = SequenceGenerator().generate(model, make_sample(SOURCES[:1]), beam=3, nbest=3, max_len_b=10)
+    assert out[0][0]["tokens"] == target and out[0][0]["score"] > -0.01
+    assert len(out[0]) == 3 and all(h["score"] < -1.0 for h in out[0][1:])
 
 
 def test_unkpen_discourages_unk():

@@ -17,7 +17,7 @@ from .constraints import Constraint, TrieConstraint, VocabularyConstraint
 from .ngram import banned_ngram_pairs
 from .prefix import forced_prefixes
 from .scoring import candidate_log_probs, checked_candidates, score_candidates
-from .search import Candidates, beam_candidates, sample_candidates, split_candidates
+from .search import NEG_INF, Candidates, beam_candidates, sample_candidates, split_candidates
 from .step import StepRules, step_log_probs
 
 # Per-call options that are objects rather than config values (docs/generation.md).
@@ -156,6 +156,7 @@ class BeamDecoding:
         self.rows = torch.arange(batch, device=self.device)  # original row of each active row
         self.rows_of = self.rows.repeat_interleave(self.beam)  # original row of each active hypothesis
         self.finished_count = torch.zeros(batch, dtype=torch.long, device=self.device)
+        self.kth_finished = torch.full((batch,), NEG_INF, device=self.device)  # k-th best finished score per row
         self.same_beams = torch.arange(self.beam, device=self.device).expand(batch, self.beam)  # no reordering
         self.state: dict = {}
         self.finished: list[list[dict]] = [[] for _ in range(batch)]
@@ -214,7 +215,7 @@ class BeamDecoding:
                 candidates = beam_candidates(lprobs, scores, first_beam_only)
         finishing, survivors = split_candidates(candidates, beam, EOS)
         self.finish(step, candidates, finishing)
-        self.keep(survivors)
+        self.keep(step, survivors)
 
     def rules(self, step: int, vocab_size: int) -> StepRules:
         """The hard and soft rules of every active hypothesis at output position `step`."""
@@ -261,10 +262,20 @@ class BeamDecoding:
                 sequence[prefix_length:], sequence[:prefix_length], total / length**self.cfg.lenpen,
                 positional[prefix_length - self.start:] + [eos_lprob],
             ))
+        for original in set(originals.tolist()):
+            scores = sorted((h["score"] for h in self.finished[original]), reverse=True)
+            if len(scores) >= self.beam:
+                self.kth_finished[original] = scores[self.beam - 1]
 
-    def keep(self, survivors: Candidates) -> None:
-        """Advance to the survivors and drop rows that are done (`beam` finished, or no live hypothesis)."""
-        active = (self.finished_count[self.rows] < self.beam) & torch.isfinite(survivors.scores).any(dim=1)
+    def keep(self, step: int, survivors: Candidates) -> None:
+        """Advance to the survivors and drop rows that are done: no live hypothesis, or `beam` finished and
+        (in beam search) none of the live ones could still beat the k-th finished by ending at the next step."""
+        open_rows = self.finished_count[self.rows] < self.beam
+        if not self.cfg.do_sample:
+            ending = (step - self.prefix_lengths[self.rows] + 2).clamp(min=1).float()  # with the next </s>
+            best = survivors.scores.max(dim=1).values / ending**self.cfg.lenpen
+            open_rows |= best > self.kth_finished[self.rows]
+        active = open_rows & torch.isfinite(survivors.scores).any(dim=1)
         rows = self.rows.numel()
         source = (torch.arange(rows, device=self.device).unsqueeze(1) * self.beam + survivors.beams)[active].view(-1)
         self.tokens = torch.cat([self.tokens[source], survivors.tokens[active].view(-1, 1)], dim=1)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from ofasys_fs import OFASys, Task, Trainer
+from ofasys_fs.checkpoint import load_checkpoint
 from ofasys_fs.cli import generate, interactive, validate
 from ofasys_fs.cli.preprocess import main as preprocess_main
 from ofasys_fs.data.rows import as_row_source
@@ -248,7 +249,9 @@ def test_a_benchmark_answer_never_seen_in_training_counts_as_a_miss(bench, capsy
 def test_a_data_set_smaller_than_the_workers_prefetch_trains(bench):
     """Two workers prefetch 4 batches: two epochs ahead of the trainer on 8 rows in batches of 4."""
     outcome = bench.train("--num-workers", "2", "--max-update", "5", data=COPIES)
-    assert outcome.code == 0 and "checkpoint_last.pt" in outcome.published, outcome.message
+    last = bench.root / "run" / "checkpoint_last.pt"
+    assert outcome.code == 0 and last.exists(), outcome.message
+    assert load_checkpoint(str(last))["train_meta"]["num_updates"] == 5
 
 
 def test_yaml_merge_keys_may_override_what_they_bring_in(bench):
