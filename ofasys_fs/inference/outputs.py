@@ -9,10 +9,12 @@ import soundfile
 import torch
 
 from ..mel import Waveform
+from ..motion.clip import Motion
 from ..tokenizer import EOS, PAD
 from .layout import TokenReader
 
 AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC"}  # what Output.save writes a waveform as, by the path's suffix
+MOTION_FORMATS = (".bvh", ".gif")  # what Output.save writes a motion as: BVH, or a stick-figure animation
 
 
 @dataclasses.dataclass
@@ -22,7 +24,8 @@ class Output:
     `text` is the decoded text without the forced prompt (None for a BOX-only or repetition output),
     `box` is [x0, y0, x1, y1] in pixels of the original image, `objects` the items of a repetition group
     (e.g. [{"box": [...], "label": "dog"}]), `tokens` the generated ids (no prompt, no </s>). A continuous
-    output holds its generated `frames` (speech: log-mel [T, bins]) and, for AUDIO, `waveform` (samples, rate).
+    output holds its generated `frames` (speech: log-mel [T, bins]; motion: normalised motion_6d features) and,
+    for AUDIO, `waveform` (samples, rate), for MOTION, `motion` (a Motion: `save_as_bvh`, `save_as_gif`).
     """
 
     text: Optional[str] = None
@@ -34,6 +37,7 @@ class Output:
     nbest: list = dataclasses.field(default_factory=list)
     frames: Optional[torch.Tensor] = None
     waveform: Optional[Waveform] = None
+    motion: Optional[Motion] = None
 
     def to_dict(self) -> dict:
         """Plain JSON-ready fields; those that do not apply (None, empty n-best) are left out (media too: `save`)."""
@@ -41,21 +45,39 @@ class Output:
                   "score": self.score, "positional_scores": self.positional_scores}
         if self.waveform is not None:
             fields.update(sample_rate=self.waveform.sample_rate, seconds=round(self.waveform.seconds, 4))
+        if self.motion is not None:
+            fields.update(fps=self.motion.fps, seconds=round(self.motion.duration, 4))
         out = {name: value for name, value in fields.items() if value is not None}
         if self.nbest:
             out["nbest"] = [hypothesis.to_dict() for hypothesis in self.nbest]
         return out
 
     @property
+    def media_suffixes(self) -> tuple[str, ...]:
+        """The files `save` writes by default, by suffix: (".wav",) for a waveform, (".bvh", ".gif") for a motion
+        (the motion, and a picture of it); () when the output holds no media."""
+        if self.waveform is not None:
+            return (".wav",)
+        return MOTION_FORMATS if self.motion is not None else ()
+
+    @property
     def media_suffix(self) -> Optional[str]:
-        """The file suffix `save` writes by default (".wav" for a waveform); None when the output holds no media."""
-        return ".wav" if self.waveform is not None else None
+        """The main file suffix `save` writes (".wav", ".bvh"); None when the output holds no media."""
+        return self.media_suffixes[0] if self.media_suffixes else None
 
     def save(self, path: str) -> str:
-        """Write the media this output holds (a waveform as WAV or FLAC, by the suffix); returns the path."""
-        if self.waveform is None:
-            raise ValueError("Output.save: this output holds no media (only generated audio is saved to a file)")
+        """Write the media this output holds, in the format of the path's suffix (a waveform as WAV or FLAC, a motion
+        as BVH or GIF); returns the path."""
         suffix = os.path.splitext(str(path))[1].lower()
+        if self.motion is not None:
+            if suffix not in MOTION_FORMATS:
+                raise ValueError(f"Output.save({str(path)!r}): motion is written as {' or '.join(MOTION_FORMATS)}, by "
+                                 f"the file's suffix")
+            (self.motion.save_as_bvh if suffix == ".bvh" else self.motion.save_as_gif)(str(path))
+            return str(path)
+        if self.waveform is None:
+            raise ValueError("Output.save: this output holds no media (only generated audio and motion are saved to "
+                             "a file)")
         if suffix not in AUDIO_FORMATS:
             raise ValueError(f"Output.save({str(path)!r}): audio is written as {' or '.join(AUDIO_FORMATS)}, by the "
                              f"file's suffix")
