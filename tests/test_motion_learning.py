@@ -16,9 +16,10 @@ from ofasys_fs.engine.trainer import Trainer
 from ofasys_fs.errors import ConfigError, DataError
 from ofasys_fs.inference.predictor import Predictor
 from ofasys_fs.instruction import Instruction
+from ofasys_fs.models.generalist import GeneralistModel
 from ofasys_fs.motion import load_motion
 from ofasys_fs.preprocess.config import DataConfig
-from ofasys_fs.registry import build_metric, build_preprocessor
+from ofasys_fs.registry import build_adaptor, build_criterion, build_metric, build_preprocessor
 from ofasys_fs.tasks.base import Task
 from ofasys_fs.tokenizer import train_tokenizer
 from ofasys_fs.vocab import Vocabulary
@@ -147,6 +148,35 @@ def test_a_motion_output_needs_max_length_and_training_statistics():
     output = build_preprocessor(slot.preprocess, slot, None, DataConfig())
     with pytest.raises(ValueError, match=r"has no motion statistics.*use a checkpoint trained on motion"):
         output.output_template(2)
+
+
+@needs_clips
+def test_condition_dropout_needs_text_on_the_encoder_side_and_says_how_to_train_without(tmp_path):
+    span = {"path": clip(JUMPS), "start": 0, "end": 1}
+    rows_ = [{"a": span, "b": span}] * 2
+    instruction = "[MOTION:a,max_length=8] -> [MOTION:b,max_length=8]"
+    settings = dict(arch="micro", device="cpu", num_bins=0, num_codes=0, batch_size=2, max_update=1, no_save=True,
+                    save_dir=str(tmp_path), log_interval=1000)
+    with pytest.raises(ConfigError, match="this encoder input has no text group.*--condition-dropout 0"):
+        Trainer(**settings).fit(tasks=[Task(name="motion_only", instruction=instruction).add_dataset(rows_, "train")])
+    without = Trainer(**settings, condition_dropout=0.0)
+    without.fit(tasks=[Task(name="motion_only", instruction=instruction).add_dataset(rows_, "train")])
+    with pytest.raises(ConfigError, match=r"condition_dropout in \[0, 1\)"):
+        build_criterion({"name": "diffusion", "condition_dropout": 1.0})
+    with pytest.raises(ConfigError, match="criterion diffusion needs a continuous output with targets"):
+        build_criterion("diffusion")(None, {"task": "caption", "net_input": {"encoder": []}})
+
+
+def test_the_diffusion_adaptor_refuses_windows_and_skeletons_larger_than_the_model_with_a_config_error():
+    cfg = GeneralistModel(arch="micro", motion_feature_dim=200, motion_max_frames=16).cfg
+    adaptor = build_adaptor("motion_6d_diffusion", cfg, torch.nn.Embedding(10, cfg.embed_dim))
+    steps = torch.tensor([999])
+    assert adaptor({"frames": torch.randn(1, 16, 192), "timesteps": steps}).embeddings.shape == (1, 16, 64)
+    assert adaptor.project(torch.randn(1, 16, 64), {"frames": torch.randn(1, 16, 132)})["frames"].shape[-1] == 132
+    with pytest.raises(ConfigError, match="24 frames, more than model config motion_max_frames=16"):
+        adaptor({"frames": torch.randn(1, 24, 192), "timesteps": steps})
+    with pytest.raises(ConfigError, match=r"features <= 200\], got \[1, 8, 300\].*motion_feature_dim"):
+        adaptor({"frames": torch.randn(1, 8, 300), "timesteps": steps})
 
 
 def test_guidance_needs_text_on_the_encoder_side():

@@ -16,8 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..contracts import AdaptorOutput, OutputAdaptor
+from ..errors import ConfigError
 from ..models.config import ModelConfig
 from ..registry import register_adaptor
+from .motion_6d import padded_frames
 
 MAX_PERIOD = 10000.0  # of the sinusoidal step embedding (Transformer positions, DDPM's time embedding)
 
@@ -52,14 +54,12 @@ class Motion6dDiffusionAdaptor(OutputAdaptor):
         self.output = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, self.feature_dim))
 
     def check(self, piece: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        frames, timesteps = self.required(piece, "frames"), self.required(piece, "timesteps")
-        if frames.dim() != 3 or frames.size(1) == 0 or frames.size(2) > self.feature_dim:
-            raise ValueError(f"motion_6d_diffusion adaptor: expected frames [batch, frames >= 1, features <= "
-                             f"{self.feature_dim}], got {list(frames.shape)}; a skeleton of J joints has 6 + 6 J "
-                             f"features: raise model config motion_feature_dim for larger skeletons")
+        """The piece's frames zero-padded to motion_feature_dim, and its diffusion steps."""
+        frames = padded_frames(self.required(piece, "frames"), self.feature_dim, "motion_6d_diffusion")
+        timesteps = self.required(piece, "timesteps")
         if frames.size(1) > self.max_frames:
-            raise ValueError(f"motion_6d_diffusion adaptor: {frames.size(1)} frames, more than model config "
-                             f"motion_max_frames={self.max_frames}; raise it or use a smaller max_length")
+            raise ConfigError(f"motion_6d_diffusion adaptor: {frames.size(1)} frames, more than model config "
+                              f"motion_max_frames={self.max_frames}; raise it or use a smaller max_length")
         if timesteps.shape != frames.shape[:1]:
             raise ValueError(f"motion_6d_diffusion adaptor: expected one diffusion step per row ([{frames.size(0)}]), "
                              f"got timesteps of shape {list(timesteps.shape)}")
@@ -67,7 +67,7 @@ class Motion6dDiffusionAdaptor(OutputAdaptor):
 
     def forward(self, piece: dict) -> AdaptorOutput:
         frames, timesteps = self.check(piece)
-        x = self.frame_mlp(F.pad(frames, (0, self.feature_dim - frames.size(2))))
+        x = self.frame_mlp(frames)
         scale, shift = self.step_mlp(step_embedding(timesteps, x.size(-1)).to(x.dtype)).chunk(2, dim=-1)
         x = x * (1 + scale[:, None]) + shift[:, None]
         x = x + self.positions(torch.arange(frames.size(1), device=frames.device))[None]

@@ -13,6 +13,7 @@ import torch
 from ..contracts import Criterion, Model
 from ..diffusion import DDIMScheduler, corrupt, diffusion_loss
 from ..diffusion.prompt import drop_prompt
+from ..errors import ConfigError
 from ..registry import register_criterion
 
 EVAL_SEED = 0  # out of training (validation loss) the noise, steps and dropped rows are drawn from this seed
@@ -28,7 +29,7 @@ class DiffusionConfig:
     def __post_init__(self):
         if (self.num_train_timesteps < 2 or not 0 <= self.condition_dropout < 1 or self.loss not in ("l1", "l2")
                 or (self.max_snr is not None and not self.max_snr > 0)):
-            raise ValueError(f"diffusion: expected num_train_timesteps >= 2, condition_dropout in [0, 1), loss 'l1' "
+            raise ConfigError(f"diffusion: expected num_train_timesteps >= 2, condition_dropout in [0, 1), loss 'l1' "
                              f"or 'l2' and max_snr None or > 0, got {self}")
 
 
@@ -45,7 +46,7 @@ class Diffusion(Criterion):
         net_input = sample["net_input"]
         piece = net_input.get("decoder")
         if piece is None or "frames" not in piece or "padding_mask" not in piece:
-            raise ValueError(f"task {sample.get('task', '?')!r}: criterion diffusion needs a continuous output with "
+            raise ConfigError(f"task {sample.get('task', '?')!r}: criterion diffusion needs a continuous output with "
                              f"targets (e.g. [MOTION:motion,max_length=60]); use label_smoothed_ce for tokens")
         clean, padding = piece["frames"], piece["padding_mask"]
         generator = None
@@ -55,7 +56,7 @@ class Diffusion(Criterion):
         encoder = net_input["encoder"]
         if self.cfg.condition_dropout > 0:
             rows = torch.rand(clean.size(0), generator=generator, device=clean.device) < self.cfg.condition_dropout
-            encoder = drop_prompt(encoder, rows) if bool(rows.any()) else encoder
+            encoder = drop_prompt(encoder, rows)  # also when no row is drawn: an input without text fails at once
         noisy_input = {**net_input, "encoder": encoder, "decoder": {**piece, "frames": noisy, "timesteps": timesteps}}
         predictions, _ = model({**sample, "net_input": noisy_input})
         predicted = predictions["frames"].float()

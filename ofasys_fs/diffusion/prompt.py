@@ -15,8 +15,8 @@ def drop_prompt(pieces: list[dict], rows: torch.Tensor) -> list[dict]:
     sees only the empty string. Shapes are unchanged; the input is not modified."""
     if not any("tokens" in piece for piece in pieces):
         raise ConfigError("classifier-free guidance replaces the prompt with an empty text, and this encoder input "
-                          "has no text group; add text to the instruction's encoder side, or set the diffusion "
-                          "criterion's condition_dropout to 0 and guidance_scale to 1")
+                          "has no text group; add text to the instruction's encoder side, or train with "
+                          "--condition-dropout 0 and generate with --guidance-scale 1")
     dropped = []
     for piece in pieces:
         piece = dict(piece)
