@@ -9,7 +9,7 @@ import torch
 import torchaudio
 
 from ..contracts import Vocoder
-from ..mel import MelSettings
+from ..mel import LOG_FLOOR, MelSettings
 from ..registry import register_vocoder
 
 
@@ -36,7 +36,15 @@ class GriffinLimVocoder(Vocoder):
             n_iter=self.cfg.n_iter)
 
     def __call__(self, mel: torch.Tensor) -> torch.Tensor:
+        """Log-mel frames [T, bins] -> hop x (T - 1) samples. torchaudio's Griffin-Lim fails on signals shorter
+        than half a window (a micro model may stop after a step or two), so short ones are padded with silent
+        frames and the waveform cut back."""
+        frames = mel.size(0)
+        shortest = self.mel.win_length // (2 * self.mel.hop_length) + 2
+        if frames < shortest:
+            mel = torch.cat([mel, mel.new_full((shortest - frames, mel.size(1)), LOG_FLOOR)])
         magnitudes = self.inverse_mel(mel.float().exp().transpose(0, 1)).clamp_min(0)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.cfg.seed)
-            return self.griffin_lim(magnitudes).clamp(-1.0, 1.0)
+            samples = self.griffin_lim(magnitudes).clamp(-1.0, 1.0)
+        return samples[:self.mel.hop_length * max(frames - 1, 0)]
