@@ -45,7 +45,8 @@ class Preprocessor(abc.ABC):
     # A decoder slot whose preprocessor is `continuous` gives feature frames (its `__call__` output, batched by
     # `collate`) to an OutputAdaptor instead of tokens; `generator` and `criterion` name the registered generator
     # that decodes it and the default criterion of its tasks, `output_options` the decoding options its
-    # `decode_features` reads (docs/design.md §17).
+    # `decode_features` reads; `output_template` what a generator starts from for rows without a target
+    # (docs/design.md §17).
     continuous: ClassVar[bool] = False
     generator: ClassVar[Optional[str]] = None
     criterion: ClassVar[Optional[str]] = None
@@ -69,6 +70,12 @@ class Preprocessor(abc.ABC):
     def decode_features(self, frames: torch.Tensor, options: dict) -> dict[str, Any]:
         """A continuous output's generated frames [T, F] -> Output fields (e.g. {"frames", "waveform"})."""
         raise NotImplementedError(f"{type(self).__name__} is not a continuous output preprocessor")
+
+    def output_template(self, rows: int) -> dict[str, torch.Tensor]:
+        """A continuous output: the tensors of the decoder piece of `rows` rows without targets, what its generator
+        starts from (a fixed-shape output such as motion_6d: zero frames of the shape to generate); {} when the
+        generator needs none (audio_mel decides its length as it goes)."""
+        return {}
 
 
 class Adaptor(nn.Module, abc.ABC):

@@ -31,7 +31,8 @@ DEFAULT_PREPROCESS = {
 
 # Adaptor names valid before their implementations are registered (they come in later issues).
 BUILTIN_ADAPTORS = frozenset(
-    {"text", "image_patch", "image_resnet", "audio_fbank", "video_frames", "image_code", "audio_mel", "motion_6d"}
+    {"text", "image_patch", "image_resnet", "audio_fbank", "video_frames", "image_code", "audio_mel", "motion_6d",
+     "motion_6d_diffusion"}
 )
 BUILTIN_ADAPTOR_ALIASES = {"image_vqgan": "image_code"}
 
@@ -91,6 +92,7 @@ class AttrSchema:
     aliases: tuple = ()
     sides: tuple = SIDES
     adaptor: Optional[str] = None  # None: the model architecture picks (image_patch or image_resnet)
+    decoder_adaptor: Optional[str] = None  # the default adaptor on the decoder side, when it differs (an output)
 
 
 # Attributes every slot accepts; their defaults come from the modality and the schema.
@@ -112,6 +114,7 @@ def register_attr_schema(
     aliases=(),
     sides=SIDES,
     adaptor: Optional[str] = None,
+    decoder_adaptor: Optional[str] = None,
 ) -> AttrSchema:
     """Declare the slot attributes of a preprocessor name, making the name valid in instructions."""
     modalities = frozenset([modalities] if isinstance(modalities, str) else modalities)
@@ -127,7 +130,8 @@ def register_attr_schema(
     _check_sides(preprocess_name, "schema", sides)
     for key, attr in attrs.items():
         _check_attr(preprocess_name, key, attr)
-    schema = AttrSchema(preprocess_name, modalities, dict(attrs), tuple(aliases), tuple(sides), adaptor)
+    schema = AttrSchema(preprocess_name, modalities, dict(attrs), tuple(aliases), tuple(sides), adaptor,
+                        decoder_adaptor)
     _SCHEMAS[preprocess_name] = schema
     for alias in aliases:
         _SCHEMA_ALIASES[alias] = preprocess_name
@@ -191,7 +195,8 @@ def slot_defaults(modality: str, side: str, preprocess: Optional[str] = None) ->
     """The attrs of a slot with nothing written (given `preprocess`: that schema's attribute defaults)."""
     default_preprocess = DEFAULT_PREPROCESS[side][modality if modality != "PLAIN" else "TEXT"]
     schema = get_attr_schema(preprocess or default_preprocess)
-    return {"preprocess": default_preprocess, "adaptor": schema.adaptor,
+    adaptor = schema.decoder_adaptor if side == "decoder" and schema.decoder_adaptor else schema.adaptor
+    return {"preprocess": default_preprocess, "adaptor": adaptor,
             **{key: attr.default for key, attr in schema.attrs.items()}}
 
 
@@ -330,8 +335,10 @@ register_attr_schema(
     "motion_6d",
     {"MOTION"},
     {"max_length": Attr(int, None, min=1, help="a window of this many frames (train: a random one, else the "
-                                               "centred one; a shorter clip is an error); default: the whole clip"),
+                                               "centred one; a shorter clip is an error); default: the whole clip; "
+                                               "an output generates this many frames (needed there)"),
      "fps": Attr(float, None, min=1, help="frames per second clips are resampled to (default: the data config's "
                                           "motion_fps, 30)")},
     adaptor="motion_6d",
+    decoder_adaptor="motion_6d_diffusion",
 )

@@ -29,7 +29,8 @@ WORDS = "red green blue small large dog cat bird tree house".split()
 IMAGE_SIZE = (48, 40)  # width, height of the synthetic images; boxes are in these pixels
 BOX = [4.0, 6.0, 30.0, 28.0]
 GENERATION_OPTIONS = {"beam", "nbest", "max_len_a", "max_len_b", "min_len", "lenpen", "unkpen", "temperature",
-                      "sampling", "sampling_topk", "sampling_topp", "no_repeat_ngram_size", "generator", "guidance_scale"}
+                      "sampling", "sampling_topk", "sampling_topp", "no_repeat_ngram_size", "generator",
+                      "diffusion_steps", "guidance_scale"}
 SUDOKU = "534678912672195348198342567859761423426853791713924856961537284287419635345286179"
 
 
@@ -44,6 +45,8 @@ def synthetic_value(slot, index: int, media: dict, answers: list):
         return media["videos"][index % 2]
     if slot.modality == "AUDIO":
         return media["wavs"][index % 2]
+    if slot.modality == "MOTION":
+        return media["bvh"]
     if slot.modality == "BOX":
         return BOX
     if slot.modality == "STRUCT":
@@ -106,7 +109,19 @@ def media(tmp_path_factory) -> dict:
         seconds = np.arange(16000) / 16000
         soundfile.write(path, (0.3 * np.sin(2 * np.pi * frequency * seconds)).astype(np.float32), 16000)
         wavs.append(str(path))
-    return {"images": images, "videos": videos, "wavs": wavs, "sqlite": write_sqlite(folder / "db.sqlite")}
+    return {"images": images, "videos": videos, "wavs": wavs, "sqlite": write_sqlite(folder / "db.sqlite"),
+            "bvh": write_bvh(folder / "sway.bvh")}
+
+
+def write_bvh(path) -> str:
+    """A two-joint skeleton swaying for 3 s at 30 fps (the motion tasks' default windows are 60 frames)."""
+    hierarchy = ("HIERARCHY\nROOT Hips\n{\n  OFFSET 0 0 0\n  CHANNELS 6 Xposition Yposition Zposition Zrotation "
+                 "Xrotation Yrotation\n  JOINT Spine\n  {\n    OFFSET 0 1 0\n    CHANNELS 3 Zrotation Xrotation "
+                 "Yrotation\n    End Site\n    {\n      OFFSET 0 2 0\n    }\n  }\n}\n")
+    angles = 30 * np.sin(np.arange(90) / 5)
+    frames = "".join(f"{0.1 * i:.3f} 1 0 {a:.3f} 0 0 {-a:.3f} 0 0\n" for i, a in enumerate(angles))
+    Path(path).write_text(f"{hierarchy}MOTION\nFrames: 90\nFrame Time: 0.0333333\n{frames}")
+    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -167,9 +182,13 @@ def test_trains_and_decodes(name, trained, hub, media):
     inputs = {slot.name: row[slot.name] for slot in template.encoder if slot.name}
     inputs.update({slot.name: row[slot.name] for slot in template.decoder if slot.name and slot.no_loss})
     if template.output_modality == "AUDIO":  # speech: its own generator (no beam), a waveform
-        output = hub.inference(template.text, data=inputs, max_len_b=12)
+        output = hub.inference(template.text, data=inputs, max_len_b=12, min_len=2)  # >= 2 frames: some samples
         assert output.waveform.sample_rate == 16000 and 0 < output.waveform.samples.numel()
         assert output.frames.shape[1] == hub.model.cfg.mel_bins
+        return
+    if template.output_modality == "MOTION":  # diffusion: a window of the training skeleton
+        output = hub.inference(template.text, data=inputs, diffusion_steps=2)
+        assert (output.motion.num_frames, output.motion.skeleton.joint_names) == (60, ["Hips", "Spine"])
         return
     output = hub.inference(template.text, data=inputs, beam_size=2, max_len_b=12)
     if template.repeat is not None:

@@ -1,5 +1,5 @@
 """The motion_6d preprocessor (encoder side) and adaptor: windows, rates, normalisation, batching, the training
-skeleton, clear errors, and the decoder side still refused."""
+skeleton and clear errors (the decoder side: tests/test_motion_learning.py)."""
 import numpy as np
 import pytest
 import torch
@@ -73,14 +73,6 @@ def test_a_clip_shorter_than_the_window_is_an_error_naming_file_and_lengths():
                                         r"\(1.00 s\) after resampling, shorter than the window max_length=64 "
                                         r"\(2.13 s\)"):
         encoder.encode({"clip": span(JUMPS, 0, 1), "caption": "jumps"}, SampleContext(split="train", row_index=7))
-
-
-def test_the_decoder_side_is_refused_until_motion_generation_exists():
-    slot = Instruction.parse("[TEXT:prompt] -> [MOTION:motion]").decoder[0]
-    with pytest.raises(ValueError, match="'motion_6d' as a decoder output .* is not available yet"):
-        build_preprocessor(slot.preprocess, slot, None, DataConfig())
-    with pytest.raises(ValueError, match="motion_6d. as a decoder output .* is not available yet"):
-        RowEncoder("t2m", "[TEXT:prompt] -> [MOTION:motion]", Vocabulary.default(num_bins=0, num_codes=0))
 
 
 def test_adaptor_embeds_frames_of_any_skeleton_up_to_its_feature_size():

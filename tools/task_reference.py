@@ -10,6 +10,7 @@ FAMILIES = {  # family -> page title; every built-in task names one as its `fami
     "tables": "Table and SQL tasks",
     "speech": "Speech tasks",
     "video": "Video tasks",
+    "motion": "Motion tasks",
     "glue": "GLUE-style sentence classification",
     "sudoku": "Sudoku",
     "image_generation": "Image generation tasks",

@@ -7,9 +7,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..contracts import Adaptor, AdaptorOutput
+from ..errors import ConfigError
 from ..models.config import ModelConfig
 from ..models.positions import SequencePositions
 from ..registry import register_adaptor
+
+
+def padded_frames(frames: torch.Tensor, feature_dim: int, adaptor: str) -> torch.Tensor:
+    """Frames [B, T, D <= feature_dim] zero-padded to feature_dim features, so that one model serves skeletons of
+    any size up to it; a larger skeleton is a config error (the model's motion_feature_dim)."""
+    if frames.dim() != 3 or frames.size(1) == 0 or frames.size(2) > feature_dim:
+        raise ConfigError(f"{adaptor} adaptor: expected frames [batch, frames >= 1, features <= {feature_dim}], got "
+                          f"{list(frames.shape)}; a skeleton of J joints has 6 + 6 J features: raise model config "
+                          f"motion_feature_dim for larger skeletons")
+    return F.pad(frames, (0, feature_dim - frames.size(2)))
 
 
 @register_adaptor("motion_6d")
@@ -27,12 +38,7 @@ class Motion6dAdaptor(Adaptor):
                                            owner="motion_6d adaptor (motion_max_frames)")
 
     def frames(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        frames = self.required(batch, "frames")
-        if frames.dim() != 3 or frames.size(1) == 0 or frames.size(2) > self.feature_dim:
-            raise ValueError(f"motion_6d adaptor: expected frames [batch, frames >= 1, features <= "
-                             f"{self.feature_dim}], got {list(frames.shape)}; a skeleton of J joints has 6 + 6 J "
-                             f"features: raise model config motion_feature_dim for larger skeletons")
-        return F.pad(frames, (0, self.feature_dim - frames.size(2)))
+        return padded_frames(self.required(batch, "frames"), self.feature_dim, "motion_6d")
 
     def forward(self, batch: dict[str, torch.Tensor]) -> AdaptorOutput:
         frames = self.frames(batch)

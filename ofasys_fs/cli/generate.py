@@ -6,9 +6,10 @@
 Writes one JSON line per input row, in input order: {"id": row index, "source": the row's input columns,
 "reference" (when the row has one), "text"/"box"/"objects", "tokens", "score", "positional_scores"}, to OUT
 (fairseq's --results-path: a folder that gets generate-<subset>.jsonl; a path ending in .jsonl is the file itself)
-or to stdout; then a score summary, or a line saying why there is none. Generated media (images, speech) go one
-file per row into <subset>-media/ beside OUT (images also as one grid, <subset>-media/grid.png), and each line
-names its file ("file", relative to OUT's folder). The same Predictor as OFASys.inference produces the outputs.
+or to stdout; then a score summary, or a line saying why there is none. Generated media go into <subset>-media/
+beside OUT, one file per row (images: .png, also as one grid, <subset>-media/grid.png; speech: .wav) or several
+(motion: .bvh and a .gif picture of it), and each line names them ("file", the main one, and "files" when there
+are several; relative to OUT's folder). The same Predictor as OFASys.inference produces the outputs.
 """
 from __future__ import annotations
 
@@ -80,22 +81,24 @@ def write_lines(pairs: list, rows: Any, inputs: list[str], references: Optional[
         reference = column_value(row, references) if references else None
         if reference is not None:
             line["reference"] = json_value(reference)
-        media = {"file": files[index]} if files and index in files else {}
+        media = {}
+        if files and index in files:
+            media = {"file": files[index][0], **({"files": files[index]} if len(files[index]) > 1 else {})}
         stream.write(json.dumps({**line, **output.to_dict(), **media}) + "\n")
 
 
 def write_media(pairs: list, results_path: str, subset: str) -> dict:
-    """Each output's media (Output.save) as <subset>-media/<id><suffix> beside the results file -> {id: that path
-    relative to the results file's folder}; {} when the outputs hold no media."""
+    """Each output's media files (Output.save, one per suffix of Output.media_suffixes) as
+    <subset>-media/<id><suffix> beside the results file -> {id: their paths relative to the results file's folder,
+    the main one first}; {} when the outputs hold no media."""
     folder = os.path.dirname(os.path.abspath(results_path))
     files = {}
     for index, output in pairs:
-        if output.media_suffix is None:
-            continue
-        relative = os.path.join(f"{subset}-media", f"{index}{output.media_suffix}")
-        os.makedirs(os.path.join(folder, f"{subset}-media"), exist_ok=True)
-        output.save(os.path.join(folder, relative))
-        files[index] = relative
+        for suffix in output.media_suffixes:
+            relative = os.path.join(f"{subset}-media", f"{index}{suffix}")
+            os.makedirs(os.path.join(folder, f"{subset}-media"), exist_ok=True)
+            output.save(os.path.join(folder, relative))
+            files.setdefault(index, []).append(relative)
     images = [output.image for _, output in pairs if output.image is not None]
     if images:
         image_grid(images, min(len(images), GRID_COLUMNS), scale=max(1, GRID_CELL // max(images[0].size))).save(
@@ -128,8 +131,8 @@ def generate(args: argparse.Namespace) -> int:
         task = model.matching_task(predictor.encoder.templates[0]) or Task(name=predictor.task_name,
                                                                            instruction=args.instruction)
     if predictor.layout.kind in MEDIA_KINDS and not args.results_path:
-        raise ConfigError(f"{PROG}: {predictor.task_name!r} generates media (images, speech): give --results-path, "
-                          f"beside which each row's file is written")
+        raise ConfigError(f"{PROG}: {predictor.task_name!r} generates media (images, speech, motion): give "
+                          f"--results-path, beside which each row's files are written")
     rows = predictor.rows(args.data, args.gen_subset)
     pairs = predictor.predict_indexed(rows, options=options, batch_size=args.batch_size,
                                       split=args.gen_subset if args.gen_subset in SPLITS else "test",
@@ -140,7 +143,8 @@ def generate(args: argparse.Namespace) -> int:
         files = write_media(pairs, path, args.gen_subset)
         with open(path, "w", encoding="utf-8") as handle:
             write_lines(pairs, rows, inputs, task.references, handle, files)
-        media = f" and {len(files)} media files to {os.path.join(os.path.dirname(path), args.gen_subset + '-media')}"
+        count, folder = sum(map(len, files.values())), os.path.join(os.path.dirname(path), f"{args.gen_subset}-media")
+        media = f" and {count} media files to {folder}"
         print(f"{PROG}: wrote {len(pairs)} rows to {path}{media if files else ''}", file=sys.stderr)
     else:
         write_lines(pairs, rows, inputs, task.references, sys.stdout)

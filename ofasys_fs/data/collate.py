@@ -84,17 +84,20 @@ def collate_decoder(task: str, examples: Sequence[Any], pad: int, vocab_size: in
     return out
 
 
-def collate_decoder_features(task: str, examples: Sequence[Any], slot: Any, collate_piece: Callable) -> dict:
-    """A continuous output: the decoder piece {"modality", "adaptor"} plus, when every row has a target,
-    collate_piece(its features) with ntokens = target steps; empty forced prefixes."""
+def collate_decoder_features(task: str, examples: Sequence[Any], slot: Any, preprocessor: Any) -> dict:
+    """A continuous output: the decoder piece {"modality", "adaptor"} plus, when every row has a target, the
+    preprocessor's collate(their features) with ntokens = target steps, else its output_template; empty forced
+    prefixes."""
     piece = {"modality": slot.modality, "adaptor": slot.adaptor}
     out: dict = {"prefix_tokens": torch.zeros(len(examples), 0, dtype=torch.long),
                  "prefix_lengths": torch.zeros(len(examples), dtype=torch.long), "ntokens": 0, "decoder": piece}
     with_target = [example.decoder_features is not None for example in examples]
     if any(with_target):
         check_all_have_targets(task, examples, with_target)
-        piece.update(collate_piece([example.decoder_features for example in examples]))
+        piece.update(preprocessor.collate([example.decoder_features for example in examples]))
         out["ntokens"] = sum(example.target_length for example in examples)
+    else:
+        piece.update(preprocessor.output_template(len(examples)))
     return out
 
 
@@ -116,7 +119,7 @@ def collate_phone_targets(examples: Sequence[Any], pad: int) -> dict:
 
 def collate_examples(task: str, examples: Sequence[Any], piece_collaters: Sequence[Optional[Callable]],
                      pad: int, vocab_size: int, output: Optional[tuple] = None) -> dict:
-    """The full `sample` dict of a batch of Examples of one task; `output` = (slot, collate) of a continuous
+    """The full `sample` dict of a batch of Examples of one task; `output` = (slot, preprocessor) of a continuous
     output slot, whose targets become net_input["decoder"] instead of decoder tokens."""
     if not examples:
         raise ValueError(f"task {task!r}: cannot collate an empty batch")

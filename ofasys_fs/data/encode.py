@@ -358,7 +358,7 @@ class RowEncoder:
                 collaters.append(None)
             previous_text = slot.text_like
         output = self.continuous_output(template)
-        decoder = None if output is None else (template.decoder[0], output.collate)
+        decoder = None if output is None else (template.decoder[0], output)
         return collate_examples(self.task_name, examples, collaters, self.vocab.pad, len(self.vocab), decoder)
 
 

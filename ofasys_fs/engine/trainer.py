@@ -20,6 +20,7 @@ from torch import nn
 
 from ..config import load_config
 from ..data.audio_statistics import with_audio_statistics
+from ..data.motion_statistics import with_motion_statistics
 from ..data.dataset import TaskDataset
 from ..data.encode import RowEncoder
 from ..devices import move_to, resolve_device
@@ -125,8 +126,9 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
         cfg = self.cfg  # the model and vocab sections may now be the fine-tuned checkpoint's
         self.model = self.prepare_model(model)
         torch.manual_seed(rank_seed(cfg.common.seed, world.rank))  # each rank its own dropout stream
-        self.data_cfg = with_audio_statistics(DataConfig.for_model(self.model.cfg, cfg.dataset.truncate_long, {
+        data_cfg = with_audio_statistics(DataConfig.for_model(self.model.cfg, cfg.dataset.truncate_long, {
             name: tokenizer.content_hash for name, tokenizer in self.image_tokenizers.items()}), self.tasks)
+        self.data_cfg = with_motion_statistics(data_cfg, self.tasks)
         self.encoders = {task.name: RowEncoder.for_task(task, self.vocab, self.data_cfg) for task in self.tasks}
         self.check_first_rows()
         self.criteria = {task.name: self.build_criterion(task) for task in self.tasks}
@@ -270,7 +272,9 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
             TaskDataset(task, "train", self.encoders[task.name], self.cfg.common.seed)[0]
 
     def build_criterion(self, task: Task) -> nn.Module:
-        options = {"label_smoothing": self.cfg.optimization.label_smoothing}
+        opt = self.cfg.optimization
+        options = {"label_smoothing": opt.label_smoothing, "condition_dropout": opt.condition_dropout,
+                   "max_snr": opt.max_snr}
         return CRITERION_REGISTRY.build_with(task.criterion, options).to(self.device)
 
     def build_lr_scheduler(self) -> Any:

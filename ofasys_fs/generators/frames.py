@@ -4,14 +4,12 @@ K/V cache, each row stopping when its stop probability passes a threshold or at 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import torch
 
-from ..contracts import Generator
 from ..errors import ConfigError
 from ..registry import register_generator
-from .sequence import eval_mode
+from .continuous import ContinuousOutputGenerator
 
 
 @dataclasses.dataclass
@@ -30,23 +28,12 @@ class FrameGenerationConfig:
 
 
 @register_generator("autoregressive_frames", dataclass=FrameGenerationConfig)
-class AutoregressiveFrames(Generator):
+class AutoregressiveFrames(ContinuousOutputGenerator):
     """Needs an output adaptor with `step_dim` whose `project` gives {"frames": [B, T, step_dim], "stop_logits":
     [B, T]} and whose position t sees only the steps before t (the audio_mel adaptor). Returns per row one
     hypothesis {"frames": [steps, step_dim] on CPU, "stopped": whether the stop fired, "score": None}."""
 
-    def __init__(self, cfg: Optional[FrameGenerationConfig] = None):
-        self.cfg = cfg or FrameGenerationConfig()
-
-    def generate(self, model, sample: dict, **options) -> list[list[dict]]:
-        known = [field.name for field in dataclasses.fields(FrameGenerationConfig)]
-        unknown = sorted(set(options) - set(known))
-        if unknown:  # e.g. --beam given for a speech output: a user's choice, not a bug
-            raise ConfigError(f"generation options {unknown} do not apply to autoregressive_frames (continuous "
-                              f"outputs such as speech); its options: {', '.join(known)}")
-        cfg = dataclasses.replace(self.cfg, **options)
-        with eval_mode(model):
-            return self.decode(model, sample, cfg)
+    outputs = "continuous outputs such as speech"
 
     @staticmethod
     def max_steps(model, encoder_out, cfg: FrameGenerationConfig) -> torch.Tensor:

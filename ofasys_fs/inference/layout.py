@@ -65,10 +65,11 @@ class DecoderLayout:
         return sum(slot.modality == "BOX" for slot in self.free)
 
     def prediction(self, output: Any) -> Any:
-        """The value a metric scores: the box of a BOX output, the objects of a repetition, the waveform (else the
-        frames) of a continuous output, the image of an IMAGE output, else the text."""
+        """The value a metric scores: the box of a BOX output, the objects of a repetition, the waveform or motion
+        (else the frames) of a continuous output, the image of an IMAGE output, else the text."""
         if self.kind == FEATURES:
-            return output.waveform if output.waveform is not None else output.frames
+            media = output.waveform if output.waveform is not None else output.motion
+            return media if media is not None else output.frames
         if self.kind == CODES:
             return getattr(output, self.media_field)
         if self.kind == BOX:

@@ -1,5 +1,5 @@
 """Output: what inference returns per row (text, box in original pixels, objects, tokens, scores; generated media:
-an image, frames and a waveform)."""
+an image, frames and a waveform, a motion)."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,11 +10,13 @@ import soundfile
 import torch
 
 from ..mel import Waveform
+from ..motion.clip import Motion
 from ..tokenizer import EOS, PAD
 from .layout import TokenReader
 
 AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC"}  # what Output.save writes a waveform as, by the path's suffix
 IMAGE_FORMATS = {".png": "PNG"}  # and an image
+MOTION_FORMATS = (".bvh", ".gif")  # and a motion: BVH, or a stick-figure animation
 
 
 @dataclasses.dataclass
@@ -24,8 +26,9 @@ class Output:
     `text` is the decoded text without the forced prompt (None for a BOX-only, repetition or media output),
     `box` is [x0, y0, x1, y1] in pixels of the original image, `objects` the items of a repetition group
     (e.g. [{"box": [...], "label": "dog"}]), `tokens` the generated ids (no prompt, no </s>). An IMAGE output
-    holds its PIL `image`; a continuous output its generated `frames` (speech: log-mel [T, bins]) and, for AUDIO,
-    `waveform` (samples, rate). `save(path)` writes the media.
+    holds its PIL `image`; a continuous output its generated `frames` (speech: log-mel [T, bins]; motion:
+    normalised motion_6d features) and, for AUDIO, `waveform` (samples, rate), for MOTION, `motion` (a Motion:
+    `save_as_bvh`, `save_as_gif`). `save(path)` writes the media.
     """
 
     text: Optional[str] = None
@@ -38,6 +41,7 @@ class Output:
     nbest: list = dataclasses.field(default_factory=list)
     frames: Optional[torch.Tensor] = None
     waveform: Optional[Waveform] = None
+    motion: Optional[Motion] = None
 
     def to_dict(self) -> dict:
         """Plain JSON-ready fields; those that do not apply (None, empty n-best) are left out (media too: `save`)."""
@@ -45,38 +49,54 @@ class Output:
                   "score": self.score, "positional_scores": self.positional_scores}
         if self.waveform is not None:
             fields.update(sample_rate=self.waveform.sample_rate, seconds=round(self.waveform.seconds, 4))
+        if self.motion is not None:
+            fields.update(fps=self.motion.fps, seconds=round(self.motion.duration, 4))
         out = {name: value for name, value in fields.items() if value is not None}
         if self.nbest:
             out["nbest"] = [hypothesis.to_dict() for hypothesis in self.nbest]
         return out
 
     @property
-    def media_suffix(self) -> Optional[str]:
-        """The file suffix `save` writes by default (".png" for an image, ".wav" for a waveform); None when the
-        output holds no media."""
+    def media_suffixes(self) -> tuple[str, ...]:
+        """The files `save` writes by default, by suffix: (".png",) for an image, (".wav",) for a waveform,
+        (".bvh", ".gif") for a motion (the motion, and a picture of it); () when the output holds no media."""
         if self.image is not None:
-            return ".png"
-        return ".wav" if self.waveform is not None else None
+            return (".png",)
+        if self.waveform is not None:
+            return (".wav",)
+        return MOTION_FORMATS if self.motion is not None else ()
+
+    @property
+    def media_suffix(self) -> Optional[str]:
+        """The main file suffix `save` writes (".png", ".wav", ".bvh"); None when the output holds no media."""
+        return self.media_suffixes[0] if self.media_suffixes else None
 
     def save(self, path: str) -> str:
-        """Write the media this output holds (an image as PNG; a waveform as WAV or FLAC, by the suffix; a path
-        without a suffix gets `media_suffix`); returns the path."""
+        """Write the media this output holds in the format of the path's suffix (an image as PNG, a waveform as WAV
+        or FLAC, a motion as BVH or GIF; a path without a suffix gets `media_suffix`); returns the path."""
         if self.media_suffix is None:
-            raise ValueError("Output.save: this output holds no media (only generated images and audio are saved "
-                             "to a file)")
+            raise ValueError("Output.save: this output holds no media (only generated images, audio and motion are "
+                             "saved to a file)")
         path = os.fspath(path)
         suffix = os.path.splitext(path)[1].lower()
         if not suffix:
             path, suffix = path + self.media_suffix, self.media_suffix
-        formats, what = (IMAGE_FORMATS, "an image") if self.image is not None else (AUDIO_FORMATS, "audio")
+        if self.image is not None:
+            formats, what = IMAGE_FORMATS, "an image"
+        elif self.motion is not None:
+            formats, what = MOTION_FORMATS, "motion"
+        else:
+            formats, what = AUDIO_FORMATS, "audio"
         if suffix not in formats:
             raise ValueError(f"Output.save({path!r}): {what} is written as {' or '.join(formats)}, by the file's "
                              f"suffix")
         if self.image is not None:
-            self.image.save(path, format=formats[suffix])
+            self.image.save(path, format=IMAGE_FORMATS[suffix])
+        elif self.motion is not None:
+            (self.motion.save_as_bvh if suffix == ".bvh" else self.motion.save_as_gif)(path)
         else:
             samples = self.waveform.samples.detach().float().cpu().numpy()
-            soundfile.write(path, samples, self.waveform.sample_rate, format=formats[suffix])
+            soundfile.write(path, samples, self.waveform.sample_rate, format=AUDIO_FORMATS[suffix])
         return path
 
 

@@ -34,6 +34,17 @@ def bin_statistics(value: Optional[BinStatistics]) -> None:
         raise ValueError("must be finite, with every std positive")
 
 
+def motion_statistics(value: Optional[dict]) -> None:
+    """None, or MotionStatistics.to_dict(): the BVH header and one finite mean and positive std per feature."""
+    if value is None:
+        return
+    if not {"hierarchy", "mean", "std"} <= set(value) or not isinstance(value["hierarchy"], str):
+        raise ValueError("must hold 'hierarchy' (the BVH header text), 'mean' and 'std' (MotionStatistics.to_dict)")
+    mean, std = value["mean"], value["std"]
+    if len(mean) != len(std) or not len(mean) or not all(math.isfinite(v) for v in (*mean, *std)) or min(std) <= 0:
+        raise ValueError("mean and std must be equally long lists of finite numbers, every std positive")
+
+
 def positive_channels(value: PerChannel) -> None:
     finite_channels(value)
     if min(per_channel(value)) <= 0:
@@ -69,6 +80,10 @@ class DataConfig:
     mel_win_length: int = option(400, "audio_mel targets: FFT window in samples (from the model)", check=at_least(2))
     video_frames: int = option(8, "frames sampled per video (a slot's num_frames overrides it)", check=at_least(1))
     motion_fps: float = option(30.0, "motion clips are resampled to this many frames per second", check=positive)
+    motion_statistics: Optional[dict] = option(
+        None, "normalisation of MOTION slots and the skeleton of MOTION outputs: MotionStatistics.to_dict() over the "
+              "training split, computed by training (data/motion_statistics.py); None: each clip's data-free default",
+        check=motion_statistics)
     max_source_positions: int = option(1024, "encoder positions per sample", check=at_least(1))
     max_target_positions: int = option(1024, "decoder positions per sample", check=at_least(1))
     truncate_long: bool = option(False, "truncate groups longer than the positions instead of failing")
