@@ -76,5 +76,5 @@ def test_the_motion_page_runs_as_printed(tmp_path, monkeypatch, capsys):
     assert generate.main(checkpoint) == 1  # media need --results-path
     assert generate.main([*checkpoint, "--results-path", "out", "--beam", "5"]) == 1  # not an option of ddim
     errors = capsys.readouterr().err
-    assert "generates media (speech, motion): give --results-path" in errors
+    assert "generates media (images, speech, motion): give --results-path" in errors
     assert "generation options ['beam'] do not apply to ddim" in errors

@@ -98,7 +98,7 @@ def test_generate_writes_a_png_per_row_and_a_grid_and_lists_them(text_to_image_c
     assert Image.open(tmp_path / "out" / "test-media" / "grid.png").size[0] > 5 * 8
     capsys.readouterr()
     assert generate_main(argv) == 1
-    assert "generates media (images, speech): give --results-path" in capsys.readouterr().err
+    assert "generates media (images, speech, motion): give --results-path" in capsys.readouterr().err
 
 
 def test_image_infilling_trains_and_is_scored_with_psnr(image_tokenizer, tmp_path):
