@@ -212,9 +212,8 @@ class ImageTokenizer(nn.Module, abc.ABC):
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes [B, rows, cols] -> images [B, channels, image_size, image_size] in [0, 1]."""
 
-    def reconstruction_loss(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(training loss, reconstructions) of a batch; only tokenizers trained by ofasys_fs define it."""
-        raise NotImplementedError(f"{type(self).__name__} cannot be trained by ofasys_fs; it is loaded from a file")
+    # Tokenizers that ofasys-train-image-tokenizer can train also define
+    # `reconstruction_loss(images) -> (training loss, reconstructions)`; the others are loaded from a file.
 
 
 class Reranker(abc.ABC):

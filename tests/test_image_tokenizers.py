@@ -12,6 +12,7 @@ from PIL import Image
 
 from ofasys_fs.cli.train_image_tokenizer import main as tokenizer_main
 from ofasys_fs.engine.tokenizer_training import TokenizerTrainConfig, train_image_tokenizer
+from ofasys_fs.errors import ConfigError
 from ofasys_fs.image_tokenizers.files import content_hash, load_image_tokenizer, tokenizer_payload
 from ofasys_fs.image_tokenizers.images import image_tensor, psnr, reconstruct
 from ofasys_fs.image_tokenizers.vqgan import VQGANTokenizer
@@ -116,3 +117,10 @@ def test_a_taming_vqgan_checkpoint_and_config_load_and_convert(tmp_path, capsys,
                            "--out", str(tmp_path / "vqgan.pt")]) == 0
     converted = load_image_tokenizer(str(tmp_path / "vqgan.pt"))
     assert torch.equal(converted.encode(images), codes) and "64 codes, grid 8x8" in capsys.readouterr().out
+
+
+def test_a_tokenizer_without_a_reconstruction_loss_is_refused_by_training(tmp_path):
+    vqgan = {"name": "vqgan", "ddconfig": DDCONFIG, "n_embed": 64, "embed_dim": 32}
+    with pytest.raises(ConfigError, match="'vqgan' is not trained by ofasys_fs .*loaded from a file"):
+        train_image_tokenizer(digit_rows([4]), str(tmp_path / "v.pt"), vqgan, log=lambda line: None)
+    assert not (tmp_path / "v.pt").exists()

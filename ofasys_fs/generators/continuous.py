@@ -2,6 +2,7 @@
 checked against the generator's config, merged into it, and decoding runs in eval mode without gradients."""
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Any, ClassVar, Optional
 
@@ -30,5 +31,6 @@ class ContinuousOutputGenerator(Generator):
         with eval_mode(model):
             return self.decode(model, sample, cfg)
 
+    @abc.abstractmethod
     def decode(self, model, sample: dict, cfg: Any) -> list[list[dict]]:
-        raise NotImplementedError
+        """Per row, its hypotheses (dicts with the generated "frames") under the merged config `cfg`."""
