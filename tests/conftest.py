@@ -9,6 +9,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+# The linear kernel is otherwise chosen by timing in each process (models/cpu_linear.py): under a loaded CI machine
+# two processes of one test (a run and its resume, DDP ranks) could choose differently. Fixed here, as before.
+os.environ.setdefault("OFASYS_FS_CPU_LINEAR", "onednn")
+
 CAPTIONS = {  # background colour -> caption: the image decides the caption; equal lengths keep beam search fair
     (220, 40, 40): "a ripe red apple",
     (40, 190, 60): "a green grassy field",

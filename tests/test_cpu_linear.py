@@ -1,4 +1,6 @@
 """models/cpu_linear.py: oneDNN linear layers give F.linear's outputs and gradients, and are used only where chosen."""
+import time
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +13,8 @@ pytestmark = pytest.mark.skipif(not cpu_linear.ONEDNN, reason="oneDNN linear not
 
 @pytest.fixture
 def onednn_calls(monkeypatch):
-    """Counts the oneDNN matmuls."""
+    """Counts the oneDNN matmuls, with oneDNN chosen as if it were the faster kernel on this machine."""
+    monkeypatch.setattr(cpu_linear, "onednn_pays", lambda: True)
     calls = []
     original = cpu_linear.onednn_matmul
 
@@ -58,6 +61,43 @@ def test_dispatch_rule_and_fallbacks(onednn_calls):
     assert big(torch.randn(128, 256)).dtype == torch.float32
     assert len(onednn_calls) == 1
     assert set(big.state_dict()) == {"weight", "bias"}  # nn.Linear's parameters: checkpoints unchanged
+
+
+def test_where_f_linear_is_faster_training_uses_it_and_decoding_keeps_laid_out_weights(onednn_calls, monkeypatch):
+    monkeypatch.setattr(cpu_linear, "onednn_pays", lambda: False)
+    layer = Linear(256, 256)
+    layer(torch.randn(128, 256)).sum().backward()
+    with torch.no_grad():
+        layer(torch.randn(128, 256))
+    assert not onednn_calls
+    weight, x = big_weight()
+    with torch.no_grad(), cpu_linear.weights_held_constant():
+        torch.testing.assert_close(linear(x, weight), F.linear(x, weight), atol=2e-5, rtol=1e-5)
+    assert len(onednn_calls) == 1
+
+
+def test_the_kernel_is_chosen_by_timing_both(monkeypatch):
+    """onednn_pays times a training call both ways: a oneDNN path made slow loses, one made instant wins."""
+    real = cpu_linear.OneDNNLinear
+
+    def timed_as(extra_seconds):
+        class Timed:
+            @staticmethod
+            def apply(*args):
+                out = real.apply(*args)
+                time.sleep(extra_seconds)
+                return out
+        return Timed
+
+    monkeypatch.setattr(cpu_linear, "SETTING", "auto")  # the suite fixes it (conftest.py)
+    monkeypatch.setattr(cpu_linear, "OneDNNLinear", timed_as(0.05))
+    assert not cpu_linear.onednn_pays.__wrapped__()
+    monkeypatch.setattr(cpu_linear.F, "linear", lambda *args: (time.sleep(0.05), real.apply(*args))[1])
+    monkeypatch.setattr(cpu_linear, "OneDNNLinear", timed_as(0))
+    assert cpu_linear.onednn_pays.__wrapped__()
+    monkeypatch.setattr(cpu_linear, "SETTING", "onednn")
+    monkeypatch.setattr(cpu_linear, "OneDNNLinear", timed_as(0.05))
+    assert cpu_linear.onednn_pays.__wrapped__()  # set by the environment: not measured
 
 
 def big_weight(seed: int = 1) -> tuple[torch.nn.Parameter, torch.Tensor]:

@@ -1,14 +1,15 @@
-"""fp32 linear layers on CPU through oneDNN instead of PyTorch's default BLAS, forward and backward.
+"""fp32 linear layers on CPU through oneDNN where that is faster than PyTorch's default BLAS, forward and backward.
 
-PyTorch's CPU matmul goes to MKL, which takes a slow (AVX2) path on AMD CPUs; oneDNN picks its kernels
-from the CPU's instruction set and ran the model's matmuls about 2x faster there (run_scripts/bench/
-RESULTS.md; on a machine where both run at the same speed the path gains nothing and costs nothing).
-Results are fp32 matmuls like MKL's, up to summation order. Calls without gradients skip the autograd
-wrapper. Everything else (other devices and dtypes, CPU autocast, torch.compile) uses F.linear. Set
-OFASYS_FS_CPU_LINEAR=aten to turn it off.
+Which kernel is faster depends on the machine: on one AMD EPYC, MKL took a slow (AVX2) path and oneDNN ran the
+model's matmuls about 2x faster; on another machine of the same kind torch.mm won and the oneDNN path cost
+10-14% of training (run_scripts/bench/RESULTS.md). So the choice is measured on first use (`onednn_pays`: a
+linear layer's forward and backward timed both ways) unless OFASYS_FS_CPU_LINEAR says `onednn` (always) or
+`aten` (never). Results are fp32 matmuls either way, equal up to summation order. Calls without gradients skip
+the autograd wrapper. Everything else (other devices and dtypes, CPU autocast, torch.compile) uses F.linear.
 
 Large weights are kept in oneDNN's blocked layout only inside `weights_held_constant()` (a decoding call,
-which reads the same weights at every step and changes none); outside it every call reads the weight as
+which reads the same weights at every step and changes none); this pays on both kinds of machine (decoding's
+output projection), so it is used unless the path is set to `aten`. Outside it every call reads the weight as
 it is, so a weight changed in place (also through `.data` or numpy, which torch does not count), loaded
 by load_state_dict or moved by `.to()` is always followed.
 
@@ -22,6 +23,7 @@ import contextlib
 import contextvars
 import functools
 import os
+import time
 import warnings
 from typing import Iterator, Optional
 
@@ -30,7 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-ONEDNN = (os.environ.get("OFASYS_FS_CPU_LINEAR", "onednn") != "aten" and torch.backends.mkldnn.is_available()
+SETTING = os.environ.get("OFASYS_FS_CPU_LINEAR", "auto")  # auto (timed on first use), onednn or aten
+ONEDNN = (SETTING != "aten" and torch.backends.mkldnn.is_available()
           and hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
 PACK_MIN_ELEMENTS = 2**22  # weights kept laid out for oneDNN within a decoding call: the output projection
 # id(weight) -> (weight, its fingerprint when laid out, laid-out copy); None outside weights_held_constant()
@@ -135,6 +138,38 @@ def onednn_works() -> bool:
     return works
 
 
+@functools.cache
+def onednn_pays() -> bool:
+    """Whether oneDNN runs a training linear layer (forward and backward) faster than F.linear on this machine
+    and thread count; measured once, in a fraction of a second ([1024, 256] -> 512, the best of 5 calls each,
+    interleaved).
+    OFASYS_FS_CPU_LINEAR=onednn answers yes without measuring."""
+    if SETTING == "onednn":
+        return True
+    generator = torch.Generator().manual_seed(0)
+    best = {F.linear: float("inf"), OneDNNLinear.apply: float("inf")}
+    with torch.inference_mode(False), torch.enable_grad():  # first use may be inside a decoding call
+        x, weight, bias = (torch.randn(shape, generator=generator).requires_grad_()
+                           for shape in ((1024, 256), (512, 256), (512,)))
+        gradient = torch.randn(1024, 512, generator=generator)
+        for counted in (False, *[True] * 5):  # the first round warms both up
+            for function in best:
+                start = time.perf_counter()
+                function(x, weight, bias).backward(gradient)
+                if counted:
+                    best[function] = min(best[function], time.perf_counter() - start)
+    return best[OneDNNLinear.apply] < 0.95 * best[F.linear]
+
+
+def kernel_choice() -> str:
+    """What the linear layers use on this machine, for logs and benchmarks."""
+    if not (ONEDNN and onednn_works()):
+        return "F.linear (oneDNN path off)"
+    if onednn_pays():
+        return "oneDNN (faster here" + (")" if SETTING == "auto" else ", set by OFASYS_FS_CPU_LINEAR)")
+    return "F.linear in training, oneDNN only for decoding's laid-out weights (F.linear faster here)"
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """F.linear, through oneDNN for fp32 CPU tensors (outside autocast and torch.compile) where it is faster."""
     if not (ONEDNN and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
@@ -142,9 +177,12 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
             and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling() and onednn_works()):
         return F.linear(x, weight, bias)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
-        return OneDNNLinear.apply(x, weight, bias)
+        return OneDNNLinear.apply(x, weight, bias) if onednn_pays() else F.linear(x, weight, bias)
+    laid_out = inference_weight(weight)
+    if laid_out is weight and not onednn_pays():
+        return F.linear(x, weight, bias)
     flat = x.reshape(-1, x.size(-1)).contiguous()
-    return onednn_matmul(flat, inference_weight(weight), bias).view(*x.shape[:-1], weight.size(0))
+    return onednn_matmul(flat, laid_out, bias).view(*x.shape[:-1], weight.size(0))
 
 
 class Linear(nn.Linear):

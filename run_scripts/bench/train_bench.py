@@ -27,7 +27,7 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from ofasys_fs.models.cpu_linear import ONEDNN, onednn_matmul
+from ofasys_fs.models.cpu_linear import ONEDNN, kernel_choice, onednn_matmul
 
 from .ab_runs import Contender, interleave, machine_load, median_spread
 from .twins import PAD, TokenBatch, arch_config, build_bart, build_ours
@@ -57,7 +57,7 @@ class TrainSteps:
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def describe(self) -> dict:
-        return {"parameters": sum(p.numel() for p in self.model.parameters())}
+        return {"parameters": sum(p.numel() for p in self.model.parameters()), "linear": kernel_choice()}
 
     def step(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -128,6 +128,7 @@ def bench_arch(arch: str, vocab: int, rounds: int, threads: int, clock: str) -> 
         print(f"{contender.name:>5}: {contender.describe['parameters']:,} parameters, peak RSS "
               f"{contender.peak_rss_mb:.0f} MiB (+{contender.peak_rss_mb - contender.rss_after_imports_mb:.0f} "
               f"over the imports)")
+    print(f"our linear layers: {ours.describe['linear']}")
     print(f"model FLOPs per step {step_flops / 1e9:.2f} G; {machine_load()}")
     growth = (ours.peak_rss_mb - ours.rss_after_imports_mb) / (bart.peak_rss_mb - bart.rss_after_imports_mb)
     speed_ratio = ours_over_bart(timings[clock])

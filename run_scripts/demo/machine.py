@@ -9,7 +9,7 @@ import time
 import torch
 
 from ofasys_fs.engine.threads import FIRST_SAMPLE_SECONDS, CpuMeter, free_cores, usable_cpus
-from ofasys_fs.models.cpu_linear import ONEDNN, onednn_matmul
+from ofasys_fs.models.cpu_linear import ONEDNN, kernel_choice, onednn_matmul
 
 MATMUL_SIDE = 1024
 MATMUL_SECONDS = 0.3  # per kernel and thread count; the best call counts
@@ -50,11 +50,13 @@ def describe_machine(threads: int) -> dict:
     if threads > 1:
         rates[threads] = matmul_gflops(threads)
     return {"threads": threads, "cores": len(usable_cpus()), "load": [round(x, 2) for x in os.getloadavg()],
-            "matmul_gflops": {str(count): round(rate, 1) for count, rate in rates.items()}}
+            "matmul_gflops": {str(count): round(rate, 1) for count, rate in rates.items()},
+            "linear_layers": kernel_choice()}
 
 
 def machine_line(machine: dict) -> str:
     rates = ", ".join(f"{rate:.0f} GFLOP/s on {count} thread{'s' if count != '1' else ''}"
                       for count, rate in machine["matmul_gflops"].items())
     return (f"machine: {machine['threads']} torch thread(s) of {machine['cores']} cores, load "
-            f"{' '.join(map(str, machine['load']))}; fp32 matmul {MATMUL_SIDE}^3: {rates}")
+            f"{' '.join(map(str, machine['load']))}; fp32 matmul {MATMUL_SIDE}^3: {rates}; linear layers: "
+            f"{machine['linear_layers']}")
