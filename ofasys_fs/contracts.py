@@ -8,6 +8,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar, Optional
 
 import torch
@@ -26,6 +27,7 @@ class SampleContext:
     column: str = ""
     base_dir: Optional[str] = None  # folder relative media paths resolve against (the data file's folder)
     image_sizes: Optional[dict] = None  # encoder IMAGE column -> that image's preprocessor output (BOX frames)
+    row: Optional[Mapping] = None  # the row, for a slot attribute that names another column (motion's known_mask)
 
     @property
     def is_train(self) -> bool:
@@ -46,8 +48,10 @@ class Preprocessor(abc.ABC):
     # `collate`) to an OutputAdaptor instead of tokens; `generator` and `criterion` name the registered generator
     # that decodes it and the default criterion of its tasks, `output_options` the decoding options its
     # `decode_features` reads; `output_template` what a generator starts from for rows without a target
-    # (docs/design.md §17).
+    # (docs/design.md §17). `given_at_inference`: such an output's value is partly given at inference too (motion
+    # in-betweening's known frames), so its column is kept as an input and its features reach the generator.
     continuous: ClassVar[bool] = False
+    given_at_inference: bool = False
     generator: ClassVar[Optional[str]] = None
     criterion: ClassVar[Optional[str]] = None
     output_options: ClassVar[tuple] = ()

@@ -31,6 +31,7 @@ from .models.generalist import GeneralistModel
 from .models.quantize import quantize_linear_layers
 from .preprocess.config import DataConfig
 from .registry import TASK_REGISTRY, import_user_dir
+from .schemas import training_attrs
 from .tasks.base import Task
 from .vocab import Vocabulary
 
@@ -187,7 +188,10 @@ class OFASys:
 
 
 def same_decoder(trained: Sequence, asked: Sequence) -> bool:
-    """The decoders are equal, or `asked` is one nameless output slot and `trained` that slot with a column."""
+    """The decoders are equal, or `asked` is one nameless output slot and `trained` that slot with a column;
+    attributes that change only decoding (a motion output's known frames) aside."""
+    trained, asked = ([dataclasses.replace(slot, attrs=training_attrs(slot.attrs)) for slot in decoder]
+                      for decoder in (trained, asked))
     if tuple(trained) == tuple(asked):
         return True
     return (len(trained) == len(asked) == 1 and asked[0].name is None and trained[0].name is not None

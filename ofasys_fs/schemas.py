@@ -53,6 +53,7 @@ class Attr:
     help: str = ""
     max_exclusive: bool = False
     pattern: Optional[str] = None
+    decoding_only: bool = False  # changes how an output is generated, not what a model learns (hub task matching)
 
     def convert(self, key: str, raw: Optional[str]) -> Any:
         """The typed value of `key=raw` (raw None: written bare, as a flag); ValueError saying what was expected."""
@@ -200,6 +201,13 @@ def slot_defaults(modality: str, side: str, preprocess: Optional[str] = None) ->
             **{key: attr.default for key, attr in schema.attrs.items()}}
 
 
+def training_attrs(attrs: dict) -> dict:
+    """A slot's attrs with its `decoding_only` attributes at their defaults: what training sees of it (an
+    instruction differing from a trained one only in those is that task's)."""
+    schema = get_attr_schema(attrs["preprocess"])
+    return {**attrs, **{key: attr.default for key, attr in schema.attrs.items() if attr.decoding_only}}
+
+
 def plain_attrs(side: str) -> dict:
     """Plain text is tokenised like a TEXT slot; on the decoder it is a prompt, so it has no loss."""
     return {**slot_defaults("PLAIN", side), **({"no_loss": True} if side == "decoder" else {})}
@@ -338,7 +346,13 @@ register_attr_schema(
                                                "centred one; a shorter clip is an error); default: the whole clip; "
                                                "an output generates this many frames (needed there)"),
      "fps": Attr(float, None, min=1, help="frames per second clips are resampled to (default: the data config's "
-                                          "motion_fps, 30)")},
+                                          "motion_fps, 30)"),
+     "known": Attr(int, None, min=1, sides=("decoder",), decoding_only=True,
+                   help="in-betweening: the first and last K frames of the row's motion are given and kept, the rest "
+                        "generated"),
+     "known_mask": Attr(str, None, pattern=NAME_PATTERN, sides=("decoder",), decoding_only=True,
+                        help="in-betweening: the column holding each row's frame mask (max_length values, 1 = the "
+                             "frame of the row's motion is given and kept)")},
     adaptor="motion_6d",
     decoder_adaptor="motion_6d_diffusion",
 )

@@ -1,6 +1,7 @@
 """Shared fixtures. `trained_checkpoint`: one micro model trained once per session on three small tasks
 (image -> text caption, image + text -> box grounding, text -> closed-set topic with a decoder prompt) to
-near-memorisation, for the generation, hub, CLI and reliability tests (docs/internals.md, "Inference")."""
+near-memorisation, for the generation, hub, CLI and reliability tests (docs/internals.md, "Inference").
+`trained_motion`: the motion models of tests/motion_training.py (text-to-motion and in-betweening tests)."""
 import dataclasses
 import json
 import os
@@ -136,6 +137,14 @@ def trained_checkpoint(tmp_path_factory) -> TrainedCheckpoint:
     finally:
         torch.set_num_threads(threads)
     return TrainedCheckpoint(os.path.join(save_dir, "checkpoint_last.pt"), data_dir, dict(INSTRUCTIONS), rows)
+
+
+@pytest.fixture(scope="session")
+def trained_motion(tmp_path_factory) -> dict:
+    """{False: Trainer of the model trained on real texts, True: on shuffled texts} (tests/motion_training.py)."""
+    from motion_training import train_motion_models
+
+    return train_motion_models(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,9 @@ chance; the captioning half learns too; generated motion written as BVH reads ba
 import numpy as np
 import pytest
 import torch
-from motion_clips import BOXING, CLIMB, JUMPS, clip, needs_clips
-from test_learning import greedy_decode, shuffled
+from motion_clips import BOXING, JUMPS, clip, needs_clips
+from motion_training import CAPTIONS, GENERATE, labelled, rows
+from test_learning import greedy_decode
 
 from ofasys_fs.contracts import SampleContext
 from ofasys_fs.data.encode import RowEncoder
@@ -21,59 +22,12 @@ from ofasys_fs.motion import load_motion
 from ofasys_fs.preprocess.config import DataConfig
 from ofasys_fs.registry import build_adaptor, build_criterion, build_metric, build_preprocessor
 from ofasys_fs.tasks.base import Task
-from ofasys_fs.tokenizer import train_tokenizer
 from ofasys_fs.vocab import Vocabulary
 
-CAPTIONS = {JUMPS: "jumping", CLIMB: "climbing"}  # chance 1/2 (balanced rows)
-BLOCK, BLOCKS = 2.4, 9  # seconds; the first 21.6 s of each clip, every third block held out
-SPAN, STEP = 1.2, 0.4  # training rows: 1.2 s spans (a random 0.8 s window each epoch); test: 0.8 s spans
-
-
-def rows(held_out: bool) -> list[dict]:
-    length, step = (0.8 if held_out else SPAN), STEP
-    out = []
-    for name, caption in CAPTIONS.items():
-        for block in range(BLOCKS):
-            if (block % 3 == 2) != held_out:
-                continue
-            for index in range(round((BLOCK - length) / step) + 1):
-                start = block * BLOCK + index * step
-                out.append({"clip": {"path": clip(name), "start": start, "end": start + length}, "caption": caption,
-                            "block": (name, block)})
-    return out
-
-
-CAPTION = "[MOTION:clip,max_length=24] what is the person doing? -> [TEXT:caption]"
-GENERATE = "[TEXT:caption] -> [MOTION:clip,max_length=24]"  # 0.8 s at 30 fps
-UPDATES = 120  # both tasks in every update (sampling=all); seeds 1-3 gave motion 0.95-1.0, captions 0.9-0.93
 DECODING = {"diffusion_steps": 20, "guidance_scale": 3.0, "sampling_seed": 0}
 PROMPTS = [{"caption": caption} for caption in CAPTIONS.values() for _ in range(10)]  # chance 1/2
-MOTION_ACCURACY, CAPTION_ACCURACY, CONTROL_CEILING = 0.8, 0.75, 0.65  # shuffled, seeds 1-2: 0.5-0.6 and 0.47-0.63
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
-    train_tokenizer([" ".join(CAPTIONS.values()), CAPTION] * 20, 300, path)
-    return str(path)
-
-
-def train_both(tokenizer: str, folder, shuffle: bool) -> Trainer:
-    """motion_caption and text_to_motion in one model; the control shuffles the texts of both tasks' rows."""
-    train_rows = shuffled(rows(held_out=False), "caption") if shuffle else rows(held_out=False)
-    tasks = [Task(name="motion_caption", instruction=CAPTION).add_dataset(train_rows, "train"),
-             Task(name="text_to_motion", instruction=GENERATE).add_dataset(train_rows, "train")]
-    trainer = Trainer(arch="micro", dropout=0.0, device="cpu", tokenizer=tokenizer, num_bins=16, num_codes=0,
-                      batch_size=16, max_update=UPDATES, lr=5e-3, warmup_updates=10, label_smoothing=0.0,
-                      sampling="all", save_dir=str(folder), no_save=True, log_interval=1000, seed=1)
-    trainer.fit(tasks=tasks)
-    return trainer
-
-
-@pytest.fixture(scope="module")
-def trained(tokenizer, tmp_path_factory):
-    return {shuffle: train_both(tokenizer, tmp_path_factory.mktemp(f"shuffle{shuffle}"), shuffle)
-            for shuffle in (False, True)}
+# seeds 1-3: motion 1.0 and captions 0.9; shuffled: motion 0.5 and captions 0.47-0.63
+MOTION_ACCURACY, CAPTION_ACCURACY, CONTROL_CEILING = 0.8, 0.75, 0.65
 
 
 def generate(trainer: Trainer, prompts: list[dict], **options) -> list:
@@ -81,24 +35,20 @@ def generate(trainer: Trainer, prompts: list[dict], **options) -> list:
                                                                                                    **options})
 
 
-def labelled(rows_: list[dict]) -> list[dict]:
-    return [{"motion": row["clip"], "label": row["caption"]} for row in rows_]
-
-
 @needs_clips
-def test_generated_motion_is_recognised_by_a_classifier_of_real_windows_and_shuffled_text_is_not(trained):
+def test_generated_motion_is_recognised_by_a_classifier_of_real_windows_and_shuffled_text_is_not(trained_motion):
     metric = build_metric({"name": "motion_accuracy", "classifier_train": labelled(rows(held_out=False)),
                            "classifier_test": labelled(rows(held_out=True)), "window": 24, "stride": 4})
     labels = [prompt["caption"] for prompt in PROMPTS]
-    real = metric.compute([output.motion for output in generate(trained[False], PROMPTS)], labels)
-    control = metric.compute([output.motion for output in generate(trained[True], PROMPTS)], labels)
+    real = metric.compute([output.motion for output in generate(trained_motion[False], PROMPTS)], labels)
+    control = metric.compute([output.motion for output in generate(trained_motion[True], PROMPTS)], labels)
     assert real["motion_classifier_ceiling"] >= 0.85 and real["chance"] == 0.5
     assert real["motion_accuracy"] >= MOTION_ACCURACY and control["motion_accuracy"] <= CONTROL_CEILING, (real,
                                                                                                           control)
 
 
 @needs_clips
-def test_the_captioning_task_trained_alongside_learns_and_shuffled_captions_do_not(trained):
+def test_the_captioning_task_trained_alongside_learns_and_shuffled_captions_do_not(trained_motion):
     test_rows = rows(held_out=True)
     assert not {row["block"] for row in test_rows} & {row["block"] for row in rows(held_out=False)}
     assert len(test_rows) == 2 * 3 * 5 and sum(row["caption"] == CAPTIONS[JUMPS] for row in test_rows) == 15
@@ -108,13 +58,13 @@ def test_the_captioning_task_trained_alongside_learns_and_shuffled_captions_do_n
         return float(np.mean([trainer.vocab.decode(ids).strip() == row["caption"]
                               for ids, row in zip(decoded, test_rows)]))
 
-    real, control = accuracy(trained[False]), accuracy(trained[True])
+    real, control = accuracy(trained_motion[False]), accuracy(trained_motion[True])
     assert real >= CAPTION_ACCURACY and control <= CONTROL_CEILING, (real, control)
 
 
 @needs_clips
-def test_generated_motion_written_as_bvh_reads_back_exactly_on_the_training_skeleton(trained, tmp_path):
-    outputs = generate(trained[False], PROMPTS[:1] + PROMPTS[-1:])
+def test_generated_motion_written_as_bvh_reads_back_exactly_on_the_training_skeleton(trained_motion, tmp_path):
+    outputs = generate(trained_motion[False], PROMPTS[:1] + PROMPTS[-1:])
     training_skeleton = load_motion(clip(JUMPS)).skeleton
     for index, output in enumerate(outputs):
         motion = output.motion
@@ -127,17 +77,17 @@ def test_generated_motion_written_as_bvh_reads_back_exactly_on_the_training_skel
         np.testing.assert_allclose(back.root_positions, motion.root_positions, rtol=0, atol=1e-9)
         np.testing.assert_allclose(back.joint_positions(), motion.joint_positions(), rtol=0, atol=1e-9)
     # sampling is batched: a row generated alone is the same as in the batch (same seed, same noise)
-    alone = generate(trained[False], PROMPTS[:1])[0]
+    alone = generate(trained_motion[False], PROMPTS[:1])[0]
     torch.testing.assert_close(alone.frames, outputs[0].frames, rtol=0, atol=1e-4)
     assert not torch.allclose(outputs[0].frames, outputs[1].frames, atol=1e-2)  # the prompts give other motion
 
 
 @needs_clips
-def test_generation_options_that_do_not_apply_are_config_errors(trained):
+def test_generation_options_that_do_not_apply_are_config_errors(trained_motion):
     with pytest.raises(ConfigError, match=r"generation options \['beam'\] do not apply to ddim"):
-        generate(trained[False], PROMPTS[:1], beam=5)
+        generate(trained_motion[False], PROMPTS[:1], beam=5)
     with pytest.raises(ConfigError, match=r"ddim: expected diffusion_steps in 1..1000"):
-        generate(trained[False], PROMPTS[:1], diffusion_steps=0)
+        generate(trained_motion[False], PROMPTS[:1], diffusion_steps=0)
 
 
 def test_a_motion_output_needs_max_length_and_training_statistics():

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ofasys_fs.schemas import training_attrs
+
 FAMILIES = {  # family -> page title; every built-in task names one as its `family`
     "image_text": "Image-text tasks",
     "grounding": "Grounding and detection tasks",
@@ -37,6 +39,8 @@ def slot_columns(task: Any) -> list[str]:
             if slot.name is None or slot.in_repeat:
                 continue
             role = "input" if slot.side == "encoder" else ("prompt" if slot.no_loss else "target")
+            if slot.side == "decoder" and training_attrs(slot.attrs) != slot.attrs:
+                role += ", and in part an input when generating"  # motion in-betweening's known frames
             custom = slot.preprocess != slot.modality.lower()
             kind = slot.modality + (f", preprocess={slot.preprocess}" if custom else "")
             if slot.name not in described:

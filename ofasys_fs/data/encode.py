@@ -182,7 +182,8 @@ class RowEncoder:
 
     def encode(self, row: Mapping, ctx: SampleContext) -> Example:
         """One row -> Example; EncodeError (a ValueError) naming task, row and column on bad data."""
-        ctx = dataclasses.replace(ctx, task=ctx.task or self.task_name, image_sizes=dict(ctx.image_sizes or {}))
+        ctx = dataclasses.replace(ctx, task=ctx.task or self.task_name, image_sizes=dict(ctx.image_sizes or {}),
+                                  row=row)
         index = self.template_index(ctx)
         template = self.templates[index]
         try:

@@ -1,6 +1,7 @@
 """Diffusion for continuous outputs (MOTION): the DDIM scheduler on a cosine schedule and the SNR-weighted loss
-on the predicted clean sample, independent of any model (docs/design.md §11)."""
+on the predicted clean sample, inpainting of known values, independent of any model (docs/design.md §11)."""
+from .inpainting import inpainted
 from .loss import corrupt, diffusion_loss
 from .scheduler import DDIMScheduler, guided
 
-__all__ = ["DDIMScheduler", "corrupt", "diffusion_loss", "guided"]
+__all__ = ["DDIMScheduler", "corrupt", "diffusion_loss", "guided", "inpainted"]

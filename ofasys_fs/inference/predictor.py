@@ -14,7 +14,7 @@ import torch
 
 from ..contracts import SampleContext
 from ..data.dataset import TaskDataset
-from ..data.encode import Example, RowEncoder
+from ..data.encode import EncodeError, Example, RowEncoder
 from ..data.loader import make_loader
 from ..data.rows import RowSource, as_row_source
 from ..devices import move_to
@@ -31,18 +31,32 @@ TARGET_FREE_SPLITS = {"train": "test", "valid": "test"}  # how rows of these spl
 
 class TargetFreeEncoder:
     """A RowEncoder that leaves the rows' targets out: generation needs only the encoder side and the prompt,
-    and a target the task could not encode (e.g. an answer outside the closed set) must not stop it."""
+    and a target the task could not encode (e.g. an answer outside the closed set) must not stop it. An output
+    given in part at inference (motion in-betweening's known frames) is kept and must be there."""
 
     def __init__(self, encoder: RowEncoder):
         self.encoder, self.vocab, self.preprocessors = encoder, encoder.vocab, encoder.preprocessors
-        self.target_columns = target_only_columns(encoder.templates)
+        self.given = [given_output(encoder, template) for template in encoder.templates]
+        self.target_columns = target_only_columns(encoder.templates) - {slot.name for slot in self.given if slot}
 
     def encode(self, row: dict, ctx: SampleContext) -> Example:
         ctx = dataclasses.replace(ctx, split=TARGET_FREE_SPLITS.get(ctx.split, ctx.split))
         inputs = {key: value for key, value in row.items() if key not in self.target_columns}
         example = self.encoder.encode(inputs, ctx)
+        given = self.given[example.template]
+        if given is not None and example.decoder_features is None:
+            raise EncodeError(f"the output {given} has known frames (in-betweening), taken from this column's "
+                              f"motion; the row has none", ctx.task or self.encoder.task_name, ctx.row_index,
+                              given.name)
         return dataclasses.replace(example, row=dict(row), decoder_tokens=None, target_length=0, loss_mask=None,
-                                   constraints=[], phone_targets=None, decoder_features=None)
+                                   constraints=[], phone_targets=None,
+                                   decoder_features=example.decoder_features if given is not None else None)
+
+
+def given_output(encoder: RowEncoder, template: Any) -> Optional[Any]:
+    """The template's output slot when its preprocessor is given in part at inference, else None."""
+    output = encoder.continuous_output(template)
+    return template.decoder[0] if output is not None and output.given_at_inference else None
 
 
 def target_only_columns(templates: Iterable) -> set:

@@ -7,6 +7,10 @@ window of N frames (a random one on the train split, the centred one elsewhere) 
 without it, the whole clip (an output needs max_length: it is the number of frames generated). Features are
 normalised with the training split's statistics when the data config holds them (DataConfig.motion_statistics,
 computed by training; every clip must then use their skeleton), else with the clip's data-free default.
+
+An output with known frames (`known=K` or `known_mask=COLUMN`, preprocess/known_frames.py) is in-betweened: out of
+training its pieces also hold "known" [T] (True = given), and the row's motion is read at inference too, its
+known frames kept by the generator and the rest generated.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from ..motion.statistics import MotionStatistics, window_features
 from ..registry import register_preprocessor
 from ..rng import rng_for
 from .config import DataConfig
+from .known_frames import KnownFrames
 
 @register_preprocessor("motion_6d")
 class Motion6dPreprocessor(Preprocessor):
@@ -44,6 +49,9 @@ class Motion6dPreprocessor(Preprocessor):
         if getattr(slot, "side", "encoder") == "decoder" and self.window is None:
             raise ValueError(f"the MOTION output {slot} needs max_length=N: the frames of its training windows and "
                              f"of the motion it generates (e.g. max_length=60 for 2 s at {self.fps:g} fps)")
+        known, column = slot.attrs.get("known"), slot.attrs.get("known_mask")
+        self.known_frames = KnownFrames(known, column, self.window) if known is not None or column is not None else None
+        self.given_at_inference = self.known_frames is not None
 
     def load(self, value: Any, base_dir: Optional[str] = None) -> Motion:
         """The clip at the configured rate, checked against the statistics' skeleton when there are some."""
@@ -72,10 +80,14 @@ class Motion6dPreprocessor(Preprocessor):
     def __call__(self, value: Any, ctx: SampleContext) -> dict[str, torch.Tensor]:
         window = self.choose_window(self.load(value, ctx.base_dir), ctx)
         statistics = self.statistics or MotionStatistics.for_skeleton(window.skeleton)
-        return {"frames": torch.from_numpy(statistics.normalise(window_features(window))).float()}
+        features = {"frames": torch.from_numpy(statistics.normalise(window_features(window))).float()}
+        if self.known_frames is not None and not ctx.is_train:  # training is text-to-motion's
+            features["known"] = self.known_frames.mask(ctx)
+        return features
 
     def collate(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """frames [B, T_max, D] zero-padded, frame_lengths [B], padding_mask [B, T_max] (True = pad)."""
+        """frames [B, T_max, D] zero-padded, frame_lengths [B], padding_mask [B, T_max] (True = pad); known [B, T_max]
+        (False where padded) when the items have it."""
         if not items:
             raise ValueError("cannot collate an empty list of MOTION items")
         dims = sorted({item["frames"].size(1) for item in items})
@@ -85,7 +97,10 @@ class Motion6dPreprocessor(Preprocessor):
         lengths = torch.tensor([item["frames"].size(0) for item in items], dtype=torch.long)
         frames = torch.nn.utils.rnn.pad_sequence([item["frames"] for item in items], batch_first=True)
         padding_mask = torch.arange(frames.size(1))[None, :] >= lengths[:, None]
-        return {"frames": frames, "frame_lengths": lengths, "padding_mask": padding_mask}
+        batch = {"frames": frames, "frame_lengths": lengths, "padding_mask": padding_mask}
+        if all("known" in item for item in items):
+            batch["known"] = torch.nn.utils.rnn.pad_sequence([item["known"] for item in items], batch_first=True)
+        return batch
 
     def output_statistics(self) -> MotionStatistics:
         """The statistics an output is generated with (they hold its skeleton); an error without them."""
@@ -103,8 +118,10 @@ class Motion6dPreprocessor(Preprocessor):
 
     def decode_features(self, frames: torch.Tensor, options: dict) -> dict[str, Any]:
         """Generated normalised features [T, D] -> {"frames": them, "motion": Motion} on the training skeleton at
-        the slot's rate; the ground path follows the generated velocities (feet and root stay consistent)."""
+        the slot's rate; the ground path follows the generated velocities (feet and root stay consistent), except
+        when in-betweening: it then comes from the position features, so that known frames stay where given."""
         statistics = self.output_statistics()
         features = statistics.denormalise(frames.double().cpu().numpy())
-        motion = from_6d(features, statistics.skeleton, self.fps, integrate_velocity=True, source="generated motion")
+        motion = from_6d(features, statistics.skeleton, self.fps, integrate_velocity=not self.given_at_inference,
+                         source="generated motion")
         return {"frames": frames, "motion": motion}
