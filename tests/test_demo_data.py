@@ -5,13 +5,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from motion_clips import CLIPS_DIR, needs_clips
+
+from ofasys_fs.motion import load_motion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run_scripts/ is not installed with the package
 
 from run_scripts.demo.baselines import best_baseline, rule_predictions  # noqa: E402
 from run_scripts.demo.data_common import SplitSizes, read_split  # noqa: E402
 from run_scripts.demo.data_digits import build_digit_grounding  # noqa: E402
+from run_scripts.demo.data_motion import DESCRIPTIONS, build_cmu_motion  # noqa: E402
 from run_scripts.demo.data_vqa import balanced_questions  # noqa: E402
+from run_scripts.demo.debian_package import DEFAULT_CACHE  # noqa: E402
 from run_scripts.demo.demo_tasks import TASKS  # noqa: E402
 from run_scripts.demo.report import box_landings  # noqa: E402
 
@@ -74,3 +79,26 @@ def test_box_landings_count_named_other_and_no_digit():
     outputs = [{"box": [1, 0, 20, 24]}, {"box": [26, 1, 45, 24]}, {"box": [0, 30, 10, 40]}]
     assert box_landings(task, outputs, rows).endswith("1 land on the named digit, 1 on another digit of the canvas, "
                                                       "1 on no digit")
+
+
+@needs_clips
+@pytest.mark.parametrize("sizes", [SplitSizes(48, 8, 30), SplitSizes(8, 8, 8)], ids=["full", "smoke"])
+def test_motion_rows_are_labelled_by_their_clip_and_held_out_windows_never_overlap_training_time(tmp_path, sizes):
+    build_cmu_motion(tmp_path, sizes, seed=1, cache_dir=DEFAULT_CACHE)  # the clips are installed or cached
+    rows = {split: read_split(tmp_path, split) for split in ("train", "valid", "test")}
+    trained = collections.defaultdict(list)
+    for split, split_rows in rows.items():
+        assert len(split_rows) == sizes.of(split)
+        clips = collections.Counter(Path(row["motion"]["path"]).name for row in split_rows)
+        assert clips == {name: sizes.of(split) // 2 for name in DESCRIPTIONS}  # as many windows of each clip
+        for row in split_rows:
+            span = row["motion"]
+            assert Path(span["path"]).parent == CLIPS_DIR and row["text"] == DESCRIPTIONS[Path(span["path"]).name]
+            assert span["end"] - span["start"] == pytest.approx(1.2 if split == "train" else 0.8)
+            if split == "train":
+                trained[span["path"]].append((span["start"], span["end"]))
+    for row in rows["valid"] + rows["test"]:
+        span = row["motion"]
+        assert all(span["end"] <= start or span["start"] >= end for start, end in trained[span["path"]]), span
+    window = load_motion(rows["test"][-1]["motion"]).resampled(30)  # the task's 24 frames at 30 fps
+    assert (window.num_frames, window.skeleton.num_joints) == (24, 31)

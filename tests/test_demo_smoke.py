@@ -15,9 +15,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run_scripts/ is not installed with the package
 
 from run_scripts.demo import run_demo  # noqa: E402
+from run_scripts.demo.data_motion import DESCRIPTIONS  # noqa: E402
 from run_scripts.demo.demo_tasks import TASKS, predictions_file  # noqa: E402
+from run_scripts.demo.report_motion import gif_name  # noqa: E402
 
-MODALITIES = ("IMAGE", "TEXT", "BOX", "AUDIO", "STRUCT", "VIDEO")
+MODALITIES = ("IMAGE", "TEXT", "BOX", "AUDIO", "STRUCT", "VIDEO", "MOTION")
 
 
 def test_demo_tasks_cover_every_modality():
@@ -47,3 +49,8 @@ def test_smoke_demo_runs_every_step(tmp_path):
                                                                    "text_to_image_samples.png"]:
         with Image.open(out / name) as image:
             assert image.width > 100 and image.height > 100, name
+    motion = next(task for task in TASKS if task.name == "text_to_motion")
+    for prompt in DESCRIPTIONS.values():  # a GIF of generated motion per prompt: 24 frames, as generated
+        with Image.open(out / gif_name(motion, prompt)) as gif:
+            assert gif.format == "GIF" and gif.n_frames == 24 and gif.width >= 100, prompt
+    assert rows[-1]["task"] == "text_to_motion" and 0 < rows[-1]["ceiling"] <= 1

@@ -11,7 +11,7 @@ shortcut. Rules:
 - `random_of:<column>`: an item of the row's list <column> picked at random (seeded), e.g. a digit of the
   canvas: what a rule that reads every candidate perfectly but ignores what singles one out scores;
 - `random_train`: the target of a training row picked at random (seeded), e.g. a real image for a caption
-  that it does not show.
+  that it does not show, or a real motion window of either clip for a clip's description.
 """
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ def random_of(_: str, candidates: str, train_rows: list[dict], test_rows: list[d
 
 def random_train(column: str, _: str, train_rows: list[dict], test_rows: list[dict]) -> tuple[str, list]:
     rng = np.random.default_rng(0)
-    return "a random training image", [train_rows[int(rng.integers(len(train_rows)))][column] for _ in test_rows]
+    return f"the {column} of a random training row", [train_rows[int(rng.integers(len(train_rows)))][column]
+                                                       for _ in test_rows]
 
 
 RULES: dict[str, Rule] = {"majority": majority, "majority_per": majority_per, "mean_box": mean_box,

@@ -23,8 +23,9 @@ TOKENIZER_FILE = "image_tokenizer.pt"  # in the demo's output folder
 
 
 def with_absolute(rows: list[dict], folder: Path, column: str) -> list[dict]:
-    """The rows with their media paths in `column` made absolute (they are relative to the data file's folder)."""
-    return [{**row, column: str(folder / row[column])} for row in rows]
+    """The rows with their media paths in `column` made absolute (they are relative to the data file's folder; other
+    values, such as motion spans naming their clip by an absolute path, stay)."""
+    return [{**row, column: str(folder / row[column])} if isinstance(row[column], str) else row for row in rows]
 
 
 def generated_files(outputs: list[dict], folder: Path) -> list[str]:

@@ -1,6 +1,7 @@
 """The demo's result: score each task's ofasys-generate output and its trivial baseline with the task's
 metric, print the table task | metric | this model | baseline, and draw the pictures (pictures.py); the
-speech row comes from report_speech.py."""
+speech row comes from report_speech.py, the notes on generated images and motion from image_report.py and
+report_motion.py."""
 from __future__ import annotations
 
 import json
@@ -14,6 +15,7 @@ from .baselines import best_baseline, headline
 from .demo_tasks import DemoTask, target_column
 from .image_report import image_outputs, with_absolute
 from .pictures import draw_curves, draw_grounding
+from .report_motion import motion_outputs
 from .report_speech import score_speech
 
 CLEAR_MARGIN = 0.10  # "clearly above the baseline": at least this much more of a 0-1 metric
@@ -57,7 +59,7 @@ def score_task(task: DemoTask, outputs: list[dict], train_rows: list[dict], test
                                                  task.references)
     row = {"task": task.name, "inputs": task.inputs, "metric": task.metric, "test_rows": len(test_rows),
            "model": model, "baseline": headline(task.metric, baseline_values), "baseline_is": baseline_is,
-           "stricter": None, "stricter_is": None, "above_stricter": None}
+           "stricter": None, "stricter_is": None, "above_stricter": None, "values": model_values}
     row["clearly_above"] = model - row["baseline"] >= CLEAR_MARGIN
     if task.stricter:
         stricter_is, stricter_values = best_baseline(task.stricter, metric, column, train_rows, test_rows,
@@ -135,7 +137,11 @@ def write_report(out: Path, tasks: Sequence[DemoTask], predictions: dict[str, Pa
             column, raw = target_column(task), out / "raw" / task.name
             train_rows, test_rows = (with_absolute(rows, raw, column) for rows in (train_rows, test_rows))
         rows.append(score_task(task, outputs, train_rows, test_rows, folder))
-        if outputs and "file" in outputs[0]:  # generated images
+        if outputs and "fps" in outputs[0]:  # generated motion (its "file" is a BVH)
+            note, gifs = motion_outputs(out, task, outputs, train_rows, test_rows, folder, rows[-1])
+            notes.append(note)
+            pictures += gifs
+        elif outputs and "file" in outputs[0]:  # generated images
             note, picture = image_outputs(out, task, outputs, train_rows, test_rows, folder)
             notes.append(note)
             pictures.append(picture)
