@@ -59,7 +59,7 @@ class Settings:
 
 # 9,280 updates: the 7,500 the first eight tasks were tuned with, plus the shares of text_to_speech, text_to_image
 # and text_to_motion (7,500 x 12.0 / 9.7)
-FULL = Settings(rows_factor=1.0, max_update=9280, validate_interval_updates=750, log_interval=50, warmup_updates=500)
+FULL = Settings(rows_factor=1.0, max_update=9280, validate_interval_updates=1160, log_interval=50, warmup_updates=500)
 SMOKE = Settings(rows_factor=0.03, max_update=60, validate_interval_updates=30, log_interval=10, batch_size=8,
                  warmup_updates=10, tokenizer_updates=20)
 IMAGE_TASK = "text_to_image"  # the task whose images train the image tokenizer
