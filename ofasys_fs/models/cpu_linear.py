@@ -2,9 +2,9 @@
 
 Which kernel is faster depends on the machine: on one AMD EPYC, MKL took a slow (AVX2) path and oneDNN ran the
 model's matmuls about 2x faster; on another machine of the same kind torch.mm won and the oneDNN path cost
-10-14% of training (run_scripts/bench/RESULTS.md). So the choice is measured on first use (`onednn_pays`: a
-linear layer's forward and backward timed both ways) unless OFASYS_FS_CPU_LINEAR says `onednn` (always) or
-`aten` (never). Results are fp32 matmuls either way, equal up to summation order. Calls without gradients skip
+10-14% of training (run_scripts/bench/RESULTS.md). So the choice is measured on first use at each thread
+count (`onednn_pays`: a linear layer's forward and backward timed both ways) unless OFASYS_FS_CPU_LINEAR says
+`onednn` (always) or `aten` (never). Results are fp32 matmuls either way, equal up to summation order. Calls without gradients skip
 the autograd wrapper. Everything else (other devices and dtypes, CPU autocast, torch.compile) uses F.linear.
 
 Large weights are kept in oneDNN's blocked layout only inside `weights_held_constant()` (a decoding call,
@@ -138,14 +138,17 @@ def onednn_works() -> bool:
     return works
 
 
-@functools.cache
 def onednn_pays() -> bool:
     """Whether oneDNN runs a training linear layer (forward and backward) faster than F.linear on this machine
-    and thread count; measured once, in a fraction of a second ([1024, 256] -> 512, the best of 5 calls each,
-    interleaved).
-    OFASYS_FS_CPU_LINEAR=onednn answers yes without measuring."""
-    if SETTING == "onednn":
-        return True
+    at the current thread count (measured once per count: the answer differs between 1 and 2 threads on a
+    machine whose other core is busy). OFASYS_FS_CPU_LINEAR=onednn answers yes without measuring."""
+    return SETTING == "onednn" or onednn_wins(torch.get_num_threads())
+
+
+@functools.cache
+def onednn_wins(threads: int) -> bool:
+    """Times [1024, 256] -> 512, forward and backward, both ways (best of 5 interleaved calls each, in a fraction
+    of a second); oneDNN wins by 5%+ or not at all. `threads` keys the cache: it is torch's current count."""
     generator = torch.Generator().manual_seed(0)
     best = {F.linear: float("inf"), OneDNNLinear.apply: float("inf")}
     with torch.inference_mode(False), torch.enable_grad():  # first use may be inside a decoding call

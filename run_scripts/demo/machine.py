@@ -3,8 +3,10 @@ its fp32 matmul rate, printed beside the timings so that runs on different machi
 (machines of one kind differed by 1.5-3x in matmul rate; run_scripts/bench/RESULTS.md)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from typing import Iterator
 
 import torch
 
@@ -24,14 +26,22 @@ def free_core_count() -> int:
     return usable if busy is None else min(usable, free_cores(len(meter.cpus), busy))
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def matmul_gflops(threads: int) -> float:
     """GFLOP/s of a MATMUL_SIDE^3 fp32 matmul on `threads` threads: the faster of torch.mm and oneDNN (the
     model's linear layers use either, models/cpu_linear.py), best call within MATMUL_SECONDS each."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
     a, b = torch.randn(MATMUL_SIDE, MATMUL_SIDE), torch.randn(MATMUL_SIDE, MATMUL_SIDE)
     best = float("inf")
-    try:
+    with torch_threads(threads):
         for multiply in (torch.mm, onednn_matmul) if ONEDNN else (torch.mm,):
             multiply(a, b)
             end = time.perf_counter() + MATMUL_SECONDS
@@ -39,19 +49,19 @@ def matmul_gflops(threads: int) -> float:
                 start = time.perf_counter()
                 multiply(a, b)
                 best = min(best, time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(previous)
     return 2 * MATMUL_SIDE**3 / best / 1e9
 
 
 def describe_machine(threads: int) -> dict:
-    """Threads used, cores, load and matmul rates on 1 and `threads` threads."""
+    """Threads used, cores, load, matmul rates on 1 and `threads` threads, and the linear kernel at `threads`."""
     rates = {1: matmul_gflops(1)}
     if threads > 1:
         rates[threads] = matmul_gflops(threads)
+    with torch_threads(threads):
+        choice = kernel_choice()
     return {"threads": threads, "cores": len(usable_cpus()), "load": [round(x, 2) for x in os.getloadavg()],
             "matmul_gflops": {str(count): round(rate, 1) for count, rate in rates.items()},
-            "linear_layers": kernel_choice()}
+            "linear_layers": choice}
 
 
 def machine_line(machine: dict) -> str:
