@@ -118,3 +118,4 @@ def test_the_run_prints_only_the_options_it_changed(tmp_path, capsys):
     head = out[:out.index("model: arch")]
     assert head.startswith("# options that differ from the defaults") and "max_update: 1" in head
     assert "seed:" not in head and "lr_scheduler" not in head and len(head.splitlines()) < 20
+    assert "linear layers: oneDNN (faster here, set by OFASYS_FS_CPU_LINEAR)" in out  # the suite's setting

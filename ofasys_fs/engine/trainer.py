@@ -25,6 +25,7 @@ from ..data.dataset import TaskDataset
 from ..data.encode import RowEncoder
 from ..devices import move_to, resolve_device
 from ..errors import ConfigError, DataError, TrainingError
+from ..models.cpu_linear import kernel_choice
 from ..models.generalist import GeneralistModel
 from ..preprocess.config import DataConfig
 from ..preprocess.image_code import resolve_image_tokenizers
@@ -304,6 +305,8 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
         self.logger.info(f"model: arch {self.model.cfg.arch}, {total:,} parameters ({trainable:,} trained), "
                          f"adaptors {list(self.model.adaptor_names)}, device {self.device}, {self.threads.describe()}; "
                          f"{self.strategy.describe()}")
+        if self.device.type == "cpu":
+            self.logger.info(f"linear layers: {kernel_choice()}")
         for task, share in zip(self.tasks, self.batches.probabilities):
             splits = ", ".join(f"{split} {len(rows)}" for split, rows in task.datasets.items())
             self.logger.info(f"task {task.name}: {splits} rows; batch {task.batch_size or self.cfg.dataset.batch_size}"
