@@ -149,7 +149,11 @@ class Criterion(nn.Module, abc.ABC):
 
 
 class Generator(abc.ABC):
-    """Batched decoding: one list of n-best hypotheses per row (dicts with tokens, score, positional_scores)."""
+    """Batched decoding: one list of n-best hypotheses per row (dicts with tokens, score, positional_scores).
+    `guidance`: it takes guidance_scale (classifier-free guidance with the empty prompt, guidance.py), and training
+    drops the prompt of a condition_dropout share of the rows of the outputs it decodes."""
+
+    guidance: ClassVar[bool] = False
 
     @abc.abstractmethod
     def generate(self, model: Model, sample: dict, **options) -> list[list[dict]]:

@@ -283,8 +283,8 @@ _TEXT_ATTRS = {
     **_NORMALISE,
     "mask_ratio": _ratio("BART span masking of this ratio of tokens (train split only)", sides=("encoder",)),
     "noise_ratio": _ratio("random replacement of this ratio of tokens (train split only)", sides=("encoder",)),
-    "drop_ratio": _ratio("drop the slot's whole text with this probability (train split only; what classifier-free "
-                         "guidance needs)", sides=("encoder",)),
+    "drop_ratio": _ratio("drop the slot's whole text with this probability (train split only; an augmentation: "
+                         "classifier-free guidance is trained by condition_dropout)", sides=("encoder",)),
     **_NO_LOSS,
     **_CLOSED_SET,
     **_BOUNDARY,

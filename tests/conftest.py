@@ -162,7 +162,9 @@ def image_tokenizer(tmp_path_factory):
 
 
 T2I_CLASSES = (0, 1, 4, 7)
-T2I_OPTIONS = dict(arch="micro", device="cpu", dropout=0.0, label_smoothing=0.0, num_bins=0, batch_size=16,
+# Batches of 32: with the prompt of 10% of rows dropped (condition_dropout's default), seeds 1-8 gave held-out
+# accuracy 0.84-1.0 sampled and 0.93-1.0 guided, shuffled captions 0.19-0.30 (batches of 16: down to 0.46 and 0.58)
+T2I_OPTIONS = dict(arch="micro", device="cpu", dropout=0.0, label_smoothing=0.0, num_bins=0, batch_size=32,
                    max_update=150, lr=3e-3, warmup_updates=10, lr_scheduler="fixed", log_interval=1000,
                    disable_validation=True, seed=1)
 

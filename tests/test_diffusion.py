@@ -1,11 +1,11 @@
 """The DDIM scheduler and the diffusion loss against closed forms: the cosine schedule's alpha-bar, clean-sample
-recovery, deterministic DDIM steps, sampling a Gaussian with its exact denoiser, guidance, SNR weighting."""
+recovery, deterministic DDIM steps, sampling a Gaussian with its exact denoiser, SNR weighting."""
 import math
 
 import pytest
 import torch
 
-from ofasys_fs.diffusion import DDIMScheduler, corrupt, diffusion_loss, guided
+from ofasys_fs.diffusion import DDIMScheduler, corrupt, diffusion_loss
 
 
 def cosine(fraction: float, offset: float = 0.008) -> float:
@@ -64,15 +64,6 @@ def test_ddim_with_the_exact_denoiser_samples_the_data_distribution_deterministi
     assert samples.std().item() == pytest.approx(s, rel=0.05)
     again = scheduler.sample(denoise, (4000, 1), 50, torch.Generator().manual_seed(0), dtype=torch.float64)
     assert torch.equal(samples, again)
-
-
-def test_classifier_free_guidance_extrapolates_from_the_unconditional_prediction():
-    conditional, unconditional = torch.tensor([2.0, -1.0]), torch.tensor([1.0, 1.0])
-    assert torch.equal(guided(conditional, unconditional, 1.0), conditional)
-    assert torch.equal(guided(conditional, unconditional, 0.0), unconditional)
-    weight = 2.0  # OFASys's guidance_weight w: (1 + w) cond - w uncond
-    assert torch.equal(guided(conditional, unconditional, 1 + weight),
-                       (1 + weight) * conditional - weight * unconditional)
 
 
 def test_diffusion_loss_weights_by_snr_and_ignores_padded_frames():

@@ -3,7 +3,6 @@ mean image, is one weights_only file recorded by content hash, trains determinis
 VQGAN layout of taming-transformers (OFASys's tokenizer) loads from its checkpoint and YAML config."""
 import json
 
-import numpy as np
 import pytest
 import torch
 import yaml

@@ -12,9 +12,9 @@ from test_learning import greedy_decode
 from ofasys_fs.contracts import SampleContext
 from ofasys_fs.data.encode import RowEncoder
 from ofasys_fs.data.motion_statistics import motion_statistics
-from ofasys_fs.diffusion.prompt import drop_prompt
 from ofasys_fs.engine.trainer import Trainer
 from ofasys_fs.errors import ConfigError, DataError
+from ofasys_fs.guidance import drop_prompt
 from ofasys_fs.inference.predictor import Predictor
 from ofasys_fs.instruction import Instruction
 from ofasys_fs.models.generalist import GeneralistModel
@@ -111,8 +111,8 @@ def test_condition_dropout_needs_text_on_the_encoder_side_and_says_how_to_train_
         Trainer(**settings).fit(tasks=[Task(name="motion_only", instruction=instruction).add_dataset(rows_, "train")])
     without = Trainer(**settings, condition_dropout=0.0)
     without.fit(tasks=[Task(name="motion_only", instruction=instruction).add_dataset(rows_, "train")])
-    with pytest.raises(ConfigError, match=r"condition_dropout in \[0, 1\)"):
-        build_criterion({"name": "diffusion", "condition_dropout": 1.0})
+    with pytest.raises(ConfigError, match=r"condition_dropout.*must be in \[0, 1\)"):
+        Trainer(**settings, condition_dropout=1.0)
     with pytest.raises(ConfigError, match="criterion diffusion needs a continuous output with targets"):
         build_criterion("diffusion")(None, {"task": "caption", "net_input": {"encoder": []}})
 

@@ -13,11 +13,12 @@ from image_data import shuffled_captions
 from PIL import Image
 
 from ofasys_fs.cli.generate import main as generate_main
+from ofasys_fs.contracts import SampleContext
 from ofasys_fs.engine.trainer import Trainer
 from ofasys_fs.errors import PluginError
 from ofasys_fs.hub import OFASys
 from ofasys_fs.image_tokenizers.files import load_image_tokenizer
-from ofasys_fs.registry import build_metric, build_task
+from ofasys_fs.registry import build_generator, build_metric, build_task
 
 SEED_INSTRUCTION = ('what is the complete image? caption: [TEXT:text]"? -> '
                     '[IMAGE,preprocess=image_vqgan,adaptor=image_vqgan]')
@@ -83,6 +84,22 @@ def test_candidates_are_reranked_by_likelihood_and_guidance_changes_them(model):
     assert [h.tokens for h in guided.nbest] != [h.tokens for h in ranked.nbest]
     with pytest.raises(PluginError, match='unknown reranker "clip"'):
         model.inference(SEED_INSTRUCTION, row, reranker="clip")
+
+
+def test_guidance_needs_nothing_but_the_collated_sample(model):
+    """The generator called on a collated batch (as ofasys-validate, fairseq-generate or a user's loop do) guides
+    exactly as through the Predictor: the empty prompt is made from the sample itself."""
+    predictor = model.predictor(SEED_INSTRUCTION)
+    rows = captions(text_to_image_rows()[1][:6])
+    sample = predictor.encoder.collate([predictor.encoder.encode(row, SampleContext(split="inference", row_index=i))
+                                        for i, row in enumerate(rows)])
+    options = predictor.plan.options({"sampling_seed": 1})
+    assert options["guidance_scale"] == 3.0  # the task's default
+    generator = build_generator("code_sampling")
+    guided = [list(hyps[0]["tokens"]) for hyps in generator.generate(model.model, sample, **options)]
+    unguided = generator.generate(model.model, sample, **{**options, "guidance_scale": 1.0})
+    assert guided == [output.tokens for output in model.inference(SEED_INSTRUCTION, rows, sampling_seed=1)]
+    assert guided != [list(hyps[0]["tokens"]) for hyps in unguided]
 
 
 def test_generate_writes_a_png_per_row_and_a_grid_and_lists_them(text_to_image_checkpoint, tmp_path, capsys):

@@ -2,6 +2,6 @@
 on the predicted clean sample, inpainting of known values, independent of any model (docs/design.md §11)."""
 from .inpainting import inpainted
 from .loss import corrupt, diffusion_loss
-from .scheduler import DDIMScheduler, guided
+from .scheduler import DDIMScheduler
 
-__all__ = ["DDIMScheduler", "corrupt", "diffusion_loss", "guided", "inpainted"]
+__all__ = ["DDIMScheduler", "corrupt", "diffusion_loss", "inpainted"]

@@ -23,12 +23,6 @@ def cosine_alpha_bar(fraction: float) -> float:
     return math.cos((fraction + COSINE_OFFSET) / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
 
 
-def guided(conditional: torch.Tensor, unconditional: torch.Tensor, scale: float) -> torch.Tensor:
-    """Classifier-free guidance: uncond + scale (cond - uncond). scale 1 is the conditional prediction; OFASys's
-    guidance_weight w is scale = 1 + w. The unconditional prediction is the model's with an empty prompt."""
-    return unconditional + scale * (conditional - unconditional)
-
-
 class DDIMScheduler:
     """The training noise levels (`alphas_cumprod`, float64) and deterministic DDIM sampling."""
 

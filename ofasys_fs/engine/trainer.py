@@ -20,11 +20,13 @@ from torch import nn
 
 from ..config import load_config
 from ..data.audio_statistics import with_audio_statistics
-from ..data.motion_statistics import with_motion_statistics
 from ..data.dataset import TaskDataset
 from ..data.encode import RowEncoder
+from ..data.motion_statistics import with_motion_statistics
 from ..devices import move_to, resolve_device
 from ..errors import ConfigError, DataError, TrainingError
+from ..guidance import with_condition_dropout
+from ..inference.decoding import generated_with_guidance
 from ..models.cpu_linear import kernel_choice
 from ..models.generalist import GeneralistModel
 from ..preprocess.config import DataConfig
@@ -133,6 +135,8 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
         self.encoders = {task.name: RowEncoder.for_task(task, self.vocab, self.data_cfg) for task in self.tasks}
         self.check_first_rows()
         self.criteria = {task.name: self.build_criterion(task) for task in self.tasks}
+        self.condition_dropout = {task.name: cfg.optimization.condition_dropout for task in self.tasks
+                                  if generated_with_guidance(self.encoders[task.name], task.generation)}
         resumed = self.load_initial_weights()
         self.strategy = make_strategy(self.dist, cfg.distributed.ddp_backend, self.find_unused_parameters())
         self.train_model = self.strategy.wrap(self.model)
@@ -274,8 +278,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
 
     def build_criterion(self, task: Task) -> nn.Module:
         opt = self.cfg.optimization
-        options = {"label_smoothing": opt.label_smoothing, "condition_dropout": opt.condition_dropout,
-                   "max_snr": opt.max_snr}
+        options = {"label_smoothing": opt.label_smoothing, "max_snr": opt.max_snr}
         return CRITERION_REGISTRY.build_with(task.criterion, options).to(self.device)
 
     def build_lr_scheduler(self) -> Any:
@@ -440,6 +443,9 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
         a dummy batch (no rows for this rank at an epoch's end) counts for nothing."""
         dummy = sample.pop("dummy", False)
         self.report_bad_rows(sample.pop("bad_rows", []))
+        share = self.condition_dropout.get(sample["task"])
+        if share:
+            sample = with_condition_dropout(sample, share, self.cfg.common.seed, self.num_updates)
         with self.autocast():
             loss, size, log = self.criteria[sample["task"]](self.train_model, sample)
         finite = math.isfinite(float(log.get("loss", loss.detach())))

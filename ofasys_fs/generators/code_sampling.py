@@ -2,8 +2,8 @@
 
 Per row, `beam` candidates are sampled code by code (temperature, top-k, top-p) within the allowed ids,
 optionally with classifier-free guidance: the next-code log-probabilities are uncond + guidance_scale *
-(cond - uncond), where uncond is the model given the row with its encoder TEXT slots empty (the Predictor
-adds that input as sample["unconditional"]). The candidates are then ordered by a registered reranker
+(cond - uncond), where uncond is the model given the empty prompt (guidance.py, made from the collated sample, so
+any caller of `generate` gets it). The candidates are then ordered by a registered reranker
 (default `likelihood`: the model's own mean log-likelihood of the candidate given the row, without
 temperature, filtering or guidance; OFA reranked with CLIP, which cannot be had offline).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
+from ..guidance import drop_prompt, guided
 from ..registry import build_reranker, register_generator
 from ..tokenizer import BOS
 from .config import GenerationConfig
@@ -28,6 +29,8 @@ class CodeSampling(SequenceGenerator):
     max_len_b, max_len_a = 0) are required, as the IMAGE output's decoding plan sets them.
     """
 
+    guidance = True
+
     def generate(self, model, sample: dict, **options) -> list[list[dict]]:
         cfg, objects = self.resolve(options)
         if objects.get("allowed_tokens") is None:
@@ -37,26 +40,23 @@ class CodeSampling(SequenceGenerator):
             raise ConfigError(f"code_sampling generates a fixed number of codes: expected min_len = max_len_b and "
                               f"max_len_a = 0, got min_len={cfg.min_len}, max_len_a={cfg.max_len_a}, "
                               f"max_len_b={cfg.max_len_b}")
-        unconditional = sample.get("unconditional") if cfg.guidance_scale != 1 else None
-        if cfg.guidance_scale != 1 and unconditional is None:
-            raise ConfigError("guidance_scale needs the rows without their text (sample['unconditional']), which the "
-                              "Predictor adds for instructions with an encoder TEXT slot")
         allowed = token_mask(objects["allowed_tokens"], model.vocab_size, "allowed tokens")
         with eval_mode(model):
-            tokens, positional = sample_codes(model, sample, unconditional, cfg, allowed, cfg.max_len_b)
+            tokens, positional = sample_codes(model, sample, cfg, allowed, cfg.max_len_b)
         rows, count = sample["id"].numel(), tokens.size(0) // sample["id"].numel()
         candidates = [[hypothesis(tokens[row * count + k].tolist(), [], float(positional[row * count + k].mean()),
                                   positional[row * count + k].tolist()) for k in range(count)] for row in range(rows)]
         return [row[:cfg.nbest] for row in rerank(cfg.reranker, model, sample, candidates)]
 
 
-def sample_codes(model, sample: dict, unconditional, cfg: GenerationConfig, allowed: torch.Tensor,
+def sample_codes(model, sample: dict, cfg: GenerationConfig, allowed: torch.Tensor,
                  length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(codes [R * k, length], their log-probs under the unguided model [R * k, length]); k = beam when
     sampling, 1 when greedy. The k candidates of a row share its encoder output."""
-    encoder_out = model.encoder(sample["net_input"]["encoder"])
+    encoder = sample["net_input"]["encoder"]
+    encoder_out = model.encoder(encoder)
     device = encoder_out.x.device
-    guide = model.encoder(unconditional["encoder"]) if unconditional is not None else None
+    guide = model.encoder(drop_prompt(encoder)) if cfg.guidance_scale != 1 else None
     per_row = cfg.beam if cfg.do_sample else 1
     tokens = torch.full((encoder_out.x.size(0) * per_row, 1), BOS, dtype=torch.long, device=device)
     disallowed = ~allowed.to(device)
@@ -69,7 +69,7 @@ def sample_codes(model, sample: dict, unconditional, cfg: GenerationConfig, allo
         scores = cond
         if guide is not None:
             uncond = next_log_probs(model, tokens, guide, states[1], disallowed)
-            scores = (uncond + cfg.guidance_scale * (cond - uncond)).masked_fill(disallowed, NEG_INF)
+            scores = guided(cond, uncond, cfg.guidance_scale).masked_fill(disallowed, NEG_INF)
         scores = top_k_top_p((scores / cfg.temperature).log_softmax(dim=-1), cfg.sampling_topk, cfg.sampling_topp)
         if cfg.do_sample:
             step = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)

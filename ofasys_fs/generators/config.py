@@ -82,9 +82,9 @@ class GenerationConfig:
     exhaustive: Optional[bool] = option(None, "score every answer of a closed set instead of searching",
                                         fallback=False)
     guidance_scale: Optional[float] = option(
-        None, "IMAGE and MOTION outputs: classifier-free guidance, uncond + scale x (cond - uncond) with the "
-              "encoder's TEXT slots empty for uncond; 1: the conditional prediction alone (OFASys's guidance weight "
-              "w is scale 1 + w)", fallback=1.0, check=at_least(0))
+        None, "IMAGE and MOTION outputs: classifier-free guidance, uncond + scale x (cond - uncond) with the empty "
+              "prompt for uncond (trained by condition_dropout); 1: the conditional prediction alone (OFASys's "
+              "guidance weight w is scale 1 + w)", fallback=1.0, check=at_least(0))
     reranker: Optional[str] = option(None, "code outputs (IMAGE): registered reranker ordering the sampled "
                                            "candidates (likelihood, none; plugins add more)", fallback="likelihood")
     stop_threshold: Optional[float] = option(None, "continuous outputs (speech): stop when the stop probability "

@@ -76,8 +76,8 @@ class SequenceGenerator(Generator):
         """n-best hypotheses per row of `sample` (collated format, docs/internals.md)."""
         cfg, objects = self.resolve(options)
         if cfg.guidance_scale != 1:
-            raise ConfigError(f"guidance_scale={cfg.guidance_scale} applies to code outputs (IMAGE, generator "
-                              f"code_sampling), not to this text-like decoder")
+            raise ConfigError(f"guidance_scale={cfg.guidance_scale} applies to IMAGE and MOTION outputs (generators "
+                              f"code_sampling and ddim), not to this text-like decoder")
         with eval_mode(model):
             if cfg.exhaustive:
                 return best_candidates(model, sample, cfg, objects)

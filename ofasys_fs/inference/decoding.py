@@ -40,6 +40,20 @@ def accepted_options(generator: Any) -> set[str]:
     return names
 
 
+def generator_name(encoder: Any, generation: Optional[dict] = None) -> str:
+    """The registered generator of a task's output: its `generation` names one, else the output's preprocessor
+    does (code_sampling for IMAGE, ddim for MOTION, ...), else the sequence generator."""
+    output = encoder.output_preprocessor(encoder.templates[0])
+    return ((generation or {}).get(GENERATOR_KEY) or getattr(output, "generator", None)
+            or GENERATOR_REGISTRY.default)
+
+
+def generated_with_guidance(encoder: Any, generation: Optional[dict] = None) -> bool:
+    """Whether the task's output is decoded by a generator that takes classifier-free guidance; training then
+    drops the prompt of a condition_dropout share of its rows (guidance.py)."""
+    return GENERATOR_REGISTRY.get(generator_name(encoder, generation)).cls.guidance
+
+
 class DecodingPlan:
     """The generator of one decoder and the options of each `generate` call.
 
@@ -53,8 +67,8 @@ class DecodingPlan:
         task_options = dict(generation or {})
         output = encoder.output_preprocessor(encoder.templates[0])
         self.output_option_names = set(output.output_options) if output is not None else set()
-        self.generator_name = (task_options.pop(GENERATOR_KEY, None) or getattr(output, "generator", None)
-                               or GENERATOR_REGISTRY.default)
+        self.generator_name = generator_name(encoder, task_options)
+        task_options.pop(GENERATOR_KEY, None)
         self.generator = build_generator(self.generator_name)
         self.accepted = accepted_options(self.generator)
         self.layout, self.encoder, self.task_options = layout, encoder, task_options

@@ -21,7 +21,6 @@ from ..devices import move_to
 from ..errors import ConfigError
 from ..generators.sequence import eval_mode
 from .decoding import DecodingPlan
-from .guidance import UnconditionalInput, guided
 from .layout import DecoderLayout, TokenReader, has_loss
 from .outputs import Output, OutputBuilder
 
@@ -121,16 +120,10 @@ class Predictor:
         loader = make_loader(dataset, batches, list, num_workers, self.seed)
         generate_options = self.plan.options(options)
         self.builder.output_options = self.plan.output_options(options)
-        unconditional = None
-        if guided(generate_options):
-            unconditional = UnconditionalInput(dataset.encoder, self.encoder.collate, self.encoder.templates)
-        context = SampleContext(split=split, task=self.task_name, seed=self.seed)
         results = []
         with eval_mode(self.model):  # also for plugin generators that do not switch it themselves
             for examples in progress_bar(loader, len(batches), progress, self.task_name):
                 sample = self.encoder.collate(examples)
-                if unconditional is not None:
-                    sample["unconditional"] = unconditional.net_input(examples, context, source.base_dir)
                 decoded = dict(zip(sample["id"].tolist(), self.decode(sample, generate_options)))
                 results.extend((example.index, decoded[example.index]) for example in examples)
         return results

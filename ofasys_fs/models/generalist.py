@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..contracts import Adaptor, AdaptorOutput, Model, OutputAdaptor
+from ..guidance import HIDDEN_ROWS
 from ..registry import CRITERION_REGISTRY, build_adaptor, register_model
 from ..tokenizer import PAD
 from .archs import config_with_overrides, resolve_config
@@ -70,6 +71,11 @@ def check_adaptor_output(name: str, out: AdaptorOutput, batch_size: int, cfg: Mo
             raise ValueError(f'adaptor "{name}": {field} has shape {list(got)}, expected {list(want)}')
 
 
+def hidden(padding_mask: torch.Tensor, rows: Optional[torch.Tensor]) -> torch.Tensor:
+    """A piece's padding mask [B, S] with every position of `rows` [B] (a piece's HIDDEN_ROWS) masked too."""
+    return padding_mask if rows is None else padding_mask | rows.to(padding_mask.device)[:, None]
+
+
 class Encoder(nn.Module):
     """Runs each piece's adaptor, concatenates the pieces along time and applies the encoder layers."""
 
@@ -110,7 +116,8 @@ class Encoder(nn.Module):
         bounds = list(itertools.accumulate((out.embeddings.size(1) for out in outputs), initial=0))
         spans = tuple((name, start, end) for (name, _), start, end in zip(named_outputs, bounds, bounds[1:]))
         x = torch.cat([out.embeddings for out in outputs], dim=1)
-        padding_mask = torch.cat([out.padding_mask for out in outputs], dim=1)
+        padding_mask = torch.cat([hidden(out.padding_mask, pieces[index].get(HIDDEN_ROWS))
+                                  for out, index in zip(outputs, order)], dim=1)
         positions = torch.cat([
             out.embeddings.new_zeros(out.embeddings.shape) if out.position_embeddings is None
             else out.position_embeddings.expand_as(out.embeddings) for out in outputs
