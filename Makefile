@@ -47,9 +47,9 @@ demo: $(STAMP) speech-tools
 demo-smoke: $(STAMP) speech-tools
 	$(PY) -m run_scripts.demo.run_demo --smoke --out demo_out/smoke
 
-# Generalist versus specialists on the real-photo tasks (docs/multitask.md); about 10 minutes on an idle core.
+# Generalist versus specialists on the real-photo tasks (docs/multitask.md); about 15 minutes on one core.
 multitask: $(STAMP)
-	$(PY) -m run_scripts.multitask.harness --tasks photo --updates-per-task 500 --seed 1
+	$(PY) -m run_scripts.multitask.harness --tasks photo --updates-per-task 1500 --seed 1
 
 # Speed against Hugging Face BART and CTranslate2 of the same size, data throughput, how cost grows with the work
 # and training on a busy machine (run_scripts/bench/RESULTS.md).

@@ -1,6 +1,6 @@
 """Generalist versus specialists: does one model trained on N tasks match N models trained on one each?
 
-    python -m run_scripts.multitask.harness [--tasks photo|demo|all] [--updates-per-task 500] [--seed 1]
+    python -m run_scripts.multitask.harness [--tasks photo|demo|all] [--updates-per-task 1500] [--seed 1]
         [--set OPTION=VALUE ...] [--out multitask_out]
 
 Through the public API (Task, Trainer, evaluate) it trains one generalist on every task for N x U updates
@@ -171,7 +171,7 @@ def parse_options(pairs: Sequence[str]) -> dict:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default="photo", choices=[*TASK_SETS, "all"])
-    parser.add_argument("--updates-per-task", type=int, default=500)
+    parser.add_argument("--updates-per-task", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                         help="a Trainer option for every run (repeatable), e.g. --set sampling=round_robin")
