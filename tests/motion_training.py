@@ -15,8 +15,8 @@ CAPTION = "[MOTION:clip,max_length=24] what is the person doing? -> [TEXT:captio
 GENERATE = "[TEXT:caption] -> [MOTION:clip,max_length=24]"  # 0.8 s at 30 fps
 # Both tasks in every update (sampling=all). Under the Trainer's condition_dropout, lr 5e-3 left one seed in eight
 # ignoring its prompt; at lr 3e-3, 120 updates in-betweened middles recognised 0.56-0.62 (seeds 1-3), 200: 0.61-0.70,
-# 300: 0.74-0.77 (text-to-motion 1.0 in all)
-UPDATES, LR = 300, 3e-3
+# 250: 0.71-0.83, 300: 0.74-0.77 (text-to-motion 1.0 in all)
+UPDATES, LR = 250, 3e-3
 # min-SNR weighting (as docs/motion.md's config): the denoiser also learns to read its noisy input, which
 # in-betweening needs (without it the middle ignores the known frames: tests/test_motion_inbetween.py)
 MAX_SNR = 5.0
