@@ -28,6 +28,7 @@ def free_core_count() -> int:
 
 @contextlib.contextmanager
 def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op thread count set to `threads` inside the block, restored after it."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
-import torch
 import yaml
 
 from ofasys_fs.cli.generate import main as generate_main
@@ -32,7 +31,7 @@ from .data_common import SPLITS, read_split
 from .debian_package import DEFAULT_CACHE, PackageUnavailable
 from .demo_tasks import TASKS, DemoTask, predictions_file
 from .image_report import TOKENIZER_FILE
-from .machine import describe_machine, free_core_count, machine_line
+from .machine import describe_machine, free_core_count, machine_line, torch_threads
 from .report import write_report
 
 
@@ -161,12 +160,8 @@ class StepTimer:
 def free_threads() -> Iterator[None]:
     """torch threads = the cores other processes leave free now (ofasys-train measures by itself, and again
     while it trains: docs/training.md)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(free_core_count())
-    try:
+    with torch_threads(free_core_count()):
         yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def run(out: Path, settings: Settings, seed: int, cache_dir: Path) -> list[dict]:
