@@ -136,6 +136,21 @@ def test_update_freq_and_activation_checkpointing_give_the_gradients_of_one_plai
             torch.testing.assert_close(other[name], grads[0][name], rtol=1e-4, atol=1e-7, msg=name)
 
 
+def test_sentence_avg_divides_the_gradient_by_rows_instead_of_target_tokens(tokenizer, tmp_path):
+    grads, logs = [], []
+    for sentence_avg in (False, True):
+        log = tmp_path / f"log_{sentence_avg}.jsonl"
+        trainer = Trainer(**options(tokenizer, tmp_path, batch_size=8, max_update=1, clip_norm=0.0, no_save=True,
+                                    sentence_avg=sentence_avg, log_interval=1, log_file=str(log)))
+        model = trainer.fit(tasks=[copy_task(count=8)])
+        grads.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
+        logs.append(read_log(log)[-1])
+    tokens_per_row = logs[0]["wpb"] / logs[0]["bsz"]
+    assert tokens_per_row > 1.5
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name] * tokens_per_row, rtol=1e-4, atol=1e-7, msg=name)
+
+
 def test_dataloader_workers_do_not_change_training(tokenizer, tmp_path):
     results = []
     for workers in (0, 2):

@@ -91,6 +91,8 @@ class OptimizationConfig:
     )
     ema_decay: Optional[float] = option(None, "keep an exponential moving average of the weights", check=fraction)
     label_smoothing: float = option(0.1, "label smoothing of the cross-entropy", check=fraction)
+    sentence_avg: bool = option(False, "divide each update's gradient by its rows instead of its target tokens "
+                                       "(fairseq's --sentence-avg): a task's weight then grows with its target length")
     condition_dropout: float = option(0.1, "outputs generated with classifier-free guidance (IMAGE, MOTION): share "
                                            "of training rows whose prompt is replaced by the empty one, so that the "
                                            "model learns the unconditional prediction too", check=fraction)
