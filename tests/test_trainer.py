@@ -151,6 +151,28 @@ def test_sentence_avg_divides_the_gradient_by_rows_instead_of_target_tokens(toke
         torch.testing.assert_close(grads[1][name], grads[0][name] * tokens_per_row, rtol=1e-4, atol=1e-7, msg=name)
 
 
+def test_loss_scale_weighting_scales_a_task_by_the_mean_running_loss_over_its_own(tokenizer, tmp_path):
+    """Round robin copy, colour, copy: the first two updates have weight 1 (one running loss each), so the third
+    starts from the same weights in both runs and its gradient is scaled by (copy + colour) / (2 copy)."""
+    grads, logs = [], []
+    for weighting in ("fixed", "loss_scale"):
+        log = tmp_path / f"log_{weighting}.jsonl"
+        trainer = Trainer(**options(tokenizer, tmp_path / weighting, max_update=3, clip_norm=0.0, sampling="round_robin",
+                                    task_weighting=weighting, log_interval=1, log_file=str(log)))
+        model = trainer.fit(tasks=[copy_task(), colour_task()])
+        grads.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
+        logs.append(read_log(log))
+    trained = [{task: log for task, log in update["tasks"].items() if "loss" in log} for update in logs[1]]
+    first, second = trained[:2]
+    assert [list(update) for update in trained] == [["copy"], ["colour"], ["copy"]]
+    weight = (first["copy"]["loss"] + second["colour"]["loss"]) / (2 * first["copy"]["loss"])
+    assert abs(weight - 1) > 0.01  # far beyond the rtol below
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name] * weight, rtol=1e-4, atol=1e-7, msg=name)
+    stored = torch.load(tmp_path / "loss_scale" / "checkpoint_last.pt", weights_only=True)["train_meta"]
+    assert set(stored["task_loss_scale"]) == {"copy", "colour"}
+
+
 def test_dataloader_workers_do_not_change_training(tokenizer, tmp_path):
     results = []
     for workers in (0, 2):
@@ -294,7 +316,8 @@ def test_checkpoint_has_the_design_keys_loads_weights_only_and_rebuilds_the_mode
 def test_resume_continues_exactly_like_an_uninterrupted_run(tokenizer, tmp_path):
     def run(save_dir, max_update):
         trainer = Trainer(**options(tokenizer, save_dir, dropout=0.1, ema_decay=0.8, max_update=max_update,
-                                    lr_scheduler="inverse_sqrt", warmup_updates=2, batch_size=3))
+                                    lr_scheduler="inverse_sqrt", warmup_updates=2, batch_size=3,
+                                    task_weighting="loss_scale"))
         return trainer.fit(tasks=[copy_task(count=10), copy_task("copy2", count=7)])
 
     straight = parameters(run(tmp_path / "a", 6))

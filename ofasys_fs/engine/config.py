@@ -14,7 +14,7 @@ from ..data.sampler import parse_sampling
 from ..devices import check_device_name
 from ..generators.config import GenerationConfig
 from ..models.config import ModelConfig
-from ..options import at_least, fraction, option, positive, section
+from ..options import at_least, fraction, one_of, option, positive, section
 from ..rng import check_seed
 from ..tasks.config import TaskConfig
 from ..vocab import VocabConfig
@@ -91,6 +91,10 @@ class OptimizationConfig:
     )
     ema_decay: Optional[float] = option(None, "keep an exponential moving average of the weights", check=fraction)
     label_smoothing: float = option(0.1, "label smoothing of the cross-entropy", check=fraction)
+    task_weighting: str = option("fixed", "fixed: each task's loss weight is its Task weight; loss_scale: that "
+                                          "weight times the mean of every task's running loss per token over the "
+                                          "task's own, so that every task's gradients have one loss scale",
+                                 check=one_of("fixed", "loss_scale"))
     sentence_avg: bool = option(False, "divide each update's gradient by its rows instead of its target tokens "
                                        "(fairseq's --sentence-avg): a task's weight then grows with its target length")
     condition_dropout: float = option(0.1, "outputs generated with classifier-free guidance (IMAGE, MOTION): share "

@@ -354,6 +354,8 @@ class TrainerCheckpoints:
         }
         if self.scaler is not None:
             train_meta["grad_scaler"] = self.scaler.state_dict()
+        if self.task_balance is not None:
+            train_meta["task_loss_scale"] = self.task_balance.state_dict()
         return build_state(
             model_state=model_state, ema=self.ema, optimizer_state=optimizer_state, lr_scheduler=self.lr_scheduler,
             sampler={"num_updates": self.num_updates, "tasks": self.batches.state_dict()}, rng=rng, vocab=self.vocab,

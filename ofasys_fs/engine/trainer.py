@@ -50,6 +50,7 @@ from .distributed import (
 )
 from .ema import EMA
 from .logging import TrainLogger
+from .task_balance import LossScaleWeights
 from .threads import TrainingThreads
 from .validation import TrainerValidation
 
@@ -153,6 +154,8 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
         same_metric = meta.get("best_checkpoint_metric") == cfg.checkpoint.best_checkpoint_metric
         self.best = meta.get("best") if same_metric else None
         self.validations_without_improvement = int(meta.get("validations_without_improvement", 0))
+        self.task_balance = (LossScaleWeights(meta.get("task_loss_scale")) if opt.task_weighting == "loss_scale"
+                             else None)
         self.bad_steps = 0
         self.bad_rows: set[str] = set()
         self.written: set[str] = set()
@@ -431,6 +434,8 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
             self.ema.update(self.model)
         self.num_updates += 1
         self.bad_steps = 0
+        if self.task_balance is not None:
+            self.task_balance.update(logs)
         for task, log in logs:
             self.logger.add_batch(task, log)
         clip = self.cfg.optimization.clip_norm
@@ -446,6 +451,9 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
         share = self.condition_dropout.get(sample["task"])
         if share:
             sample = with_condition_dropout(sample, share, self.cfg.common.seed, self.num_updates)
+        if self.task_balance is not None:
+            weight = sample.get("task_weight", 1.0) * self.task_balance.weight(sample["task"])
+            sample = {**sample, "task_weight": weight}
         with self.autocast():
             loss, size, log = self.criteria[sample["task"]](self.train_model, sample)
         finite = math.isfinite(float(log.get("loss", loss.detach())))
