@@ -29,6 +29,7 @@ import torch
 from ofasys_fs import GeneralistModel, Task, Trainer
 from ofasys_fs.cli.inference_args import add_generation_args, given_generation_options
 from ofasys_fs.inference.evaluate import evaluate
+from ofasys_fs.tasks.config import TaskConfig, task_from_config
 
 from ..demo.baselines import best_baseline, headline
 from ..demo.data_common import SPLITS, SplitSizes, read_split, rng_for
@@ -52,10 +53,15 @@ class HarnessTask:
     generation: dict = dataclasses.field(default_factory=dict)  # decoding options of evaluate (e.g. a sampling seed)
 
     def task(self) -> Task:
+        """The Task to train and score; from data files it is built as ofasys-train builds a config's task, so that a
+        built-in name (text_to_speech, text_to_image, text_to_motion) brings its defaults, as in the demo."""
+        if self.base_dir:
+            data = {split: str(self.base_dir / f"{split}.jsonl") for split in ("train", "test")}
+            return task_from_config(TaskConfig(name=self.name, instruction=self.instruction, data=data,
+                                               metric=self.metric_name, references=self.references), 0)
         task = Task(name=self.name, instruction=self.instruction, metric=self.metric_name, references=self.references)
         for split in ("train", "test"):
-            source = self.base_dir / f"{split}.jsonl" if self.base_dir else self.rows[split]
-            task.add_dataset(str(source) if self.base_dir else source, split)
+            task.add_dataset(self.rows[split], split)
         return task
 
     @property
