@@ -40,3 +40,21 @@ def test_photo_tasks_cut_test_rows_from_other_columns_and_name_objects_in_human_
     rows = photo_data.grounding_rows(photo_data.Photos(), "test", 5, rng)
     for row in rows:
         assert row["box"] in row["boxes"] and 2 <= len(row["boxes"]) <= 3
+
+
+def test_demo_generators_train_with_the_image_tokenizer_and_score_with_their_judges(tmp_path, capsys):
+    """The demo's three generation tasks (a subset of --tasks demo: the rest are the photo tasks' kinds) run end to
+    end: one image tokenizer for every run, the judges' options, and an error rate's ratio inverted."""
+    only = "text_to_speech,text_to_image,text_to_motion"
+    assert harness.main(["--tasks", "demo", "--only", only, "--updates-per-task", "2", "--rows-factor", "0.05",
+                         "--out", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "results_seed1.json").read_text())
+    assert Path(saved["options"]["image_tokenizer"]).is_file()
+    results = {row["task"]: row for row in saved["results"]}
+    assert list(results) == only.split(",")
+    for row in results.values():
+        assert 0 <= row["specialist"] <= 1 and 0 <= row["generalist"] <= 1 and 0 <= row["trivial"] <= 1, row
+    speech = results["text_to_speech"]
+    assert speech["higher_is_better"] is False and "asr_wer (lower is better)" in capsys.readouterr().out
+    assert speech["ratio"] == harness.ratio(speech["specialist"], speech["generalist"], False)
+    assert harness.ratio(0.5, 0.25, False) == 2.0 == harness.ratio(0.25, 0.5, True)

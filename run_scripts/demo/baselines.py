@@ -11,7 +11,9 @@ shortcut. Rules:
 - `random_of:<column>`: an item of the row's list <column> picked at random (seeded), e.g. a digit of the
   canvas: what a rule that reads every candidate perfectly but ignores what singles one out scores;
 - `random_train`: the target of a training row picked at random (seeded), e.g. a real image for a caption
-  that it does not show, or a real motion window of either clip for a clip's description.
+  that it does not show, or a real motion window of either clip for a clip's description;
+- `fixed_clip`: the target of the first training row for every test row, e.g. one training clip of speech
+  for every text to speak.
 """
 from __future__ import annotations
 
@@ -59,8 +61,13 @@ def random_train(column: str, _: str, train_rows: list[dict], test_rows: list[di
                                                        for _ in test_rows]
 
 
+def fixed_clip(column: str, _: str, train_rows: list[dict], test_rows: list[dict]) -> tuple[str, list]:
+    clip = train_rows[0][column]
+    return f"one fixed training clip (the {column} of the first training row)", [clip] * len(test_rows)
+
+
 RULES: dict[str, Rule] = {"majority": majority, "majority_per": majority_per, "mean_box": mean_box,
-                          "random_of": random_of, "random_train": random_train}
+                          "random_of": random_of, "random_train": random_train, "fixed_clip": fixed_clip}
 
 
 def headline(metric: str, values: dict[str, float]) -> float:

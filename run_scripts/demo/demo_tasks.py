@@ -34,8 +34,7 @@ class DemoTask:
     source: str  # for the README: where the data comes from, and what is real or synthetic
     sizes: SplitSizes  # rows of the full demo
     build: Callable[[Path, SplitSizes, int, Path], None]  # (folder, sizes, seed, cache_dir)
-    baseline: str  # the trivial rule of baselines.py (majority, mean_box) every task must clearly beat (speech: a
-    # fixed training clip, scored in report_speech.py)
+    baseline: str  # the trivial rule of baselines.py (majority, mean_box, fixed_clip) every task must clearly beat
     stricter: tuple[str, ...] = ()  # rules that see part of the input; the table shows the best of them
     share: float = 1.0  # relative share of the training batches (harder tasks get more)
     references: Optional[str] = None  # the column the metric compares with (default: the target column)
@@ -109,7 +108,8 @@ TASKS = (
     DemoTask(name="text_to_speech", instruction="[PHONE:text] -> [AUDIO:wav]",
              metric="asr_wer", inputs="PHONE -> AUDIO",
              source="two digit names spoken by flite's kal16 voice (synthetic speech; test pairs unseen in training)",
-             sizes=SplitSizes(240, 8, 40), build=ignoring_cache(build_tts_digits), baseline="fixed_clip", share=1.5),
+             sizes=SplitSizes(240, 8, 40), build=ignoring_cache(build_tts_digits), baseline="fixed_clip", share=1.5,
+             references="text"),
     DemoTask(name="text_to_image", instruction=TextToImage.default_instruction, metric="classifier_accuracy",
              inputs="TEXT -> IMAGE", source="scikit-learn digits (real 8x8 scans) for captions like 'a handwritten "
                                             "seven'", sizes=SplitSizes(1078, 64, 300),

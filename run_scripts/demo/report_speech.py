@@ -8,7 +8,9 @@ from pathlib import Path
 from ofasys_fs.inference.evaluate import score
 from ofasys_fs.registry import build_metric
 
+from .baselines import rule_predictions
 from .demo_tasks import DemoTask
+from .image_report import with_absolute
 from .pictures import draw_spectrograms
 
 CLEAR_MARGIN = 0.10  # the model's WER must be this much below the baseline's ("clearly above" in report.py)
@@ -20,17 +22,17 @@ def score_speech(out: Path, task: DemoTask, outputs: list[dict], train_rows: lis
     """(the table's row, a note with MCD and what was heard, the spectrogram picture); `predictions`: the folder
     ofasys-generate wrote the WAV files to."""
     folder = out / "raw" / task.name
-    texts = [row["text"] for row in test_rows]
+    texts = [row[task.references] for row in test_rows]
     generated = [str(predictions / output["file"]) for output in outputs]
     references = [str(folder / row["wav"]) for row in test_rows]
-    fixed = [str(folder / train_rows[0]["wav"])] * len(test_rows)
+    fixed_is, fixed = rule_predictions(task.baseline, "wav", with_absolute(train_rows, folder, "wav"), test_rows)
     wer = {name: score(task.metric, audio, texts)[0] for name, audio in
            (("model", generated), ("ceiling", references), ("baseline", fixed))}
     mcd = {name: score("mcd", audio, references)[0]["mcd"] for name, audio in
            (("model", generated), ("baseline", fixed))}
     row = {"task": task.name, "inputs": task.inputs, "metric": task.metric, "test_rows": len(test_rows),
            "model": wer["model"]["asr_wer"], "baseline": wer["baseline"]["asr_wer"],
-           "baseline_is": f"one fixed training clip ({train_rows[0]['text']!r})",
+           "baseline_is": f"{fixed_is}: {train_rows[0][task.references]!r}",
            "stricter": None, "stricter_is": None, "above_stricter": None,
            "ceiling": wer["ceiling"]["asr_wer"], "ceiling_is": "the recogniser on the reference audio",
            "mcd": mcd["model"], "baseline_mcd": mcd["baseline"]}

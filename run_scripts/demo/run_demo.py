@@ -83,13 +83,15 @@ def build_data(out: Path, settings: Settings, seed: int, cache_dir: Path) -> Non
         task.build(out / "raw" / task.name, task.sizes.scaled(settings.rows_factor), seed, cache_dir)
 
 
-def train_image_tokenizer(out: Path, settings: Settings, seed: int) -> None:
-    """The fsq tokenizer of the image task, on its training scans (its valid scans give the log's PSNR)."""
-    folder = out / "raw" / IMAGE_TASK
+def train_image_tokenizer(out: Path, updates: int, seed: int) -> Path:
+    """The fsq tokenizer of the image task, on its training scans in out/raw (its valid scans give the log's PSNR);
+    returns its path. Shared with the multitask harness (run_scripts/multitask/harness.py)."""
+    folder, path = out / "raw" / IMAGE_TASK, out / TOKENIZER_FILE
     call("ofasys-train-image-tokenizer", tokenizer_main, [
-        "--data", str(folder / "train.jsonl"), "--valid-data", str(folder / "valid.jsonl"), "--out",
-        str(out / TOKENIZER_FILE), *TOKENIZER_FLAGS, "--max-update", str(settings.tokenizer_updates),
-        "--log-interval", str(max(settings.tokenizer_updates // 3, 1)), "--seed", str(seed)])
+        "--data", str(folder / "train.jsonl"), "--valid-data", str(folder / "valid.jsonl"), "--out", str(path),
+        *TOKENIZER_FLAGS, "--max-update", str(updates), "--log-interval", str(max(updates // 3, 1)),
+        "--seed", str(seed)])
+    return path
 
 
 def preprocess(out: Path, task: DemoTask) -> None:
@@ -173,7 +175,7 @@ def run(out: Path, settings: Settings, seed: int, cache_dir: Path) -> list[dict]
     print(f"== demo: {machine_line(machine)}", flush=True)
     with free_threads():
         timed("build data", lambda: build_data(out, settings, seed, cache_dir))
-        timed("ofasys-train-image-tokenizer", lambda: train_image_tokenizer(out, settings, seed))
+        timed("ofasys-train-image-tokenizer", lambda: train_image_tokenizer(out, settings.tokenizer_updates, seed))
     with free_threads():
         timed("ofasys-preprocess", lambda: [preprocess(out, task) for task in TASKS])
     checkpoint = timed("ofasys-train", lambda: train(out, settings, seed))

@@ -7,24 +7,29 @@ Through the public API (Task, Trainer, evaluate) it trains one generalist on eve
 and, for each task, a specialist on that task alone for U updates (the same per-task budget when the
 generalist's batches are shared evenly), scores each on the task's held-out test rows with its metric,
 scores the task's trivial rule (and stricter rules where the input allows a shortcut) with the same metric,
-and prints task | specialist | generalist | ratio | trivial, then the worst ratio. Every Trainer option
-is the toolkit's default except those given with --set (docs/multitask.md). Not a timed test.
+and prints task | specialist | generalist | ratio | trivial, then the worst ratio. The ratio is generalist /
+specialist, and specialist / generalist for a lower-is-better metric (an error rate): above 1 the generalist
+is better. Every Trainer option is the toolkit's default except those given with --set and those a task set
+needs (the demo's image tokenizer; docs/multitask.md). Not a timed test.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 
 from ofasys_fs import GeneralistModel, Task, Trainer
+from ofasys_fs.cli.inference_args import add_generation_args, given_generation_options
 from ofasys_fs.inference.evaluate import evaluate
+from ofasys_fs.tasks.config import TaskConfig, task_from_config
 
 from ..demo.baselines import best_baseline, headline
 from ..demo.data_common import SPLITS, SplitSizes, read_split, rng_for
@@ -39,22 +44,37 @@ class HarnessTask:
 
     name: str
     instruction: str
-    metric: str
-    rows: dict[str, list]  # split -> rows (dicts; images may be PIL images or paths relative to base_dir)
+    metric: Union[str, dict]  # a metric's name, or {"name", **options} when its options come from the data
+    rows: dict[str, list]  # split -> rows (dicts; generated media as PIL images or absolute paths)
     baseline: str  # trivial rule (run_scripts/demo/baselines.py)
     stricter: tuple[str, ...] = ()
-    base_dir: Optional[Path] = None  # where a split's jsonl lives, when rows hold relative media paths
+    base_dir: Optional[Path] = None  # where a split's jsonl lives, when it holds relative media paths
+    references: Optional[str] = None  # the column the metric compares with (default: the target column)
+    generation: dict = dataclasses.field(default_factory=dict)  # decoding options of evaluate (e.g. a sampling seed)
 
     def task(self) -> Task:
-        task = Task(name=self.name, instruction=self.instruction, metric=self.metric)
+        """The Task to train and score; from data files it is built as ofasys-train builds a config's task, so that a
+        built-in name (text_to_speech, text_to_image, text_to_motion) brings its defaults, as in the demo."""
+        if self.base_dir:
+            data = {split: str(self.base_dir / f"{split}.jsonl") for split in ("train", "test")}
+            return task_from_config(TaskConfig(name=self.name, instruction=self.instruction, data=data,
+                                               metric=self.metric_name, references=self.references), 0)
+        task = Task(name=self.name, instruction=self.instruction, metric=self.metric_name, references=self.references)
         for split in ("train", "test"):
-            source = self.base_dir / f"{split}.jsonl" if self.base_dir else self.rows[split]
-            task.add_dataset(str(source) if self.base_dir else source, split)
+            task.add_dataset(self.rows[split], split)
         return task
 
     @property
-    def references(self) -> str:
-        return Task(name=self.name, instruction=self.instruction).references
+    def metric_name(self) -> str:
+        return self.metric["name"] if isinstance(self.metric, dict) else self.metric
+
+    @property
+    def target(self) -> str:
+        """The column the model generates (and the trivial rules predict)."""
+        return Task(name=self.name, instruction=self.instruction).target_column()
+
+
+TaskSet = tuple[list[HarnessTask], dict]  # the tasks, and the Trainer options every run of them needs
 
 
 PHOTO_TASKS = {  # name -> (instruction, metric, trivial rule, stricter rules)
@@ -67,7 +87,8 @@ PHOTO_TASKS = {  # name -> (instruction, metric, trivial rule, stricter rules)
 PHOTO_SIZES = SplitSizes(2000, 0, 300)
 
 
-def photo_tasks(seed: int, rows_factor: float = 1.0, **_) -> list[HarnessTask]:
+def photo_tasks(seed: int, rows_factor: float = 1.0, **_) -> TaskSet:
+    """The three photo tasks (photo_data.py) at PHOTO_SIZES x rows_factor."""
     photos = photo_data.Photos()
     sizes = PHOTO_SIZES.scaled(rows_factor, minimum=4)
     tasks = []
@@ -75,24 +96,40 @@ def photo_tasks(seed: int, rows_factor: float = 1.0, **_) -> list[HarnessTask]:
         rows = {split: photo_data.BUILDERS[name](photos, split, sizes.of(split), rng_for(seed, name, split))
                 for split in ("train", "test")}
         tasks.append(HarnessTask(name, instruction, metric, rows, baseline, stricter))
-    return tasks
+    return tasks, {}
 
 
-def demo_tasks(seed: int, out: Path, cache_dir: Path = DEFAULT_CACHE, rows_factor: float = 1.0,
-               **_) -> list[HarnessTask]:
-    from ..demo.demo_tasks import TASKS
+def demo_tasks(seed: int, out: Path, cache_dir: Path = DEFAULT_CACHE, rows_factor: float = 1.0, **_) -> TaskSet:
+    """The demo's tasks (run_scripts/demo/demo_tasks.py) with their metrics' data-dependent options and decoding
+    flags, and the image tokenizer text_to_image generates in, trained as the demo trains it."""
+    from ..demo.demo_tasks import TASKS, target_column
+    from ..demo.image_report import with_absolute
+    from ..demo.report import metric_spec
+    from ..demo.run_demo import Settings, train_image_tokenizer
 
     tasks = []
     for spec in TASKS:
         folder = out / "raw" / spec.name
         spec.build(folder, spec.sizes.scaled(rows_factor), seed, cache_dir)
         rows = {split: read_split(folder, split) for split in SPLITS}
-        tasks.append(HarnessTask(spec.name, spec.instruction, spec.metric, rows, spec.baseline, spec.stricter,
-                                 base_dir=folder))
-    return tasks
+        if Task(name=spec.name, instruction=spec.instruction).instruction.output_modality != "TEXT":
+            # generated media: the rules predict training files, and the judges read the real ones, from anywhere
+            rows = {split: with_absolute(part, folder, target_column(spec)) for split, part in rows.items()}
+        tasks.append(HarnessTask(spec.name, spec.instruction, metric_spec(spec, rows["train"], rows["test"]), rows,
+                                 spec.baseline, spec.stricter, folder, spec.references,
+                                 generation_options(spec.generate_flags)))
+    tokenizer = train_image_tokenizer(out, Settings.tokenizer_updates, seed)
+    return tasks, {"image_tokenizer": str(tokenizer)}
 
 
-TASK_SETS: dict[str, Callable[..., list[HarnessTask]]] = {"photo": photo_tasks, "demo": demo_tasks}
+def generation_options(flags: Sequence[str]) -> dict:
+    """ofasys-generate's generation flags (a DemoTask's generate_flags) -> evaluate's options."""
+    parser = argparse.ArgumentParser()
+    add_generation_args(parser)
+    return given_generation_options(parser.parse_args(list(flags)))
+
+
+TASK_SETS: dict[str, Callable[..., TaskSet]] = {"photo": photo_tasks, "demo": demo_tasks}
 
 
 def train(tasks: Sequence[HarnessTask], updates: int, options: dict, seed: int) -> tuple[GeneralistModel, Trainer]:
@@ -103,21 +140,32 @@ def train(tasks: Sequence[HarnessTask], updates: int, options: dict, seed: int) 
     return model, trainer
 
 
-def test_score(model: GeneralistModel, trainer: Trainer, spec: HarnessTask) -> float:
+def test_score(model: GeneralistModel, trainer: Trainer, spec: HarnessTask) -> tuple[float, bool]:
+    """(the metric's headline on the test rows, whether higher is better)."""
     task = next(t for t in trainer.tasks if t.name == spec.name)
-    evaluation = evaluate(model, task, "test", encoder=trainer.encoders[spec.name], batch_size=100)
-    return headline(spec.metric, evaluation.metrics)
+    evaluation = evaluate(model, task, "test", encoder=trainer.encoders[spec.name], batch_size=100,
+                          metric=spec.metric, options=spec.generation)
+    return headline(spec.metric_name, evaluation.metrics), evaluation.higher_is_better
 
 
 def trivial_scores(spec: HarnessTask) -> tuple[float, Optional[float]]:
     """(trivial rule's score, best stricter rule's score or None) on the test rows."""
-    column, train_rows, test_rows = spec.references, spec.rows["train"], spec.rows["test"]
-    _, trivial = best_baseline((spec.baseline,), spec.metric, column, train_rows, test_rows)
+    train_rows, test_rows = spec.rows["train"], spec.rows["test"]
+    _, trivial = best_baseline((spec.baseline,), spec.metric, spec.target, train_rows, test_rows, spec.references)
     stricter = None
     if spec.stricter:
-        _, values = best_baseline(spec.stricter, spec.metric, column, train_rows, test_rows)
-        stricter = headline(spec.metric, values)
-    return headline(spec.metric, trivial), stricter
+        _, values = best_baseline(spec.stricter, spec.metric, spec.target, train_rows, test_rows, spec.references)
+        stricter = headline(spec.metric_name, values)
+    return headline(spec.metric_name, trivial), stricter
+
+
+def ratio(specialist: float, generalist: float, higher_is_better: bool) -> float:
+    """generalist / specialist, or specialist / generalist for a lower-is-better metric: above 1 the generalist is
+    better either way."""
+    numerator, denominator = (generalist, specialist) if higher_is_better else (specialist, generalist)
+    if denominator == 0:  # 0 against 0 is a tie; without a generalist (NaN) there is no ratio
+        return math.inf if numerator > 0 else (1.0 if numerator == 0 else math.nan)
+    return numerator / denominator
 
 
 def run(tasks: Sequence[HarnessTask], updates_per_task: int, options: dict, seed: int,
@@ -128,17 +176,18 @@ def run(tasks: Sequence[HarnessTask], updates_per_task: int, options: dict, seed
     general = {spec.name: float("nan") for spec in tasks}
     if with_generalist:
         generalist, trainer = train(tasks, updates_per_task * len(tasks), options, seed)
-        general = {spec.name: test_score(generalist, trainer, spec) for spec in tasks}
+        general = {spec.name: test_score(generalist, trainer, spec)[0] for spec in tasks}
     seconds = {"generalist": time.perf_counter() - started}
     results = []
     for spec in tasks:
         started = time.perf_counter()
         specialist, trainer = train([spec], updates_per_task, options, seed)
-        special = test_score(specialist, trainer, spec)
+        special, higher_is_better = test_score(specialist, trainer, spec)
         seconds[spec.name] = time.perf_counter() - started
         trivial, stricter = trivial_scores(spec)
-        results.append({"task": spec.name, "metric": spec.metric, "specialist": special,
-                        "generalist": general[spec.name], "ratio": general[spec.name] / special if special else 0.0,
+        results.append({"task": spec.name, "metric": spec.metric_name, "higher_is_better": higher_is_better,
+                        "specialist": special, "generalist": general[spec.name],
+                        "ratio": ratio(special, general[spec.name], higher_is_better),
                         "trivial": trivial, "stricter": stricter})
     print("harness: seconds " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()), flush=True)
     return results
@@ -148,10 +197,12 @@ def table(results: Sequence[dict]) -> str:
     lines = ["| task | metric | specialist | generalist | ratio | trivial | stricter |", "|---|---|---|---|---|---|---|"]
     for r in results:
         stricter = "-" if r["stricter"] is None else f"{r['stricter']:.3f}"
-        lines.append(f"| {r['task']} | {r['metric']} | {r['specialist']:.3f} | {r['generalist']:.3f} | "
+        metric = r["metric"] if r["higher_is_better"] else f"{r['metric']} (lower is better)"
+        lines.append(f"| {r['task']} | {metric} | {r['specialist']:.3f} | {r['generalist']:.3f} | "
                      f"{r['ratio']:.2f} | {r['trivial']:.3f} | {stricter} |")
     worst = min(results, key=lambda r: r["ratio"])
-    lines.append(f"\nworst ratio: {worst['ratio']:.2f} ({worst['task']})")
+    lines.append(f"\nworst ratio: {worst['ratio']:.2f} ({worst['task']}); ratio: generalist / specialist, for a "
+                 "lower-is-better metric specialist / generalist (above 1: the generalist is better)")
     return "\n".join(lines)
 
 
@@ -183,10 +234,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     torch.set_num_threads(1)
     out = Path(args.out)
     names = list(TASK_SETS) if args.tasks == "all" else [args.tasks]
-    tasks = [task for name in names for task in TASK_SETS[name](args.seed, out=out, rows_factor=args.rows_factor)]
+    tasks, options = [], {}
+    for name in names:
+        set_tasks, set_options = TASK_SETS[name](args.seed, out=out, rows_factor=args.rows_factor)
+        tasks, options = tasks + set_tasks, {**options, **set_options}
     if args.only:
         tasks = [task for task in tasks if task.name in args.only.split(",")]
-    options = parse_options(args.set)
+    options.update(parse_options(args.set))
     results = run(tasks, args.updates_per_task, options, args.seed, not args.specialists_only)
     text = table(results)
     print(text, flush=True)
