@@ -146,7 +146,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, biases: Biases,
     else (no gradient to the biases, or another device) SDPA's fused kernels take the summed mask.
     """
     if q.device.type != "cpu" or not torch.is_grad_enabled() or not any(bias.requires_grad for bias in biases):
-        mask = functools.reduce(torch.add, biases) if biases else None
+        mask = functools.reduce(torch.add, biases)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scale)
     scores = torch.matmul(q, k.transpose(-1, -2)).mul_(q.size(-1) ** -0.5 if scale is None else scale)
     for bias in biases:
