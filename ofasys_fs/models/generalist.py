@@ -145,8 +145,7 @@ class Encoder(nn.Module):
 
     @staticmethod
     def layer_bias(base_bias: torch.Tensor, outputs: list[AdaptorOutput], layer: int) -> torch.Tensor:
-        """The base (position) bias plus each piece's relative bias on its diagonal block (cross-piece pairs get
-        none)."""
+        """The base bias plus each piece's relative bias on its diagonal block (cross-piece pairs get none)."""
         bias = base_bias.clone()
         start = 0
         for out in outputs:
