@@ -44,7 +44,7 @@ class EncoderOut:
 
     x: torch.Tensor  # [B, S, D] after the final layer norm
     padding_mask: torch.Tensor  # [B, S], True where padded
-    position_embeddings: torch.Tensor  # [B, S, D], keys of the cross-attention position bias
+    position_embeddings: torch.Tensor  # [B, S, D] (may be a view of one row), keys of the cross-attention position bias
     spans: tuple = ()  # (adaptor name, start, end) of each piece along S, in encoder order
 
     def index_select(self, new_order: torch.Tensor) -> "EncoderOut":
@@ -118,20 +118,30 @@ class Encoder(nn.Module):
         x = torch.cat([out.embeddings for out in outputs], dim=1)
         padding_mask = torch.cat([hidden(out.padding_mask, pieces[index].get(HIDDEN_ROWS))
                                   for out, index in zip(outputs, order)], dim=1)
+        rows = self.bias_rows(outputs, batch_size)
         positions = torch.cat([
-            out.embeddings.new_zeros(out.embeddings.shape) if out.position_embeddings is None
-            else out.position_embeddings.expand_as(out.embeddings) for out in outputs
+            out.embeddings.new_zeros((rows,) + out.embeddings.shape[1:]) if out.position_embeddings is None
+            else out.position_embeddings.expand(rows, -1, -1) for out in outputs
         ], dim=1)
         if self.cfg.entangle_position_embedding:
             x = x + positions
         dtype = activation_dtype(x)
-        base_bias = decoupled_position_bias(self.pos_q(positions), self.pos_k(positions), self.cfg.attention_heads)
-        base_bias = base_bias.to(dtype) + padding_bias(padding_mask, dtype)
+        position_bias = decoupled_position_bias(self.pos_q(positions), self.pos_k(positions), self.cfg.attention_heads)
+        position_bias, padding = position_bias.to(dtype), padding_bias(padding_mask, dtype)
         x = self.dropout(x)
         checkpointing = self.cfg.checkpoint_activations and self.training and torch.is_grad_enabled()
         for index, layer in enumerate(self.layers):
-            x = run_layer(layer, checkpointing, x, self.layer_bias(base_bias, outputs, index))
-        return EncoderOut(self.layer_norm(x), padding_mask, positions, spans)
+            x = run_layer(layer, checkpointing, x, (self.layer_bias(position_bias, outputs, index), padding))
+        return EncoderOut(self.layer_norm(x), padding_mask, positions.expand(batch_size, -1, -1), spans)
+
+    @staticmethod
+    def bias_rows(outputs: list[AdaptorOutput], batch_size: int) -> int:
+        """1 when every piece's position vectors and relative bias are shared by all rows, else batch_size: the
+        rows of the encoder's position bias, which then stays apart from the per-row padding bias (attention
+        adds both without a batch-expanded copy of the position bias or of its gradient)."""
+        shared = all((out.position_embeddings is None or out.position_embeddings.size(0) == 1)
+                     and (out.rel_bias is None or out.rel_bias.size(-4) == 1) for out in outputs)
+        return 1 if shared else batch_size
 
     @staticmethod
     def layer_bias(base_bias: torch.Tensor, outputs: list[AdaptorOutput], layer: int) -> torch.Tensor:
@@ -216,15 +226,15 @@ class Decoder(nn.Module):
             self_bias, cross_queries = self.position_biases(0, length, dtype, x.device, causal)
         else:
             self_bias, cross_queries = self.cached_position_biases(incremental_state, start, length, dtype, x.device)
-        if padding_mask is not None:
-            self_bias = self_bias + padding_bias(padding_mask, dtype)
+        self_padding = () if padding_mask is None else (padding_bias(padding_mask, dtype),)
         source_state = incremental_state.setdefault(SOURCE_STATE, {}) if incremental_state is not None else None
         cross_bias = self.cross_bias(cross_queries, encoder_out, source_state, dtype)
         checkpointing = (self.cfg.checkpoint_activations and self.training and torch.is_grad_enabled()
                          and incremental_state is None)
         for index, layer in enumerate(self.layers):
             caches = self.layer_caches(incremental_state, source_state, index)
-            x = run_layer(layer, checkpointing, x, self_bias[index], encoder_out.x, cross_bias, *caches)
+            x = run_layer(layer, checkpointing, x, (self_bias[index], *self_padding), encoder_out.x, (cross_bias,),
+                          *caches)
         x = self.layer_norm(x)
         if incremental_state is not None:
             x = x[:, -1:]

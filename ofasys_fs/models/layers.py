@@ -2,6 +2,7 @@
 layers with OFA's optional extra norms and head gains, drop-path (positions: models/positions.py)."""
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional
 
@@ -12,6 +13,8 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import ModelConfig
 from .cpu_linear import Linear
+
+Biases = tuple[torch.Tensor, ...]  # additive attention-logit terms, each broadcastable to [B, H, Tq, Tk]
 
 
 def activation_dtype(reference: torch.Tensor) -> torch.dtype:
@@ -78,7 +81,7 @@ class DropPath(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head attention through scaled_dot_product_attention with an additive float bias.
+    """Multi-head attention with additive float biases (`attention`).
 
     `cache` is the dict this attention owns in an incremental state: self-attention appends each
     step's K/V to it; cross-attention fills it once from `memory` and reuses it afterwards. Logits are scaled
@@ -116,41 +119,65 @@ class Attention(nn.Module):
             cache["k"], cache["v"] = k, v
         return k, v
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor, memory: Optional[torch.Tensor] = None,
+    def forward(self, x: torch.Tensor, biases: Biases, memory: Optional[torch.Tensor] = None,
                 cache: Optional[dict] = None) -> torch.Tensor:
-        """x [B, Tq, D]; bias broadcastable to [B, H, Tq, Tk]; memory [B, S, D] for cross-attention.
+        """x [B, Tq, D]; biases: additive terms, each broadcastable to [B, H, Tq, Tk]; memory [B, S, D] for
+        cross-attention.
 
         Cross-attention memory (and its cache) may also hold one row per group of B / R consecutive rows
-        of x (the beams of one source); `bias` then has 1, R or B rows.
+        of x (the beams of one source); each bias then has 1, R or B rows.
         """
         q = self.split_heads(self.q_proj(x))
         k, v = self.keys_values(x, memory, cache)
-        out = grouped_attention(q, k, v, bias.to(q.dtype), self.dropout if self.training else 0.0, self.scale)
+        biases = tuple(bias.to(q.dtype) for bias in biases)
+        out = grouped_attention(q, k, v, biases, self.dropout if self.training else 0.0, self.scale)
         if self.head_scale is not None:
             out = out * self.head_scale.to(out.dtype)[:, None, None]
         return self.out_proj(out.transpose(1, 2).flatten(2))
 
 
-def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, biases: Biases, dropout: float,
+              scale: Optional[float] = None) -> torch.Tensor:
+    """softmax(q k^T * scale + sum(biases)) v, q [B, H, T, d], k/v [B, H, S, d].
+
+    On CPU, a bias that needs a gradient sends scaled_dot_product_attention to its math path, which
+    materialises the summed, batch-expanded mask (and its gradient); this adds each bias in place to the
+    scores at its own broadcast shape instead (autograd sums its gradient over the broadcast rows). Anywhere
+    else (no gradient to the biases, or another device) SDPA's fused kernels take the summed mask.
+    """
+    if q.device.type != "cpu" or not torch.is_grad_enabled() or not any(bias.requires_grad for bias in biases):
+        mask = functools.reduce(torch.add, biases)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scale)
+    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(q.size(-1) ** -0.5 if scale is None else scale)
+    for bias in biases:
+        scores.add_(bias)
+    weights = torch.softmax(scores, dim=-1)
+    if dropout:
+        weights = F.dropout(weights, dropout)
+    return torch.matmul(weights, v)
+
+
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, biases: Biases,
                       dropout: float, scale: Optional[float] = None) -> torch.Tensor:
-    """scaled_dot_product_attention where k/v [R, H, S, d] serve groups of N / R consecutive query rows of
-    q [N, H, T, d]: each group's queries are stacked along time, so K/V are stored and read once per row.
+    """`attention` where k/v [R, H, S, d] serve groups of N / R consecutive query rows of q [N, H, T, d]:
+    each group's queries are stacked along time, so K/V are stored and read once per row.
     `scale`: the logit scale (None: 1 / sqrt(d))."""
     rows, count = k.size(0), q.size(0)
     if rows == count:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=scale)
+        return attention(q, k, v, biases, dropout, scale)
     if count % rows:
         raise ValueError(f"attention: {count} query rows cannot share the keys of {rows} rows "
                          f"(expected a multiple of {rows})")
     groups, (_, heads, length, dim) = count // rows, q.shape
     q = q.view(rows, groups, heads, length, dim).transpose(1, 2).reshape(rows, heads, groups * length, dim)
+    bias = functools.reduce(torch.add, biases)
     bias = bias.expand(*bias.shape[:2], length, k.size(2))
     if bias.size(0) == count:
         bias = bias.view(rows, groups, *bias.shape[1:]).transpose(1, 2)
     else:
         bias = bias.unsqueeze(2).expand(bias.size(0), bias.size(1), groups, *bias.shape[2:])
     bias = bias.reshape(bias.size(0), bias.size(1), groups * length, bias.size(-1))
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=scale)
+    out = attention(q, k, v, (bias,), dropout, scale)
     return out.view(rows, heads, groups, length, dim).transpose(1, 2).reshape(count, heads, length, dim)
 
 
@@ -209,8 +236,8 @@ class EncoderLayer(nn.Module):
         self.self_attn = attention_branch(cfg, drop_path)
         self.ffn = feed_forward_branch(cfg, drop_path)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return self.ffn(self.self_attn(x, bias))
+    def forward(self, x: torch.Tensor, biases: Biases) -> torch.Tensor:
+        return self.ffn(self.self_attn(x, biases))
 
 
 class DecoderLayer(nn.Module):
@@ -222,10 +249,10 @@ class DecoderLayer(nn.Module):
         self.cross_attn = attention_branch(cfg, drop_path)
         self.ffn = feed_forward_branch(cfg, drop_path)
 
-    def forward(self, x: torch.Tensor, self_bias: torch.Tensor, memory: torch.Tensor, cross_bias: torch.Tensor,
+    def forward(self, x: torch.Tensor, self_biases: Biases, memory: torch.Tensor, cross_biases: Biases,
                 self_cache: Optional[dict] = None, cross_cache: Optional[dict] = None) -> torch.Tensor:
-        x = self.self_attn(x, self_bias, cache=self_cache)
-        x = self.cross_attn(x, cross_bias, memory=memory, cache=cross_cache)
+        x = self.self_attn(x, self_biases, cache=self_cache)
+        x = self.cross_attn(x, cross_biases, memory=memory, cache=cross_cache)
         return self.ffn(x)
 
 
