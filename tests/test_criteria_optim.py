@@ -199,6 +199,29 @@ def test_adamw_keeps_group_options_and_rejects_bad_config():
         AdamW().build(model.frozen)
 
 
+def test_adamw_uses_the_fused_kernel_where_it_can_with_the_same_update():
+    """Unset, `fused` picks torch's fused kernel for plain CPU parameters; its update equals foreach's (the same
+    hyperparameters reach it); fused=True on parameters the kernel cannot take is refused by name."""
+    updated = {}
+    for fused in (None, False):
+        torch.manual_seed(0)
+        model = Tiny()
+        initial = [p.detach().clone() for p in model.parameters()]
+        optimizer = AdamW(AdamWConfig(lr=0.1, weight_decay=0.3, betas=(0.8, 0.9), fused=fused)).build(model)
+        assert [group["fused"] for group in optimizer.param_groups] == [True if fused is None else None] * 2
+        for step in range(3):
+            for p in model.parameters():
+                p.grad = torch.randn_like(p) * (step + 1) if p.requires_grad else None
+            optimizer.step()
+        updated[fused] = [p.detach().clone() for p in model.parameters()]
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(updated[None], updated[False]))
+    assert not torch.allclose(updated[None][0], initial[0])  # the update was not empty
+    with pytest.raises(ValueError, match="fused=True needs"):
+        AdamW(AdamWConfig(fused=True)).build([nn.Parameter(torch.zeros(2, 2, device="meta"))])
+    meta = AdamW(AdamWConfig()).build([nn.Parameter(torch.zeros(2, 2, device="meta"))])
+    assert meta.param_groups[0]["fused"] is None  # unset: foreach where the fused kernel cannot go
+
+
 @pytest.mark.parametrize(
     "config, expected",
     [

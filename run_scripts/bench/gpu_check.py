@@ -139,8 +139,10 @@ def training_benchmark(arch: str, vocab: int, rounds: int) -> dict[str, float]:
     sample["net_input"]["prev_output_tokens"] = batch.prev_output_tokens.to(DEVICE)
     bart = build_bart(arch, vocab).to(DEVICE)
     inputs = {key: value.to(DEVICE) for key, value in batch.bart_inputs().items()}
-    steps = {"ours": train_bench.TrainSteps(ours, lambda: ours(sample)[0], batch.target.to(DEVICE)),
-             "bart": train_bench.TrainSteps(bart, lambda: bart(**inputs).logits, batch.target.to(DEVICE))}
+    steps = {"ours": train_bench.TrainSteps(ours, lambda: ours(sample)[0], batch.target.to(DEVICE),
+                                            train_bench.ours_optimizer(ours)),
+             "bart": train_bench.TrainSteps(bart, lambda: bart(**inputs).logits, batch.target.to(DEVICE),
+                                            train_bench.bart_optimizer(bart))}
     seconds = interleaved({name: step.step for name, step in steps.items()}, rounds, 5)
     line = ", ".join(f"{name} {median_spread([rows * target / s for s in values])}" for name, values in seconds.items())
     print(f"{arch} training on {DEVICE.type} (batch {rows}, fp32), target tokens/s: {line}")

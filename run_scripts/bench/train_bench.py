@@ -1,7 +1,9 @@
 """Training throughput of GeneralistModel vs transformers' BART of identical dimensions (run_scripts/bench/RESULTS.md).
 
 A step, the same for both: forward in train mode (dropout 0.1), label-smoothed cross-entropy (0.1, fp32,
-summed over the target tokens), backward, AdamW. Same random batch, fp32, same thread count; each model in
+summed over the target tokens), backward, AdamW (lr 1e-4) as each toolkit builds it by default: ours through
+ofasys_fs's optimizer factory, BART as transformers' Trainer does on torch >= 2.8 (`adamw_torch_fused`); both
+take torch's fused kernel. Same random batch, fp32, same thread count; each model in
 its own worker process, rounds interleaved. Reports target tokens/s (median [min..max] over rounds) by
 CPU time and by wall-clock (ab_runs.py; the RATIO line uses CPU time with one thread per worker), MFU
 against a large fp32 matmul timed in the same rounds, and each process's peak RSS.
@@ -28,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ofasys_fs.models.cpu_linear import ONEDNN, kernel_choice, onednn_matmul
+from ofasys_fs.optim.adamw import AdamW, AdamWConfig
 
 from .ab_runs import Contender, interleave, machine_load, median_spread
 from .twins import PAD, TokenBatch, arch_config, build_bart, build_ours
@@ -52,9 +55,9 @@ def forward_flops(arch: str, batch: int, source: int, target: int, vocab: int) -
 class TrainSteps:
     """forward -> label-smoothed CE -> backward -> AdamW, timed per step."""
 
-    def __init__(self, model: torch.nn.Module, forward, target: torch.Tensor):
+    def __init__(self, model: torch.nn.Module, forward, target: torch.Tensor, optimizer: torch.optim.Optimizer):
         self.model, self.forward, self.target = model.train(), forward, target
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        self.optimizer = optimizer
 
     def describe(self) -> dict:
         return {"parameters": sum(p.numel() for p in self.model.parameters()), "linear": kernel_choice()}
@@ -68,18 +71,28 @@ class TrainSteps:
         self.optimizer.step()
 
 
+def ours_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW as ofasys_fs builds it by default (the fused kernel wherever torch has one)."""
+    return AdamW(AdamWConfig(lr=1e-4)).build(model)
+
+
+def bart_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW as transformers' Trainer builds it by default on torch >= 2.8 (optim="adamw_torch_fused")."""
+    return torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+
+
 def ours_training(arch: str, vocab: int, shape: tuple) -> TrainSteps:
     batch = TokenBatch.random(*shape[:3], vocab)
     model = build_ours(arch, vocab)
     sample = batch.ours_sample()
-    return TrainSteps(model, lambda: model(sample)[0], batch.target)
+    return TrainSteps(model, lambda: model(sample)[0], batch.target, ours_optimizer(model))
 
 
 def bart_training(arch: str, vocab: int, shape: tuple) -> TrainSteps:
     batch = TokenBatch.random(*shape[:3], vocab)
     model = build_bart(arch, vocab)
     inputs = batch.bart_inputs()
-    return TrainSteps(model, lambda: model(**inputs).logits, batch.target)
+    return TrainSteps(model, lambda: model(**inputs).logits, batch.target, bart_optimizer(model))
 
 
 class Matmul:
