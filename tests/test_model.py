@@ -203,6 +203,25 @@ def test_position_bias_blocks_of_incremental_decoding(model, monkeypatch):
             decode_step_by_step(short, prev[:, :5], encoder_out, {})
 
 
+def test_one_hypothesis_per_row_widens_to_beams_that_share_their_source_rows(model):
+    """Beam search's first step runs one hypothesis per source row; widening that state to k per row keeps one
+    per-source cache row per source and decodes as a state that had k rows per source from the start."""
+    g = torch.Generator().manual_seed(8)
+    encoder_out = model.encoder([text_piece(random_rows(g, [5, 2, 4]))])
+    beam = 3
+    first = torch.randint(4, VOCAB, (3, 1), generator=g)
+    prev = torch.cat([first.repeat_interleave(beam, 0), torch.randint(4, VOCAB, (3 * beam, 2), generator=g)], 1)
+    with torch.no_grad():
+        narrow, wide = {}, {}
+        decode_step_by_step(model, first, encoder_out, narrow)
+        model.reorder_incremental_state(narrow, torch.arange(3).repeat_interleave(beam))
+        assert narrow["source"]["layers.0.cross_attn"]["k"].size(0) == 3
+        assert narrow["layers.0.self_attn"]["k"].size(0) == 3 * beam
+        decode_step_by_step(model, prev[:, :1], encoder_out, wide)
+        torch.testing.assert_close(decode_step_by_step(model, prev, encoder_out, narrow, start=2),
+                                   decode_step_by_step(model, prev, encoder_out, wide, start=2), atol=1e-5, rtol=0)
+
+
 def test_beams_share_their_source_rows(model):
     """An encoder output of R rows serves R x k hypotheses (k consecutive per row): the same logits as an
     encoder output expanded to one row per hypothesis, teacher-forced and step by step, through beam

@@ -23,22 +23,25 @@ class Candidates:
         return Candidates(*(getattr(self, field.name).gather(1, index) for field in dataclasses.fields(self)))
 
 
-def beam_candidates(lprobs: torch.Tensor, scores: torch.Tensor, first_beam_only: torch.Tensor) -> Candidates:
-    """The 2k best (beam, token) extensions per row; lprobs [R, k, V], scores [R, k], first_beam_only [R].
+def beam_candidates(lprobs: torch.Tensor, scores: torch.Tensor, first_beam_only: torch.Tensor,
+                    beam: Optional[int] = None) -> Candidates:
+    """The 2k best (beam, token) extensions per row; lprobs [R, w, V], scores [R, w], first_beam_only [R]; k is
+    `beam` (default: w, the hypotheses per row; beam search's first step has one).
 
     2k candidates always hold k that are not </s> (each beam adds at most one </s>). Rows whose beams
     are still identical copies (before and at the end of the forced prefix) only extend beam 0, so
     that the k survivors differ. Only a hypothesis's own 2k best tokens can be among its row's 2k best,
     so those are picked first: the [R, k, V] sums are never materialised.
     """
-    rows, beam, vocab = lprobs.shape
+    rows, width, vocab = lprobs.shape
+    beam = beam or width
     if bool(first_beam_only.any()):
         scores = scores.clone()
         scores[:, 1:] = scores[:, 1:].masked_fill(first_beam_only.view(rows, 1), NEG_INF)
     own, own_tokens = lprobs.topk(min(2 * beam, vocab), dim=2)  # [R, k, c]
     per_beam = own.size(2)
-    total = (own + scores.unsqueeze(-1)).view(rows, beam * per_beam)
-    top, index = total.topk(min(2 * beam, beam * per_beam), dim=1)
+    total = (own + scores.unsqueeze(-1)).view(rows, width * per_beam)
+    top, index = total.topk(min(2 * beam, width * per_beam), dim=1)
     tokens = own_tokens.view(rows, -1).gather(1, index)
     step = own.view(rows, -1).gather(1, index)
     return Candidates(top, torch.div(index, per_beam, rounding_mode="floor"), tokens, step)

@@ -148,23 +148,25 @@ class BeamDecoding:
         self.prefix, self.prefix_lengths = prefix.to(self.device), prefix_lengths.to(self.device)
         self.max_lens = self.max_lengths(encoder_out, prefix_lengths.to(self.device))
         self.start = int(prefix_lengths.min()) if batch else 0
-        self.encoder_out = encoder_out  # one row per active row: its `beam` hypotheses share it (docs/generation.md)
-        first = torch.cat([torch.full((batch, 1), BOS, device=self.device), self.prefix[:, :self.start]], dim=1)
-        self.tokens = first.repeat_interleave(self.beam, dim=0)  # [N, 1 + step]: <s>, prefix, generated
-        self.scores = torch.zeros(batch * self.beam, device=self.device)
-        self.positional = torch.zeros(batch * self.beam, 0, device=self.device)  # log-probs from step `start` on
-        self.rows = torch.arange(batch, device=self.device)  # original row of each active row
-        self.rows_of = self.rows.repeat_interleave(self.beam)  # original row of each active hypothesis
-        self.finished_count = torch.zeros(batch, dtype=torch.long, device=self.device)
-        self.kth_finished = torch.full((batch,), NEG_INF, device=self.device)  # k-th best finished score per row
-        self.same_beams = torch.arange(self.beam, device=self.device).expand(batch, self.beam)  # no reordering
-        self.state: dict = {}
-        self.finished: list[list[dict]] = [[] for _ in range(batch)]
+        self.encoder_out = encoder_out  # one row per active row: its hypotheses share it (docs/generation.md)
         self.fused_step = None
         if cfg.fused_step and not cfg.do_sample:
             from . import fused_step  # imports Triton: only when asked for
 
             self.fused_step = fused_step if fused_step.available(self.device) else None
+        # hypotheses per active row: beam search's first step extends one (the beams would be identical copies)
+        self.width = 1 if self.fused_step is None and not cfg.do_sample else self.beam
+        first = torch.cat([torch.full((batch, 1), BOS, device=self.device), self.prefix[:, :self.start]], dim=1)
+        self.tokens = first.repeat_interleave(self.width, dim=0)  # [N, 1 + step]: <s>, prefix, generated
+        self.scores = torch.zeros(batch * self.width, device=self.device)
+        self.positional = torch.zeros(batch * self.width, 0, device=self.device)  # log-probs from step `start` on
+        self.rows = torch.arange(batch, device=self.device)  # original row of each active row
+        self.rows_of = self.rows.repeat_interleave(self.width)  # original row of each active hypothesis
+        self.finished_count = torch.zeros(batch, dtype=torch.long, device=self.device)
+        self.kth_finished = torch.full((batch,), NEG_INF, device=self.device)  # k-th best finished score per row
+        self.same_beams = torch.arange(self.beam, device=self.device).expand(batch, self.beam)  # no reordering
+        self.state: dict = {}
+        self.finished: list[list[dict]] = [[] for _ in range(batch)]
         self.generator = None
         if cfg.do_sample and cfg.sampling_seed is not None:
             self.generator = torch.Generator(device=self.device).manual_seed(cfg.sampling_seed)
@@ -202,17 +204,17 @@ class BeamDecoding:
             logits = logits / self.cfg.temperature
         rules = self.rules(step, logits.size(-1))
         rows, beam = self.rows.numel(), self.beam
-        scores = self.scores.view(rows, beam)
+        scores = self.scores.view(rows, self.width)
         first_beam_only = step <= self.prefix_lengths[self.rows]
         if self.fused_step is not None:
             candidates = self.fused_step.fused_beam_candidates(logits, rules, scores, first_beam_only)
         else:
-            lprobs = step_log_probs(logits, rules).view(rows, beam, -1)
+            lprobs = step_log_probs(logits, rules).view(rows, self.width, -1)
             if self.cfg.do_sample:
                 candidates = sample_candidates(lprobs, scores, self.cfg.sampling_topk, self.cfg.sampling_topp,
                                                self.generator)
             else:
-                candidates = beam_candidates(lprobs, scores, first_beam_only)
+                candidates = beam_candidates(lprobs, scores, first_beam_only, beam)
         finishing, survivors = split_candidates(candidates, beam, EOS)
         self.finish(step, candidates, finishing)
         self.keep(step, survivors)
@@ -251,7 +253,7 @@ class BeamDecoding:
         row, column = finishing.nonzero().unbind(dim=1)
         if not row.numel():
             return
-        hyps = row * self.beam + candidates.beams[row, column]
+        hyps = row * self.width + candidates.beams[row, column]
         originals = self.rows[row]
         self.finished_count.index_add_(0, originals, torch.ones_like(originals))
         fields = (originals, self.prefix_lengths[originals], self.tokens[hyps, 1:], self.positional[hyps],
@@ -277,7 +279,7 @@ class BeamDecoding:
             open_rows |= best > self.kth_finished[self.rows]
         active = open_rows & torch.isfinite(survivors.scores).any(dim=1)
         rows = self.rows.numel()
-        source = (torch.arange(rows, device=self.device).unsqueeze(1) * self.beam + survivors.beams)[active].view(-1)
+        source = (torch.arange(rows, device=self.device).unsqueeze(1) * self.width + survivors.beams)[active].view(-1)
         self.tokens = torch.cat([self.tokens[source], survivors.tokens[active].view(-1, 1)], dim=1)
         self.scores = survivors.scores[active].view(-1)
         self.positional = torch.cat([self.positional[source], survivors.lprobs[active].view(-1, 1)], dim=1)
@@ -287,4 +289,6 @@ class BeamDecoding:
         if not all_active:
             self.encoder_out = self.model.reorder_encoder_out(self.encoder_out, active.nonzero().squeeze(1))
             self.rows = self.rows[active]
+        if not all_active or self.width != self.beam:
+            self.width = self.beam
             self.rows_of = self.rows.repeat_interleave(self.beam)

@@ -459,18 +459,21 @@ class GeneralistModel(Model):
 
 def new_source_order(new_order: torch.Tensor, hypotheses: int, sources: int) -> Optional[torch.Tensor]:
     """Rows of the per-source state for hypotheses `new_order`: one per group of new hypotheses when every
-    group comes from one source, else one per hypothesis; None when the sources stay as they are."""
+    group comes from one source (groups as wide as before, or every source widened alike, as beam search
+    does after its first step), else one per hypothesis; None when the sources stay as they are."""
     groups = hypotheses // sources
     source = torch.div(new_order, groups, rounding_mode="floor")
-    if groups == 1 or new_order.numel() % groups:
-        return source
-    per_group = source.view(-1, groups)
-    if not bool((per_group == per_group[:, :1]).all()):
-        return source
-    order = per_group[:, 0]
-    if order.numel() == sources and bool((order == torch.arange(sources, device=order.device)).all()):
-        return None
-    return order
+    for size in sorted({groups, new_order.numel() // sources}, reverse=True):  # the widest groups share most
+        if not size or new_order.numel() % size:
+            continue
+        per_group = source.view(-1, size)
+        if not bool((per_group == per_group[:, :1]).all()):
+            continue
+        order = per_group[:, 0]
+        if order.numel() == sources and bool((order == torch.arange(sources, device=order.device)).all()):
+            return None
+        return order
+    return source
 
 
 def index_state(state: dict, order: torch.Tensor) -> None:
