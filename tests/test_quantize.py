@@ -26,12 +26,12 @@ def test_int8_linear_is_close_to_fp32_and_keeps_shapes(transposed_input):
     layer = Linear(96, 160)
     x = torch.randn(3, 96, 7, generator=g).transpose(1, 2) if transposed_input else torch.randn(3, 7, 96, generator=g)
     with torch.no_grad():
-        expected, got = layer(x), Int8Linear(layer)(x)
+        expected, got = layer(x), Int8Linear(layer.weight, layer.bias)(x)
     assert got.shape == expected.shape and got.dtype == torch.float32
     assert 0 < relative_error(got, expected) < 0.03  # int8 for real, within int8's rounding
     no_bias = nn.Linear(96, 160, bias=False)
     with torch.no_grad():
-        assert relative_error(Int8Linear(no_bias)(x), no_bias(x)) < 0.03
+        assert relative_error(Int8Linear(no_bias.weight)(x), no_bias(x)) < 0.03
 
 
 def test_every_linear_layer_is_replaced_and_bad_requests_are_config_errors():
@@ -55,6 +55,8 @@ def fp32_and_int8(trained_checkpoint):
 def test_int8_decoding_keeps_the_fp32_outputs_of_the_trained_micro_model(fp32_and_int8, trained_checkpoint):
     fp32, int8 = fp32_and_int8
     assert not any(isinstance(module, nn.Linear) for module in int8.model.modules())
+    assert isinstance(int8.model.decoder.output_projection, Int8Linear)  # the logits over the embedding table too
+    assert fp32.model.decoder.output_projection is None
     assert next(int8.model.parameters()).device.type == "cpu"  # the default device of a quantised model
     # 7-bit inputs (CPUs without VNNI) changed 4 of the 12 micro captions (the image's colour is a small
     # signal in this model's encoder output); 8-bit ones none (models/quantize.py)

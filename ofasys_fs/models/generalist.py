@@ -182,6 +182,8 @@ class Decoder(nn.Module):
             DecoderLayer(cfg, rate) for rate in drop_path_rates(cfg.drop_path_rate, cfg.decoder_layers)
         )
         self.layer_norm = nn.LayerNorm(dim)
+        # logits over the shared embedding table; models/quantize.py puts an int8 copy here (None: the table)
+        self.output_projection: Optional[nn.Module] = None
 
     @staticmethod
     def cached_steps(incremental_state: Optional[dict], length: int) -> int:
@@ -240,6 +242,8 @@ class Decoder(nn.Module):
             x = x[:, -1:]
         if embedded:
             return x, {"hidden": x}
+        if self.output_projection is not None:
+            return self.output_projection(x), {"hidden": x}
         return linear(x, self.tokens.embed_tokens.weight), {"hidden": x}
 
     def position_biases(self, start: int, end: int, dtype: torch.dtype, device: torch.device,

@@ -1,19 +1,21 @@
 """Optional int8 decoding on CPU: dynamic quantisation of the model's linear layers (docs/inference.md, "int8").
 
-Each nn.Linear (also cpu_linear.Linear) becomes an `Int8Linear`: its weight quantised once to int8, per
-output row and symmetric (scale = max |w| / 127), its input quantised per call from the call's own range
-(dynamic, per tensor), the product in int8 by PyTorch's quantized CPU kernels (fbgemm / oneDNN), the bias
-and output in fp32. The input gets 8 bits on CPUs with VNNI and 7 without (`REDUCE_RANGE`: there the
-kernels sum pairs of products in int16, which 8 bits could overflow); 7 bits doubled the error of a layer
-and changed 4 of the 12 captions of the tests' micro model, 8 bits none. What torch.ao.quantization.quantize_dynamic does with a per-channel qconfig, without its module
-type checks (which refuse nn.Linear subclasses) and its deprecated API. Embeddings, layer norms, attention
-and the output projection over the shared embedding table stay fp32. The result is for inference only
-(no gradients, CPU only); the weights of a quantised model are a snapshot: quantise again after loading
-new ones.
+Each nn.Linear (also cpu_linear.Linear) and each decoder's output projection over the shared embedding
+table (`Decoder.output_projection`: the largest product of a decoding step) become `Int8Linear`s: the weight
+quantised once to int8, per output row and symmetric (scale = max |w| / 127), the input quantised per call
+from the call's own range (dynamic, per tensor), the product in int8 by PyTorch's quantized CPU kernels
+(fbgemm / oneDNN), the bias and output in fp32. The input gets 8 bits on CPUs with VNNI and 7 without
+(`REDUCE_RANGE`: there the kernels sum pairs of products in int16, which 8 bits could overflow); 7 bits
+doubled the error of a layer and changed 4 of the 12 captions of the tests' micro model, 8 bits none. What
+torch.ao.quantization.quantize_dynamic does with a per-channel qconfig, without its module type checks (which
+refuse nn.Linear subclasses) and its deprecated API. Embeddings, layer norms and attention stay fp32. The
+result is for inference only (no gradients, CPU only); the weights of a quantised model are a snapshot:
+quantise again after loading new ones.
 """
 from __future__ import annotations
 
 import functools
+from typing import Optional
 
 import torch
 from torch import nn
@@ -45,16 +47,16 @@ def has_int8_kernels() -> bool:
 
 
 class Int8Linear(nn.Module):
-    """nn.Linear's forward with an int8 weight (per output row) and the input quantised per call."""
+    """F.linear(x, weight, bias) with an int8 copy of `weight` (per output row) and the input quantised per call."""
 
-    def __init__(self, linear: nn.Linear):
+    def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor] = None):
         super().__init__()
-        weight = linear.weight.detach().to("cpu", torch.float32)
+        weight = weight.detach().to("cpu", torch.float32)
         scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
         zero_points = torch.zeros(weight.size(0), dtype=torch.long)
         quantized = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8)
-        bias = None if linear.bias is None else linear.bias.detach().to("cpu", torch.float32)
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+        bias = None if bias is None else bias.detach().to("cpu", torch.float32)
+        self.out_features, self.in_features = weight.shape
         self.packed = torch.ops.quantized.linear_prepack(quantized, bias)
         self.reduce_range = reduce_range()
 
@@ -66,7 +68,8 @@ class Int8Linear(nn.Module):
 
 
 def quantize_linear_layers(model: nn.Module, kind: str) -> int:
-    """Replace every nn.Linear of `model` (in place, CPU) by its `kind` ("int8") version; returns how many.
+    """Replace every nn.Linear of `model` (in place, CPU) and every decoder's output projection by its `kind`
+    ("int8") version; returns how many.
     A ConfigError for an unknown kind, a model off the CPU or a torch without the kernels."""
     if kind not in QUANTIZE_CHOICES:
         raise ConfigError(f"quantize={kind!r}: expected one of {list(QUANTIZE_CHOICES)}")
@@ -79,6 +82,9 @@ def quantize_linear_layers(model: nn.Module, kind: str) -> int:
     targets = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
                if isinstance(child, nn.Linear)]
     for parent, name, child in targets:
-        setattr(parent, name, Int8Linear(child))
+        setattr(parent, name, Int8Linear(child.weight, child.bias))
+    decoders = [module for module in model.modules() if hasattr(module, "output_projection")]
+    for decoder in decoders:
+        decoder.output_projection = Int8Linear(decoder.tokens.embed_tokens.weight)
     model.eval()
-    return len(targets)
+    return len(targets) + len(decoders)
