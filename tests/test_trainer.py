@@ -404,3 +404,24 @@ def test_cli_print_config_round_trips_and_errors_are_one_line(tokenizer, tmp_pat
     assert "needs --task NAME" in capsys.readouterr().err
     assert main([str(tmp_path / "printed.yaml"), "--task", "caption", "--data", "x"]) == 1
     assert "both in the config" in capsys.readouterr().err
+
+
+def test_initial_weights_depend_on_the_seed_alone(image_tokenizer, tokenizer, tmp_path):
+    """The first load of an image tokenizer file in a process builds its modules (drawing from torch's global RNG)
+    before the model is built; the model's initial weights are the same whether that happened or not."""
+    import shutil
+
+    from conftest import text_to_image_rows
+
+    fresh = tmp_path / "tokenizer.pt"
+    shutil.copy(image_tokenizer.path, fresh)  # a path this process has not loaded yet
+    task = Task(name="draw", instruction="[TEXT:text] draw it -> [IMAGE:img]").add_dataset(
+        text_to_image_rows()[0][:8], "train")
+    weights = []
+    for run in range(2):  # the first run loads the file, the second finds it memoised
+        trainer = Trainer(**options(tokenizer, tmp_path / f"run{run}", image_tokenizer=str(fresh), num_codes=None))
+        trainer.setup(None, [task])
+        weights.append(parameters(trainer.model))
+        trainer.close()
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])

@@ -128,6 +128,9 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
         self.cfg = dataclasses.replace(cfg, vocab=self.vocab_config())
         self.vocab = self.finetune_vocabulary()
         cfg = self.cfg  # the model and vocab sections may now be the fine-tuned checkpoint's
+        # the initial weights depend on the seed alone: loading a file for the first time in this process (an
+        # image tokenizer builds its modules before reading its weights) must not shift them
+        torch.manual_seed(cfg.common.seed)
         self.model = self.prepare_model(model)
         torch.manual_seed(rank_seed(cfg.common.seed, world.rank))  # each rank its own dropout stream
         data_cfg = with_audio_statistics(DataConfig.for_model(self.model.cfg, cfg.dataset.truncate_long, {
