@@ -203,6 +203,24 @@ def test_position_bias_blocks_of_incremental_decoding(model, monkeypatch):
             decode_step_by_step(short, prev[:, :5], encoder_out, {})
 
 
+def test_teacher_forcing_projects_the_shared_encoder_positions_once(model):
+    """The cross-attention position keys of position vectors every row shares are projected for one row, not per
+    row, with the logits of the per-row projection (the encoder output reordered to materialised rows)."""
+    g = torch.Generator().manual_seed(9)
+    encoder_out = model.encoder([text_piece(random_rows(g, [5, 2, 4]))])
+    prev = torch.randint(4, VOCAB, (3, 6), generator=g)
+    rows = []
+    handle = model.decoder.cross_pos_k.register_forward_hook(lambda _, inputs, __: rows.append(inputs[0].size(0)))
+    try:
+        with torch.no_grad():
+            shared, _ = model.decoder(prev, encoder_out)
+            per_row, _ = model.decoder(prev, model.reorder_encoder_out(encoder_out, torch.arange(3)))
+    finally:
+        handle.remove()
+    assert rows == [1, 3]
+    torch.testing.assert_close(shared, per_row, atol=1e-5, rtol=0)
+
+
 def test_one_hypothesis_per_row_widens_to_beams_that_share_their_source_rows(model):
     """Beam search's first step runs one hypothesis per source row; widening that state to k per row keeps one
     per-source cache row per source and decodes as a state that had k rows per source from the start."""

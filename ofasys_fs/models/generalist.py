@@ -230,12 +230,12 @@ class Decoder(nn.Module):
             self_bias, cross_queries = self.cached_position_biases(incremental_state, start, length, dtype, x.device)
         self_padding = () if padding_mask is None else (padding_bias(padding_mask, dtype),)
         source_state = incremental_state.setdefault(SOURCE_STATE, {}) if incremental_state is not None else None
-        cross_bias = self.cross_bias(cross_queries, encoder_out, source_state, dtype)
+        cross_biases = self.cross_biases(cross_queries, encoder_out, source_state, dtype)
         checkpointing = (self.cfg.checkpoint_activations and self.training and torch.is_grad_enabled()
                          and incremental_state is None)
         for index, layer in enumerate(self.layers):
             caches = self.layer_caches(incremental_state, source_state, index)
-            x = run_layer(layer, checkpointing, x, (self_bias[index], *self_padding), encoder_out.x, (cross_bias,),
+            x = run_layer(layer, checkpointing, x, (self_bias[index], *self_padding), encoder_out.x, cross_biases,
                           *caches)
         x = self.layer_norm(x)
         if incremental_state is not None:
@@ -275,19 +275,26 @@ class Decoder(nn.Module):
         rows = slice(start - block["start"], length - block["start"])
         return block["self"][:, :, :, rows, :length], block["cross"][:, rows]
 
-    def cross_bias(self, query_vectors: torch.Tensor, encoder_out: EncoderOut,
-                   source_state: Optional[dict], dtype: torch.dtype) -> torch.Tensor:
-        """Decoupled position bias between decoder positions (projected query vectors [1, Tq, D]) and encoder
-        positions, plus the source padding: [R, H, Tq, S], one row per encoder row (a source's beams share it)."""
+    def cross_biases(self, query_vectors: torch.Tensor, encoder_out: EncoderOut,
+                     source_state: Optional[dict], dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """The decoupled position bias between decoder positions (projected query vectors [1, Tq, D]) and encoder
+        positions, and the source padding, each broadcastable to [R, H, Tq, S] with one row per encoder row (a
+        source's beams share it); summed once per step when decoding step by step.
+
+        Without a state, position vectors that every row shares (the encoder's expanded view of one row) are
+        projected once, and the position bias stays one row: attention adds it apart from the padding."""
         if source_state is not None and "cross_pos_k" in source_state:
             keys, padding = source_state["cross_pos_k"], source_state["padding"]
         else:
-            keys = self.cross_pos_k(encoder_out.position_embeddings)
+            positions = encoder_out.position_embeddings
+            if source_state is None and positions.stride(0) == 0:
+                positions = positions[:1]
+            keys = self.cross_pos_k(positions)
             padding = padding_bias(encoder_out.padding_mask, dtype)
             if source_state is not None:
                 source_state.update(cross_pos_k=keys, padding=padding)
-        bias = decoupled_position_bias(query_vectors, keys, self.cfg.attention_heads)
-        return bias.to(dtype) + padding
+        bias = decoupled_position_bias(query_vectors, keys, self.cfg.attention_heads).to(dtype)
+        return (bias, padding) if source_state is None else (bias + padding,)
 
     @staticmethod
     def layer_caches(incremental_state: Optional[dict], source_state: Optional[dict],
