@@ -85,7 +85,7 @@ TASKS = (
              metric="accuracy", inputs="IMAGE + TEXT -> TEXT",
              source="easy-VQA (synthetic shapes, generated questions)",
              sizes=SplitSizes(8000, 64, 300), build=ignoring_cache(build_easy_vqa),
-             baseline="majority", stricter=("majority_per:question",), share=2),
+             baseline="majority", stricter=("majority_per:question",), share=3),
     DemoTask(name="spoken_digits", instruction="[AUDIO:wav] which number is spoken? -> [TEXT:label,closed_set]",
              metric="accuracy", inputs="AUDIO -> TEXT",
              source="digit names spoken by eSpeak NG (synthetic speech; test voices unseen in training)",
@@ -108,7 +108,7 @@ TASKS = (
     DemoTask(name="text_to_speech", instruction="[PHONE:text] -> [AUDIO:wav]",
              metric="asr_wer", inputs="PHONE -> AUDIO",
              source="two digit names spoken by flite's kal16 voice (synthetic speech; test pairs unseen in training)",
-             sizes=SplitSizes(240, 8, 40), build=ignoring_cache(build_tts_digits), baseline="fixed_clip", share=1.5,
+             sizes=SplitSizes(240, 8, 40), build=ignoring_cache(build_tts_digits), baseline="fixed_clip", share=3.5,
              references="text"),
     DemoTask(name="text_to_image", instruction=TextToImage.default_instruction, metric="classifier_accuracy",
              inputs="TEXT -> IMAGE", source="scikit-learn digits (real 8x8 scans) for captions like 'a handwritten "
