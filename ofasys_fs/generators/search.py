@@ -6,6 +6,8 @@ from typing import Optional
 
 import torch
 
+from .topk import top_k
+
 NEG_INF = float("-inf")
 
 
@@ -38,7 +40,7 @@ def beam_candidates(lprobs: torch.Tensor, scores: torch.Tensor, first_beam_only:
     if bool(first_beam_only.any()):
         scores = scores.clone()
         scores[:, 1:] = scores[:, 1:].masked_fill(first_beam_only.view(rows, 1), NEG_INF)
-    own, own_tokens = lprobs.topk(min(2 * beam, vocab), dim=2)  # [R, k, c]
+    own, own_tokens = top_k(lprobs, min(2 * beam, vocab))  # [R, k, c]
     per_beam = own.size(2)
     total = (own + scores.unsqueeze(-1)).view(rows, width * per_beam)
     top, index = total.topk(min(2 * beam, width * per_beam), dim=1)
