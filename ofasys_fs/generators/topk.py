@@ -24,7 +24,7 @@ def top_k(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     rows = values.reshape(-1, length)
     whole = length - length % BLOCK  # entries in whole blocks; the tail (under BLOCK) is always a candidate
     maxima = rows[:, :whole].view(rows.size(0), whole // BLOCK, BLOCK).amax(dim=-1)
-    blocks = maxima.topk(k, dim=-1).indices.sort(dim=-1).values  # ascending: candidates keep the row's order
+    blocks = maxima.topk(k, dim=-1).indices
     offsets = torch.arange(BLOCK, device=values.device)
     candidates = (blocks.unsqueeze(-1) * BLOCK + offsets).view(rows.size(0), k * BLOCK)
     if whole < length:
