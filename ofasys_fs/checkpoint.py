@@ -140,7 +140,7 @@ def load_checkpoint(path: str, map_location: Any = "cpu", for_inference: bool = 
         problem = layout_problem(state, INFERENCE_KEYS)
         if problem is not None:
             raise CheckpointError(f"{path} {problem}")
-        return state
+        return with_former_defaults(state)
     if not isinstance(state, dict) or "version" not in state:
         raise CheckpointError(f"{path} is not an ofasys_fs checkpoint (no 'version' key)")
     if type(state["version"]) is not int or state["version"] > CHECKPOINT_VERSION:
@@ -150,6 +150,21 @@ def load_checkpoint(path: str, map_location: Any = "cpu", for_inference: bool = 
     problem = layout_problem(state)
     if problem is not None:
         raise CheckpointError(f"{path} {problem}")
+    return with_former_defaults(state)
+
+
+# model options added after checkpoints were written, with the value that rebuilds those checkpoints' models
+FORMER_MODEL_DEFAULTS = {"continuous_decoder_layers": False}
+
+
+def with_former_defaults(state: dict) -> dict:
+    """`state` whose stored model configs name every option of FORMER_MODEL_DEFAULTS (an older file: its value)."""
+    config = state.get("config")
+    if isinstance(config, dict):
+        for model_cfg in (config.get("model"), (config.get("train") or {}).get("model")):
+            if isinstance(model_cfg, dict):
+                for key, value in FORMER_MODEL_DEFAULTS.items():
+                    model_cfg.setdefault(key, value)
     return state
 
 

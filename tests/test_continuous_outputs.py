@@ -3,19 +3,25 @@ decoder feature pieces, frame_regression masking, the frames generator's ragged 
 the audio_mel preprocessor's bad inputs."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import soundfile
 import torch
 
 from ofasys_fs import GeneralistModel, Instruction
+from ofasys_fs.checkpoint import model_description, with_former_defaults
 from ofasys_fs.contracts import SampleContext
 from ofasys_fs.data.encode import EncodeError, RowEncoder
+from ofasys_fs.engine.state import load_finetune
 from ofasys_fs.errors import ConfigError
 from ofasys_fs.generators.frames import AutoregressiveFrames
+from ofasys_fs.hub import described_model
 from ofasys_fs.inference.outputs import Output
 from ofasys_fs.media import MediaError
 from ofasys_fs.mel import MelSettings, Waveform
+from ofasys_fs.models.generalist import with_continuous_layers
 from ofasys_fs.preprocess.config import DataConfig
 from ofasys_fs.registry import build_criterion, build_metric, build_vocoder
 from ofasys_fs.vocab import Vocabulary
@@ -52,6 +58,67 @@ def test_the_model_builds_output_adaptors_apart_and_text_models_keep_their_modul
     assert piece["frames"].shape[-1] == 16 and piece["padding_mask"].sum() > 0 and sample["ntokens"] == int(
         (~piece["padding_mask"]).sum())
     assert "prev_output_tokens" not in sample["net_input"] and "target" not in sample
+
+
+def speech_and_token_outputs(model: GeneralistModel, sample: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    encoder_out = model.encoder(sample["net_input"]["encoder"])
+    with torch.no_grad():
+        frames = model.decode_features(sample["net_input"]["decoder"], encoder_out)[0]["frames"]
+        logits = model.decoder(torch.tensor([[0, 5, 6, 7]] * 2), encoder_out)[0]
+    return frames, logits
+
+
+def shifted(layers: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for weight in layers.parameters():
+            weight.add_(0.05)
+
+
+def test_continuous_outputs_run_decoder_layers_of_their_own(setup):
+    model, _, sample = setup
+    model = copy.deepcopy(model)
+    assert len(model.decoder.continuous_layers) == len(model.decoder.layers)
+    frames, logits = speech_and_token_outputs(model, sample)
+    shifted(model.decoder.continuous_layers)
+    frames_after, logits_after = speech_and_token_outputs(model, sample)
+    assert torch.equal(logits_after, logits) and not torch.allclose(frames_after, frames)
+    shifted(model.decoder.layers)
+    assert torch.equal(speech_and_token_outputs(model, sample)[0], frames_after)
+    assert GeneralistModel(arch="micro", vocab_size=100).decoder.continuous_layers is None  # no continuous output
+
+    torch.manual_seed(0)
+    shared = GeneralistModel(**MODEL, continuous_decoder_layers=False)
+    shared.build(Vocabulary.default(), shared.adaptors_for([Instruction.parse(INSTRUCTION)])).eval()
+    assert shared.decoder.continuous_layers is None
+    assert not any(".continuous_layers." in key for key in shared.state_dict())
+    frames = speech_and_token_outputs(shared, sample)[0]
+    shifted(shared.decoder.layers)
+    assert not torch.allclose(speech_and_token_outputs(shared, sample)[0], frames)
+
+
+def test_checkpoints_from_before_continuous_layers_rebuild_their_model(setup):
+    model, _, _ = setup
+    shared = GeneralistModel(**MODEL, continuous_decoder_layers=False)
+    shared.build(Vocabulary.default(), model.adaptor_names)
+    description = model_description(shared, DataConfig.for_model(shared.cfg))
+    del description["model"]["continuous_decoder_layers"]  # a file written before the option
+    state = with_former_defaults({"config": description})
+    rebuilt = described_model(state["config"], "old.pt")
+    rebuilt.load_state_dict(shared.state_dict())  # strict: the same modules
+    assert rebuilt.decoder.continuous_layers is None
+
+
+def test_fine_tuning_starts_continuous_layers_from_the_shared_ones(setup):
+    model, _, _ = setup
+    vocab = Vocabulary.default()
+    text_only = GeneralistModel(**MODEL, vocab_size=len(vocab))  # e.g. converted from OFA's weights
+    model = copy.deepcopy(model)
+    report = load_finetune({"model": text_only.state_dict(), "vocab": {"hash": vocab.hash}}, "text.pt", model, vocab)
+    assert report.missing and not any(".continuous_layers." in key for key in report.missing)
+    for name, weight in model.decoder.continuous_layers.state_dict().items():
+        assert torch.equal(weight, text_only.decoder.layers.state_dict()[name])
+    copies = with_continuous_layers(text_only.state_dict(), model.state_dict())
+    assert copies["decoder.continuous_layers.0.ffn.block.fc1.weight"] is not copies["decoder.layers.0.ffn.block.fc1.weight"]
 
 
 def test_incremental_decoding_over_embeddings_matches_the_full_pass(setup):

@@ -369,7 +369,7 @@ class FullyShardedStrategy(Strategy):
         with torch.no_grad():  # a model passed to fit may have been initialised differently on each rank
             for tensor in model.state_dict().values():
                 dist.broadcast(tensor, src=0)
-        for stack in (model.encoder.layers, model.decoder.layers):
+        for stack in (model.encoder.layers, model.decoder.layers, model.decoder.continuous_layers or ()):
             for layer in stack:
                 fully_shard(layer)
         fully_shard(model)

@@ -29,6 +29,7 @@ from ..config import config_to_dict
 from ..errors import CheckpointError
 from ..image_tokenizers.files import tokenizer_payload
 from ..models.config import ModelConfig
+from ..models.generalist import with_continuous_layers
 from ..registry import imported_user_dirs
 from ..vocab import Vocabulary, VocabConfig
 from .ema import EMA
@@ -168,7 +169,7 @@ class FinetuneReport:
 def load_finetune(state: dict, path: str, model: nn.Module, vocab: Vocabulary) -> FinetuneReport:
     """Start from a checkpoint's weights, non-strict (new tasks may add adaptors); the vocab must match."""
     check_vocab(state, vocab, path)
-    weights = inference_weights(state)
+    weights = with_continuous_layers(inference_weights(state), model.state_dict())
     try:
         missing, unexpected = load_model_weights(model, weights, path, strict=False)
     except CheckpointError as err:

@@ -118,6 +118,10 @@ class ModelConfig:
     checkpoint_activations: bool = option(False, "recompute activations in the backward pass to save memory")
     entangle_position_embedding: bool = option(
         False, "add the position vectors to the token/patch embeddings too, not only to the attention biases (OFA)")
+    continuous_decoder_layers: bool = option(
+        True, "continuous outputs (speech frames, motion) run decoder layers of their own and the token outputs the "
+              "shared ones; built only in a model with such an output (docs/multitask.md: shared layers cost speech "
+              "most of its quality among ten token tasks)")
     entangle_decoder_positions: bool = option(
         False, "decoder: add the raw position table rows to the token embeddings before their layer norm (OFA "
                "trained without --disable-entangle; its released checkpoints were trained with it)")

@@ -166,7 +166,8 @@ class Decoder(nn.Module):
     returns the last position only.
     """
 
-    def __init__(self, cfg: ModelConfig, embed_tokens: nn.Embedding, position_adaptors: Iterable[Adaptor] = ()):
+    def __init__(self, cfg: ModelConfig, embed_tokens: nn.Embedding, position_adaptors: Iterable[Adaptor] = (),
+                 continuous_outputs: bool = False):
         super().__init__()
         dim = cfg.embed_dim
         self.cfg = cfg
@@ -178,9 +179,12 @@ class Decoder(nn.Module):
         self.self_pos_q, self.self_pos_k = Linear(dim, dim), Linear(dim, dim)
         self.cross_pos_q, self.cross_pos_k = Linear(dim, dim), Linear(dim, dim)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.layers = nn.ModuleList(
-            DecoderLayer(cfg, rate) for rate in drop_path_rates(cfg.drop_path_rate, cfg.decoder_layers)
-        )
+        rates = drop_path_rates(cfg.drop_path_rate, cfg.decoder_layers)
+        self.layers = nn.ModuleList(DecoderLayer(cfg, rate) for rate in rates)
+        # the layers that continuous outputs (an output adaptor's embeddings) run; None: they run self.layers
+        self.continuous_layers: Optional[nn.ModuleList] = None
+        if continuous_outputs and cfg.continuous_decoder_layers:
+            self.continuous_layers = nn.ModuleList(DecoderLayer(cfg, rate) for rate in rates)
         self.layer_norm = nn.LayerNorm(dim)
         # logits over the shared embedding table; models/quantize.py puts an int8 copy here (None: the table)
         self.output_projection: Optional[nn.Module] = None
@@ -233,7 +237,8 @@ class Decoder(nn.Module):
         cross_biases = self.cross_biases(cross_queries, encoder_out, source_state, dtype)
         checkpointing = (self.cfg.checkpoint_activations and self.training and torch.is_grad_enabled()
                          and incremental_state is None)
-        for index, layer in enumerate(self.layers):
+        layers = self.continuous_layers if embedded and self.continuous_layers is not None else self.layers
+        for index, layer in enumerate(layers):
             caches = self.layer_caches(incremental_state, source_state, index)
             x = run_layer(layer, checkpointing, x, (self_bias[index], *self_padding), encoder_out.x, cross_biases,
                           *caches)
@@ -387,7 +392,8 @@ class GeneralistModel(Model):
         outputs = {name: adaptor for name, adaptor in adaptors.items() if isinstance(adaptor, OutputAdaptor)}
         self.encoder = Encoder(self.cfg, {name: adaptor for name, adaptor in adaptors.items() if name not in outputs})
         self.decoder = Decoder(self.cfg, self.embed_tokens,
-                               [adaptor for adaptor in adaptors.values() if hasattr(adaptor, "decoder_positions")])
+                               [adaptor for adaptor in adaptors.values() if hasattr(adaptor, "decoder_positions")],
+                               continuous_outputs=bool(outputs))
         if outputs:  # a model without continuous outputs keeps exactly its former modules
             self.output_adaptors = nn.ModuleDict(outputs)
         if phones is not None:
@@ -494,6 +500,15 @@ def index_state(state: dict, order: torch.Tensor) -> None:
             index_state(value, order)
         else:
             state[key] = value.index_select(0, order)
+
+
+def with_continuous_layers(weights: dict, model_weights: dict) -> dict:
+    """`weights` plus, for decoder continuous layers the model has and `weights` lack (a checkpoint trained without
+    continuous outputs, e.g. OFA's), copies of its shared decoder layers: fine-tuning starts them from there."""
+    prefix, shared = "decoder.continuous_layers.", "decoder.layers."
+    copies = {key: weights[shared + key[len(prefix):]] for key in model_weights
+              if key.startswith(prefix) and key not in weights and shared + key[len(prefix):] in weights}
+    return {**weights, **{key: value.clone() for key, value in copies.items()}}
 
 
 def count_parameters(arch: str, *, vocab_size: int, adaptor_names: Iterable[Optional[str]] = ("text",)) -> int:
