@@ -27,7 +27,8 @@ from ofasys_fs.registry import build_criterion, build_metric, build_vocoder
 from ofasys_fs.vocab import Vocabulary
 
 INSTRUCTION = "[TEXT:text] -> [AUDIO:wav]"
-MODEL = dict(arch="micro", mel_bins=8, mel_frames_per_step=2, mel_win_length=64, mel_hop_length=32, dropout=0.0)
+MODEL = dict(arch="micro", mel_bins=8, mel_frames_per_step=2, mel_win_length=64, mel_hop_length=32, dropout=0.0,
+             mel_prenet_dropout=0.0)  # deterministic passes; test_prenet_dropout_* turns it on
 RATE = 16000
 
 
@@ -101,11 +102,12 @@ def test_checkpoints_from_before_continuous_layers_rebuild_their_model(setup):
     shared = GeneralistModel(**MODEL, continuous_decoder_layers=False)
     shared.build(Vocabulary.default(), model.adaptor_names)
     description = model_description(shared, DataConfig.for_model(shared.cfg))
-    del description["model"]["continuous_decoder_layers"]  # a file written before the option
+    for option in ("continuous_decoder_layers", "mel_prenet_dropout"):
+        del description["model"][option]  # a file written before the options
     state = with_former_defaults({"config": description})
     rebuilt = described_model(state["config"], "old.pt")
     rebuilt.load_state_dict(shared.state_dict())  # strict: the same modules
-    assert rebuilt.decoder.continuous_layers is None
+    assert rebuilt.decoder.continuous_layers is None and rebuilt.cfg.mel_prenet_dropout == 0.0
 
 
 def test_fine_tuning_starts_continuous_layers_from_the_shared_ones(setup):
@@ -132,6 +134,24 @@ def test_incremental_decoding_over_embeddings_matches_the_full_pass(setup):
                  for t in range(piece["frames"].size(1))]
     for key in ("frames", "stop_logits"):
         torch.testing.assert_close(torch.cat([step[key] for step in steps], dim=1), full[key], atol=1e-5, rtol=1e-4)
+
+
+def test_prenet_dropout_stays_on_in_decoding_and_a_seed_repeats_it(setup):
+    """The default mel_prenet_dropout: eval-mode passes differ (Tacotron 2 keeps it at inference), a seeded
+    generation repeats itself and another seed does not."""
+    _, _, sample = setup
+    torch.manual_seed(0)
+    model = GeneralistModel(**{**MODEL, "mel_prenet_dropout": 0.5})
+    model.build(Vocabulary.default(), model.adaptors_for([Instruction.parse(INSTRUCTION)])).eval()
+    assert GeneralistModel(arch="micro").cfg.mel_prenet_dropout == 0.5
+    first, second = (speech_and_token_outputs(model, sample)[0] for _ in range(2))
+    assert not torch.allclose(first, second)
+    generate = lambda seed: AutoregressiveFrames().generate(model, sample, max_len_b=6, min_len=6,  # noqa
+                                                            sampling_seed=seed)
+    runs = [generate(seed) for seed in (3, 3, 4)]
+    frames = [torch.cat([row[0]["frames"] for row in rows]) for rows in runs]
+    assert torch.equal(frames[0], frames[1]) and frames[0].shape == frames[2].shape
+    assert not torch.allclose(frames[0], frames[2])
 
 
 def test_the_causal_switch_and_the_decoder_padding_mask(setup):

@@ -2,9 +2,9 @@
 
 Decoder position t reads the last mel frame of step t-1 (a silent frame at t = 0) through a two-layer ReLU
 prenet, and predicts step t (mel_bins x mel_frames_per_step values) and the logit that t is the last step.
-Frames are handled in natural-log magnitudes (docs/design.md §17). Tacotron 2's prenet dropout (0.5, also at
-inference) is left out: on the micro model's digit-word test it lowered what the recogniser heard after 300
-updates (0.2 and 0.5: 4 of 5 words in one run each; none: 5 of 5).
+Frames are handled in natural-log magnitudes (docs/design.md §17). As in Tacotron 2 the prenet drops half its
+units in training and in decoding (mel_prenet_dropout): without it a model can fit the frames by copying the
+previous one and then decodes near-silence for most texts (docs/multitask.md).
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def shifted_frames(frames: torch.Tensor, bins: int) -> torch.Tensor:
 class AudioMelAdaptor(OutputAdaptor):
     """piece {"frames": [B, T, bins x k], "padding_mask": [B, T]} -> decoder inputs [B, T, D]; `project` ->
     {"frames": [B, T, bins x k], "stop_logits": [B, T]}. At inference the generator passes the steps generated so
-    far plus one placeholder step: position t only sees the steps before it."""
+    far plus one placeholder step: position t only sees the steps before it; a torch.Generator under the piece's
+    "dropout_generator" draws the prenet dropout (a seeded decode), else torch's global RNG does."""
 
     causal = True
 
@@ -39,6 +40,7 @@ class AudioMelAdaptor(OutputAdaptor):
         dim, self.mel = model_cfg.embed_dim, MelSettings.of(model_cfg)
         self.step_dim = self.mel.step_dim
         self.prenet = nn.ModuleList([nn.Linear(self.mel.bins, dim), nn.Linear(dim, dim)])
+        self.prenet_dropout = model_cfg.mel_prenet_dropout
         self.layer_norm = nn.LayerNorm(dim)
         self.frames_out = nn.Linear(dim, self.mel.step_dim)
         self.stop_out = nn.Linear(dim, 1)
@@ -57,11 +59,20 @@ class AudioMelAdaptor(OutputAdaptor):
         frames = self.check(piece)
         x = (shifted_frames(frames, self.mel.bins) - MEL_CENTER) / MEL_SCALE
         for layer in self.prenet:
-            x = F.relu(layer(x))
+            x = self.drop(F.relu(layer(x)), piece.get("dropout_generator"))
         padding_mask = piece.get("padding_mask")
         if padding_mask is None:
             padding_mask = torch.zeros(frames.shape[:2], dtype=torch.bool, device=frames.device)
         return AdaptorOutput(embeddings=self.layer_norm(x), padding_mask=padding_mask)
+
+    def drop(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Prenet dropout, on in eval mode too: decoding feeds back its own frames, training's noisy copies of them."""
+        if self.prenet_dropout == 0:
+            return x
+        if generator is None:
+            return F.dropout(x, self.prenet_dropout, training=True)
+        keep = torch.rand(x.shape, generator=generator, device=x.device) >= self.prenet_dropout
+        return x * keep / (1 - self.prenet_dropout)
 
     def project(self, hidden: torch.Tensor, piece: dict) -> dict[str, torch.Tensor]:
         return {"frames": MEL_CENTER + MEL_SCALE * self.frames_out(hidden), "stop_logits": self.stop_out(hidden)[..., 0]}

@@ -4,6 +4,7 @@ K/V cache, each row stopping when its stop probability passes a threshold or at 
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import torch
 
@@ -20,6 +21,7 @@ class FrameGenerationConfig:
     max_len_b: int = 200
     min_len: int = 1  # no stop before this many steps
     stop_threshold: float = 0.5
+    sampling_seed: Optional[int] = None  # draws the adaptor's decoding noise (prenet dropout); None: torch's global RNG
 
     def __post_init__(self):
         if self.max_len_a < 0 or self.max_len_b < 0 or self.min_len < 0 or not 0 <= self.stop_threshold < 1:
@@ -52,9 +54,11 @@ class AutoregressiveFrames(ContinuousOutputGenerator):
         stopped = torch.zeros(rows, dtype=torch.bool, device=steps.device)
         running = torch.ones(rows, dtype=torch.bool, device=steps.device)
         state: dict = {}
+        noise = {} if cfg.sampling_seed is None else {
+            "dropout_generator": torch.Generator(device=steps.device).manual_seed(cfg.sampling_seed)}
         for _ in range(int(limits.max())):  # finished rows stay in the batch; their extra steps are cut below
             placeholder = steps.new_zeros(rows, 1, adaptor.step_dim)
-            piece = {"adaptor": name, "frames": torch.cat([steps, placeholder], dim=1)}
+            piece = {"adaptor": name, "frames": torch.cat([steps, placeholder], dim=1), **noise}
             predictions, _ = model.decode_features(piece, encoder_out, state)
             steps = torch.cat([steps, predictions["frames"][:, -1:].to(steps.dtype)], dim=1)
             lengths = lengths + running.long()

@@ -63,6 +63,9 @@ class ModelConfig:
     mel_hop_length: int = option(160, "audio_mel: samples between mel frames (160 = 10 ms at 16 kHz)",
                                  check=at_least(1))
     mel_win_length: int = option(400, "audio_mel: FFT window of a mel frame in samples", check=at_least(2))
+    mel_prenet_dropout: float = option(
+        0.5, "audio_mel: dropout after each prenet layer, in training and in decoding (Tacotron 2): the decoder "
+             "cannot lean on the previous frame and must read the text (docs/multitask.md)", check=fraction)
     video_max_frames: int = option(32, "video_frames: most frames a video piece may have", check=at_least(1))
     motion_feature_dim: int = option(512, "motion_6d: features per frame the adaptor takes (6 + 6 x joints; smaller "
                                           "skeletons are zero-padded)", check=at_least(1))
