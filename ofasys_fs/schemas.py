@@ -336,8 +336,12 @@ register_attr_schema(
     aliases=("image_vqgan",),
     adaptor="image_code",
 )
-register_attr_schema("audio_mel", {"AUDIO"}, {"n_frames_per_step": Attr(
-    int, None, min=1, help="mel frames per decoder step (default: the model's mel_frames_per_step, which it must equal)")},
+register_attr_schema("audio_mel", {"AUDIO"}, {
+    "n_frames_per_step": Attr(int, None, min=1, help="mel frames per decoder step (default: the model's "
+                                                     "mel_frames_per_step, which it must equal)"),
+    "trim_db": Attr(float, 0.0, min=0, help="targets lose their leading and trailing frames quieter than the "
+                                            "loudest frame by more than this many dB, but 50 ms each side (0: "
+                                            "kept; e.g. 40)")},
     sides=("decoder",), adaptor="audio_mel")
 register_attr_schema(
     "motion_6d",

@@ -291,6 +291,23 @@ def test_stereo_clipped_and_other_rates_are_handled_as_documented():
         RowEncoder("tts", "[TEXT:text] -> [AUDIO:wav,n_frames_per_step=3]", Vocabulary.default(), DataConfig())
 
 
+def test_trim_db_cuts_leading_and_trailing_silence_but_a_margin():
+    """A 0.1 s tone between 0.2 s and 0.1 s of silence: trim_db keeps the tone's frames and 50 ms each side (the
+    window's spread adds a frame or two); without it every frame is kept."""
+    hop = 32
+    samples = np.concatenate([np.zeros(RATE // 5), tone(0.1)[0], np.zeros(RATE // 10)]).astype(np.float32)
+    frames = {}
+    for attrs in ("", ",trim_db=40"):
+        encoder = RowEncoder("tts", f"[TEXT:text] -> [AUDIO:wav{attrs}]", Vocabulary.default(),
+                             DataConfig(mel_bins=8, mel_win_length=64, mel_hop_length=hop))
+        frames[attrs] = encoder.encode({"text": "x", "wav": (samples, RATE)},
+                                       SampleContext("train")).decoder_features["frames"]
+    assert frames[""].size(0) == 1 + len(samples) // hop
+    tone_frames, margin = RATE // 10 // hop, round(0.05 * RATE / hop)
+    assert tone_frames + 2 * margin <= frames[",trim_db=40"].size(0) <= tone_frames + 2 * margin + 4
+    assert frames[",trim_db=40"][margin + 2:-margin - 2].mean() > frames[""].mean() + 2  # the tone, not the silence
+
+
 def test_generated_nan_frames_make_no_waveform(setup):
     _, encoder, _ = setup
     output = encoder.output_preprocessor(encoder.templates[0])

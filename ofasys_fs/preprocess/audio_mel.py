@@ -3,6 +3,7 @@
 (docs/design.md §17)."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -25,11 +26,24 @@ def pad_frames(frames: list[torch.Tensor], value: float) -> dict[str, torch.Tens
     return {"frames": batch, "frame_lengths": lengths, "padding_mask": padding_mask}
 
 
+TRIM_MARGIN_SECONDS = 0.05  # kept around the loud frames: weak onsets ("f", "t") sit near the threshold
+
+
+def trimmed(mel: torch.Tensor, top_db: float, margin: int) -> torch.Tensor:
+    """Log-mel frames [T, bins] without the leading and trailing frames whose loudest bin is more than `top_db` dB
+    below the loudest frame's (librosa.effects.trim's rule on the mel frames), but `margin` frames each side."""
+    loudness = mel.max(dim=1).values * (20 / math.log(10))
+    loud = torch.nonzero(loudness >= loudness.max() - top_db).flatten()
+    return mel[max(int(loud[0]) - margin, 0):int(loud[-1]) + 1 + margin]
+
+
 @register_preprocessor("audio_mel")
 class AudioMelPreprocessor(Preprocessor):
     """AUDIO output -> {"frames": [steps, bins x k]} of natural-log mel magnitudes (mel settings: the model's,
-    through DataConfig). Stereo is averaged, other rates resampled, clipped audio kept as it is; silent audio,
-    audio shorter than one window and targets longer than max_target_positions steps are errors."""
+    through DataConfig). Stereo is averaged, other rates resampled, clipped audio kept as it is; with the slot's
+    trim_db leading and trailing silence is cut (a target that opens with silence teaches a decoder, whose first
+    input is a silent frame, that silence follows silence; docs/multitask.md). Silent audio, audio shorter than
+    one window and targets longer than max_target_positions steps are errors."""
 
     modality = "AUDIO"
     continuous = True
@@ -45,6 +59,8 @@ class AudioMelPreprocessor(Preprocessor):
             raise ValueError(f"n_frames_per_step={per_step} of the slot differs from the model's mel_frames_per_step="
                              f"{self.mel.frames_per_step}; set the model's (--mel-frames-per-step) or drop the attribute")
         self.mel.check()
+        self.trim_db = slot.attrs["trim_db"]
+        self.trim_margin = round(TRIM_MARGIN_SECONDS * self.mel.sample_rate / self.mel.hop_length)
         self.max_steps = data_cfg.max_target_positions
         self.truncate_long = data_cfg.truncate_long
         self.vocoders: dict = {}
@@ -57,7 +73,10 @@ class AudioMelPreprocessor(Preprocessor):
                              f"least one mel window ({self.mel.win_length} samples)", source=source)
         if not bool(waveform.abs().max() > 0):
             raise MediaError(f"{source} is silent (every sample is 0); a speech target needs sound", source=source)
-        frames = stack_steps(log_mel(waveform, self.mel), self.mel.frames_per_step)
+        mel = log_mel(waveform, self.mel)
+        if self.trim_db:
+            mel = trimmed(mel, self.trim_db, self.trim_margin)
+        frames = stack_steps(mel, self.mel.frames_per_step)
         if frames.size(0) > self.max_steps:
             if not self.truncate_long:
                 raise ValueError(f"{source} gives {frames.size(0)} decoder steps of {self.mel.frames_per_step} mel "
