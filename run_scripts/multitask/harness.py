@@ -1,12 +1,14 @@
 """Generalist versus specialists: does one model trained on N tasks match N models trained on one each?
 
     python -m run_scripts.multitask.harness [--tasks photo|demo|all] [--updates-per-task 1500] [--seed 1]
-        [--set OPTION=VALUE ...] [--out multitask_out]
+        [--set OPTION=VALUE ...] [--decoding-seeds 5] [--out multitask_out]
 
 Through the public API (Task, Trainer, evaluate) it trains one generalist on every task for N x U updates
 and, for each task, a specialist on that task alone for U updates (the same per-task budget when the
 generalist's batches are shared evenly), scores each on the task's held-out test rows with its metric,
 scores the task's trivial rule (and stricter rules where the input allows a shortcut) with the same metric,
+a task that decodes by sampling (a sampling seed among its decoding options: speech, images, motion) as the
+mean over --decoding-seeds seeds, since one draw of a few dozen generated rows moves its score by much,
 and prints task | specialist | generalist | ratio | trivial, then the worst ratio. The ratio is generalist /
 specialist, and specialist / generalist for a lower-is-better metric (an error rate): above 1 the generalist
 is better. Every Trainer option is the toolkit's default except those given with --set and those a task set
@@ -140,12 +142,24 @@ def train(tasks: Sequence[HarnessTask], updates: int, options: dict, seed: int) 
     return model, trainer
 
 
-def test_score(model: GeneralistModel, trainer: Trainer, spec: HarnessTask) -> tuple[float, bool]:
-    """(the metric's headline on the test rows, whether higher is better)."""
+def decoding_seeds(spec: HarnessTask, count: int) -> list[Optional[int]]:
+    """The sampling seeds a task is scored with: `count` seeds from its own for a task that samples, else none."""
+    first = spec.generation.get("sampling_seed")
+    return [None] if first is None else [first + i for i in range(count)]
+
+
+def test_score(model: GeneralistModel, trainer: Trainer, spec: HarnessTask,
+               seeds: Sequence[Optional[int]] = (None,)) -> tuple[list[float], Optional[bool]]:
+    """(the metric's headline on the test rows for each decoding seed, whether higher is better)."""
     task = next(t for t in trainer.tasks if t.name == spec.name)
-    evaluation = evaluate(model, task, "test", encoder=trainer.encoders[spec.name], batch_size=100,
-                          metric=spec.metric, options=spec.generation)
-    return headline(spec.metric_name, evaluation.metrics), evaluation.higher_is_better
+    scores, higher_is_better = [], None
+    for seed in seeds:
+        options = spec.generation if seed is None else {**spec.generation, "sampling_seed": seed}
+        evaluation = evaluate(model, task, "test", encoder=trainer.encoders[spec.name], batch_size=100,
+                              metric=spec.metric, options=options)
+        scores.append(headline(spec.metric_name, evaluation.metrics))
+        higher_is_better = evaluation.higher_is_better
+    return scores, higher_is_better
 
 
 def trivial_scores(spec: HarnessTask) -> tuple[float, Optional[float]]:
@@ -169,26 +183,34 @@ def ratio(specialist: float, generalist: float, higher_is_better: bool) -> float
 
 
 def run(tasks: Sequence[HarnessTask], updates_per_task: int, options: dict, seed: int,
-        with_generalist: bool = True) -> list[dict]:
-    """Train the generalist (unless with_generalist is False: a quick ablation of the specialists alone) and
-    the specialists; one result row per task."""
+        with_generalist: bool = True, seeds_per_task: int = 1, with_specialists: bool = True) -> list[dict]:
+    """Train the generalist and the specialists (without one or the other: a quick ablation); one result row per
+    task, a sampling task scored as its mean over seeds_per_task draws."""
     started = time.perf_counter()
-    general = {spec.name: float("nan") for spec in tasks}
+    seeds = {spec.name: decoding_seeds(spec, seeds_per_task) for spec in tasks}
+    unscored = ([float("nan")], None)
+    general = {spec.name: unscored for spec in tasks}
     if with_generalist:
         generalist, trainer = train(tasks, updates_per_task * len(tasks), options, seed)
-        general = {spec.name: test_score(generalist, trainer, spec)[0] for spec in tasks}
+        general = {spec.name: test_score(generalist, trainer, spec, seeds[spec.name]) for spec in tasks}
     seconds = {"generalist": time.perf_counter() - started}
     results = []
     for spec in tasks:
         started = time.perf_counter()
-        specialist, trainer = train([spec], updates_per_task, options, seed)
-        special, higher_is_better = test_score(specialist, trainer, spec)
-        seconds[spec.name] = time.perf_counter() - started
+        special = unscored
+        if with_specialists:
+            specialist, trainer = train([spec], updates_per_task, options, seed)
+            special = test_score(specialist, trainer, spec, seeds[spec.name])
+            seconds[spec.name] = time.perf_counter() - started
         trivial, stricter = trivial_scores(spec)
+        (special, special_direction), (general_scores, general_direction) = special, general[spec.name]
+        higher_is_better = special_direction if special_direction is not None else general_direction
+        mean_special, mean_general = sum(special) / len(special), sum(general_scores) / len(general_scores)
         results.append({"task": spec.name, "metric": spec.metric_name, "higher_is_better": higher_is_better,
-                        "specialist": special, "generalist": general[spec.name],
-                        "ratio": ratio(special, general[spec.name], higher_is_better),
-                        "trivial": trivial, "stricter": stricter})
+                        "specialist": mean_special, "generalist": mean_general,
+                        "ratio": ratio(mean_special, mean_general, higher_is_better),
+                        "trivial": trivial, "stricter": stricter, "decoding_seeds": seeds[spec.name],
+                        "specialist_per_seed": special, "generalist_per_seed": general_scores})
     print("harness: seconds " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()), flush=True)
     return results
 
@@ -200,10 +222,19 @@ def table(results: Sequence[dict]) -> str:
         metric = r["metric"] if r["higher_is_better"] else f"{r['metric']} (lower is better)"
         lines.append(f"| {r['task']} | {metric} | {r['specialist']:.3f} | {r['generalist']:.3f} | "
                      f"{r['ratio']:.2f} | {r['trivial']:.3f} | {stricter} |")
+    for r in results:
+        if len(r["decoding_seeds"]) > 1:
+            seeds = r["decoding_seeds"]
+            lines.append(f"\n{r['task']}: the mean of {len(seeds)} decoding seeds {seeds[0]}-{seeds[-1]}; specialist "
+                         f"{spread(r['specialist_per_seed'])}, generalist {spread(r['generalist_per_seed'])}")
     worst = min(results, key=lambda r: r["ratio"])
     lines.append(f"\nworst ratio: {worst['ratio']:.2f} ({worst['task']}); ratio: generalist / specialist, for a "
                  "lower-is-better metric specialist / generalist (above 1: the generalist is better)")
     return "\n".join(lines)
+
+
+def spread(values: Sequence[float]) -> str:
+    return f"[{min(values):.3f}..{max(values):.3f}]" if len(values) > 1 else f"{values[0]:.3f}"
 
 
 def parse_options(pairs: Sequence[str]) -> dict:
@@ -227,7 +258,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                         help="a Trainer option for every run (repeatable), e.g. --set sampling=round_robin")
     parser.add_argument("--only", help="comma-separated task names: run only these tasks of the set")
-    parser.add_argument("--specialists-only", action="store_true", help="skip the generalist (quick ablations)")
+    only_one = parser.add_mutually_exclusive_group()
+    only_one.add_argument("--specialists-only", action="store_true", help="skip the generalist (quick ablations)")
+    only_one.add_argument("--generalist-only", action="store_true", help="skip the specialists (quick ablations)")
+    parser.add_argument("--decoding-seeds", type=int, default=5,
+                        help="a task that decodes by sampling is scored as the mean over this many sampling seeds")
     parser.add_argument("--rows-factor", type=float, default=1.0, help="fraction of each task's rows (smoke runs)")
     parser.add_argument("--out", default="multitask_out")
     args = parser.parse_args(argv)
@@ -241,13 +276,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.only:
         tasks = [task for task in tasks if task.name in args.only.split(",")]
     options.update(parse_options(args.set))
-    results = run(tasks, args.updates_per_task, options, args.seed, not args.specialists_only)
+    results = run(tasks, args.updates_per_task, options, args.seed, not args.specialists_only, args.decoding_seeds,
+                  not args.generalist_only)
     text = table(results)
     print(text, flush=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"results_seed{args.seed}.json").write_text(json.dumps(
-        {"options": options, "updates_per_task": args.updates_per_task, "load": os.getloadavg(),
-         "results": results}, indent=1))
+        {"options": options, "updates_per_task": args.updates_per_task, "decoding_seeds": args.decoding_seeds,
+         "load": os.getloadavg(), "results": results}, indent=1))
     return 0
 
 
