@@ -13,6 +13,7 @@ import torch
 from ofasys_fs import GeneralistModel, Instruction
 from ofasys_fs.checkpoint import model_description, with_former_defaults
 from ofasys_fs.contracts import SampleContext
+from ofasys_fs.criteria.frame_regression import guided_attention_penalty
 from ofasys_fs.data.encode import EncodeError, RowEncoder
 from ofasys_fs.engine.state import load_finetune
 from ofasys_fs.errors import ConfigError
@@ -183,6 +184,47 @@ def test_frame_regression_ignores_padded_steps_and_reports_its_parts(setup):
     assert log["loss"] == pytest.approx(log["l1"] + log["mse"] + log["stop_bce"], rel=1e-5)
     metrics = criterion.reduce_metrics([log, log])
     assert metrics["l1"] == pytest.approx(log["l1"] / size) and 0 <= metrics["stop_accuracy"] <= 100
+
+
+def test_guided_attention_penalises_attention_off_the_diagonal_of_each_rows_lengths():
+    steps = torch.tensor([[False] * 4, [False] * 2 + [True] * 2])  # True = padded
+    positions = torch.tensor([[False] * 4, [False] * 3 + [True]])
+    diagonal = torch.zeros(2, 1, 4, 4)
+    diagonal[0, 0, torch.arange(4), torch.arange(4)] = 1  # row 0: step t looks at position t of 4
+    diagonal[1, 0, [0, 1, 2, 3], [0, 1, 0, 0]] = 1  # row 1: 2 steps over 3 positions (t / 2 ~ s / 3)
+    reverse = diagonal.flip(-1)
+    near = guided_attention_penalty([diagonal], steps, positions, 0.4)
+    far = guided_attention_penalty([reverse], steps, positions, 0.4)
+    assert near[0].tolist() == pytest.approx([0.0] * 4, abs=1e-6) and near[1, :2].max() < 0.1
+    assert far[0].min() > 0.05 and far[0, 0] > 0.8  # step 0 of 4 looking at position 3 of 4
+    assert far[1, 0] == 0  # row 1 looks at its padded position 3: not counted
+    spread = torch.full((2, 2, 4, 4), 0.25)
+    assert guided_attention_penalty([spread, spread], steps, positions, 0.4)[0].mean() > near[0].mean()
+
+
+def test_guided_attention_adds_a_loss_whose_gradient_reaches_only_the_speech_cross_attention(setup):
+    model, _, sample = setup
+    model = copy.deepcopy(model).train()
+    plain, guided = build_criterion("frame_regression"), build_criterion({"name": "frame_regression",
+                                                                          "guided_attention": 1.0})
+    _, steps, log = guided(model, sample)
+    assert 0 < log["guided_attention"] < steps  # at most 1 per step
+    assert log["loss"] == pytest.approx(log["l1"] + log["mse"] + log["stop_bce"] + log["guided_attention"], rel=1e-5)
+    assert plain(model, sample)[2]["guided_attention"] == 0
+
+    def gradients(criterion):
+        model.zero_grad(set_to_none=True)
+        criterion(model, sample)[0].backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    without, with_guidance = gradients(plain), gradients(guided)
+    changed = {name for name in without if not torch.allclose(without[name], with_guidance[name])}
+    assert any(".continuous_layers.0.cross_attn.block.q_proj" in name for name in changed)
+    assert not any(".frames_out." in name or ".stop_out." in name for name in changed)  # after the attention
+    assert all(p.grad is None for p in model.decoder.layers.parameters())  # token layers untouched either way
+    with pytest.raises(ConfigError, match="checkpoint_activations"):
+        model.cfg.checkpoint_activations = True
+        guided(model, sample)
 
 
 class StopAfter(torch.nn.Module):

@@ -1,5 +1,6 @@
 """Criterion "frame_regression": the loss of a continuous output (text-to-speech mel frames): L1 + MSE between
-predicted and target frames plus a binary cross-entropy on the stop logit, all masked on padded steps."""
+predicted and target frames plus a binary cross-entropy on the stop logit, all masked on padded steps, and
+optionally a guided-attention penalty that steers the cross-attention to the text's diagonal."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,11 +19,30 @@ class FrameRegressionConfig:
     mse_weight: float = 1.0
     stop_weight: float = 1.0
     stop_pos_weight: float = 5.0  # the one last step of a row weighs this much more than the others (it is rare)
+    # guided attention (DC-TTS): penalise cross-attention far from the diagonal of step / steps = position /
+    # positions, by this weight per step (0: off), with a Gaussian of this width in those fractions
+    guided_attention: float = 0.0
+    guided_attention_sigma: float = 0.4
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
             if not getattr(self, field.name) >= 0:
                 raise ValueError(f"frame_regression: {field.name} must be >= 0, got {getattr(self, field.name)}")
+        if not self.guided_attention_sigma > 0:
+            raise ValueError(f"frame_regression: guided_attention_sigma must be > 0, got {self.guided_attention_sigma}")
+
+
+def guided_attention_penalty(weights: list[torch.Tensor], step_padding: torch.Tensor, source_padding: torch.Tensor,
+                             sigma: float) -> torch.Tensor:
+    """Per step [B, T]: the cross-attention mass (mean over layers and heads of weights [B, H, T, S]) times
+    1 - exp(-(s / S - t / T)^2 / (2 sigma^2)), summed over source positions s; T and S are each row's valid
+    steps and positions (Tachibana et al. 2017)."""
+    steps, positions = (~step_padding).sum(1, keepdim=True), (~source_padding).sum(1, keepdim=True)
+    t = torch.arange(step_padding.size(1), device=steps.device)[None] / steps
+    s = torch.arange(source_padding.size(1), device=steps.device)[None] / positions
+    off_diagonal = 1 - torch.exp(-(s[:, None, :] - t[:, :, None]).pow(2) / (2 * sigma ** 2))
+    mass = torch.stack([w.float().mean(1) for w in weights]).mean(0)
+    return (mass * off_diagonal.masked_fill(source_padding[:, None, :], 0)).sum(-1)
 
 
 def stop_targets(padding_mask: torch.Tensor) -> torch.Tensor:
@@ -43,7 +63,8 @@ class FrameRegression(Criterion):
         self.cfg = cfg or FrameRegressionConfig()
 
     def forward(self, model: Model, sample: dict) -> tuple[torch.Tensor, float, dict]:
-        predictions, _ = model(sample)
+        guided = self.cfg.guided_attention > 0
+        predictions, extra = model(sample, cross_attention=True) if guided else model(sample)
         piece = sample["net_input"].get("decoder")
         if piece is None or not isinstance(predictions, dict):
             raise ValueError(f"task {sample.get('task', '?')!r}: criterion frame_regression needs a continuous "
@@ -56,18 +77,26 @@ class FrameRegression(Criterion):
         pos_weight = stop_logits.new_tensor(self.cfg.stop_pos_weight)
         stop = F.binary_cross_entropy_with_logits(stop_logits, stop_target, pos_weight=pos_weight, reduction="sum")
         loss = self.cfg.l1_weight * l1 + self.cfg.mse_weight * mse + self.cfg.stop_weight * stop
+        guided_sum = loss.new_zeros(())
+        if guided:
+            guided_sum = guided_attention_penalty(extra["cross_attention"], piece["padding_mask"],
+                                                  extra["encoder_out"].padding_mask,
+                                                  self.cfg.guided_attention_sigma)[valid].sum()
+            loss = loss + self.cfg.guided_attention * guided_sum
         correct = ((stop_logits > 0).float() == stop_target).sum()
-        values = torch.stack([loss.detach(), l1.detach(), mse.detach(), stop.detach(), correct]).tolist()
+        values = torch.stack([loss.detach(), l1.detach(), mse.detach(), stop.detach(), guided_sum.detach(),
+                              correct]).tolist()
         steps = int(valid.sum())
-        log = dict(zip(("loss", "l1", "mse", "stop_bce", "stop_correct"), values))
+        log = dict(zip(("loss", "l1", "mse", "stop_bce", "guided_attention", "stop_correct"), values))
         log.update(ntokens=steps, nsentences=target.size(0), sample_size=steps)
         return loss * sample.get("task_weight", 1.0), steps, log
 
     @staticmethod
     def reduce_metrics(logging_outputs: list[dict]) -> dict[str, float]:
-        """Per step: loss, l1, mse and stop_bce (nats) and stop_accuracy (%)."""
+        """Per step: loss, l1, mse, stop_bce (nats) and the guided-attention penalty (0 when off), and
+        stop_accuracy (%)."""
         steps = max(sum(log.get("sample_size", 0) for log in logging_outputs), 1)
         metrics = {key: sum(log.get(key, 0.0) for log in logging_outputs) / steps
-                   for key in ("loss", "l1", "mse", "stop_bce")}
+                   for key in ("loss", "l1", "mse", "stop_bce", "guided_attention")}
         metrics["stop_accuracy"] = 100.0 * sum(log.get("stop_correct", 0) for log in logging_outputs) / steps
         return metrics

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..contracts import Adaptor, AdaptorOutput, Model, OutputAdaptor
+from ..errors import ConfigError
 from ..guidance import HIDDEN_ROWS
 from ..registry import CRITERION_REGISTRY, build_adaptor, register_model
 from ..tokenizer import PAD
@@ -25,6 +26,7 @@ from .layers import (
     causal_bias,
     drop_path_rates,
     padding_bias,
+    recording_weights,
     run_layer,
 )
 from .positions import SequencePositions, decoupled_position_bias
@@ -237,7 +239,7 @@ class Decoder(nn.Module):
         cross_biases = self.cross_biases(cross_queries, encoder_out, source_state, dtype)
         checkpointing = (self.cfg.checkpoint_activations and self.training and torch.is_grad_enabled()
                          and incremental_state is None)
-        layers = self.continuous_layers if embedded and self.continuous_layers is not None else self.layers
+        layers = self.layers_for(continuous=embedded)
         for index, layer in enumerate(layers):
             caches = self.layer_caches(incremental_state, source_state, index)
             x = run_layer(layer, checkpointing, x, (self_bias[index], *self_padding), encoder_out.x, cross_biases,
@@ -250,6 +252,10 @@ class Decoder(nn.Module):
         if self.output_projection is not None:
             return self.output_projection(x), {"hidden": x}
         return linear(x, self.tokens.embed_tokens.weight), {"hidden": x}
+
+    def layers_for(self, continuous: bool) -> nn.ModuleList:
+        """The layers a continuous output (an adaptor's embeddings) or the token outputs run."""
+        return self.continuous_layers if continuous and self.continuous_layers is not None else self.layers
 
     def position_biases(self, start: int, end: int, dtype: torch.dtype, device: torch.device,
                         causal: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -409,18 +415,28 @@ class GeneralistModel(Model):
                 raise AttributeError(NOT_BUILT) from None
             raise
 
-    def forward(self, sample: dict, ctc: bool = False) -> tuple[Any, dict]:
+    def forward(self, sample: dict, ctc: bool = False, cross_attention: bool = False) -> tuple[Any, dict]:
         """Teacher-forced logits [B, T, V] for sample["net_input"], or for a continuous output (a "decoder" piece
-        in net_input) its adaptor's predictions dict; extras: encoder_out, hidden, and with `ctc` the CTC head's
-        "ctc_logits" [B, S, 1 + P] over all encoder positions and its "ctc_phones" range."""
+        in net_input) its adaptor's predictions dict; extras: encoder_out, hidden, with `ctc` the CTC head's
+        "ctc_logits" [B, S, 1 + P] over all encoder positions and its "ctc_phones" range, and with
+        `cross_attention` the cross-attention weights of every decoder layer run ("cross_attention": [B, H, T, S]
+        each, with their gradient)."""
         if not self.is_built:
             raise RuntimeError(NOT_BUILT)
         net_input = sample["net_input"]
         encoder_out = self.encoder(net_input["encoder"])
-        if "decoder" in net_input:
-            logits, extra = self.decode_features(net_input["decoder"], encoder_out)
-        else:
-            logits, extra = self.decoder(net_input["prev_output_tokens"], encoder_out)
+        if cross_attention and self.cfg.checkpoint_activations and self.training:
+            raise ConfigError("the cross-attention weights (guided attention) cannot be recorded with "
+                              "checkpoint_activations: the recomputed layers would differ; turn one off")
+        layers = self.decoder.layers_for(continuous="decoder" in net_input)
+        attentions = [layer.cross_attn.block for layer in layers] if cross_attention else []
+        with recording_weights(attentions) as recorded:
+            if "decoder" in net_input:
+                logits, extra = self.decode_features(net_input["decoder"], encoder_out)
+            else:
+                logits, extra = self.decoder(net_input["prev_output_tokens"], encoder_out)
+        if cross_attention:
+            extra["cross_attention"] = [calls[0] for calls in recorded]
         extra["encoder_out"] = encoder_out
         if ctc:
             if "ctc_head" not in self._modules:

@@ -2,9 +2,10 @@
 layers with OFA's optional extra norms and head gains, drop-path (positions: models/positions.py)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from typing import Optional
+from typing import Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -101,6 +102,7 @@ class Attention(nn.Module):
         self.v_proj = Linear(embed_dim, embed_dim)
         self.out_proj = Linear(embed_dim, embed_dim)
         self.head_scale = nn.Parameter(torch.ones(num_heads)) if scale_heads else None
+        self.recorded: Optional[list] = None  # a list while a caller records the weights (`recording_weights`)
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, dim = x.shape
@@ -130,7 +132,15 @@ class Attention(nn.Module):
         q = self.split_heads(self.q_proj(x))
         k, v = self.keys_values(x, memory, cache)
         biases = tuple(bias.to(q.dtype) for bias in biases)
-        out = grouped_attention(q, k, v, biases, self.dropout if self.training else 0.0, self.scale)
+        dropout = self.dropout if self.training else 0.0
+        if self.recorded is None:
+            out = grouped_attention(q, k, v, biases, dropout, self.scale)
+        else:
+            if k.size(0) != q.size(0):
+                raise ValueError("attention: weights are recorded only when every query row has its own keys")
+            weights = attention_weights(q, k, biases, self.scale)
+            self.recorded.append(weights)
+            out = torch.matmul(F.dropout(weights, dropout) if dropout else weights, v)
         if self.head_scale is not None:
             out = out * self.head_scale.to(out.dtype)[:, None, None]
         return self.out_proj(out.transpose(1, 2).flatten(2))
@@ -148,13 +158,32 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, biases: Biases,
     if q.device.type != "cpu" or not torch.is_grad_enabled() or not any(bias.requires_grad for bias in biases):
         mask = functools.reduce(torch.add, biases)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scale)
-    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(q.size(-1) ** -0.5 if scale is None else scale)
-    for bias in biases:
-        scores.add_(bias)
-    weights = torch.softmax(scores, dim=-1)
+    weights = attention_weights(q, k, biases, scale)
     if dropout:
         weights = F.dropout(weights, dropout)
     return torch.matmul(weights, v)
+
+
+def attention_weights(q: torch.Tensor, k: torch.Tensor, biases: Biases, scale: Optional[float] = None) -> torch.Tensor:
+    """softmax(q k^T * scale + sum(biases)) [B, H, T, S], each bias added in place at its own broadcast shape."""
+    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(q.size(-1) ** -0.5 if scale is None else scale)
+    for bias in biases:
+        scores.add_(bias)
+    return torch.softmax(scores, dim=-1)
+
+
+@contextlib.contextmanager
+def recording_weights(attentions: Sequence[Attention]) -> Iterator[list[list[torch.Tensor]]]:
+    """Within the block each attention appends the weights of its calls ([B, H, T, S], with their gradient) to
+    its own list of the yielded lists (guided attention reads them in the loss)."""
+    recorded = [[] for _ in attentions]
+    for attention_module, sink in zip(attentions, recorded):
+        attention_module.recorded = sink
+    try:
+        yield recorded
+    finally:
+        for attention_module in attentions:
+            attention_module.recorded = None
 
 
 def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, biases: Biases,
