@@ -167,7 +167,9 @@ def assert_same_hypotheses(fairseq: dict, ours: dict, vocab) -> None:
             assert text == vocab.decode(row["tokens"]).strip(), (task, row)
             if "text" in row:
                 assert text == row["text"]
-            assert score * math.log(2) == pytest.approx(row["score"], rel=1e-9, abs=1e-12)
+            # fp32 products of different batch shapes may round differently (fairseq batches the rows its own way,
+            # and on some CPUs a GEMM's result depends on its row count): equal to float32 precision
+            assert score * math.log(2) == pytest.approx(row["score"], rel=1e-5, abs=1e-7)
             expected = [value / math.log(2) for value in row["positional_scores"]]
             assert fairseq[offset + row["id"]]["P"] == pytest.approx(expected, abs=6e-5)
         offset += len(ours[task])
