@@ -12,24 +12,66 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run_scripts/ is not installed with the package
 
-from run_scripts.multitask import harness, photo_data  # noqa: E402
+from run_scripts.multitask import harness, photo_data, summary  # noqa: E402
 
 SMOKE = ("python -m run_scripts.multitask.harness --tasks photo --updates-per-task 4 --rows-factor 0.01 "
          "--out multitask_smoke")
+SUMMARY = "python -m run_scripts.multitask.summary multitask_smoke/results_seed1.json multitask_smoke/results_seed2.json"
 
 
-def test_the_printed_smoke_command_prints_the_table(tmp_path, monkeypatch, capsys):
-    assert SMOKE in (REPO / "docs" / "multitask.md").read_text(encoding="utf-8")
+def test_the_printed_smoke_commands_print_the_table_and_the_mean_over_seeds(tmp_path, monkeypatch, capsys):
+    docs = (REPO / "docs" / "multitask.md").read_text(encoding="utf-8")
+    for command in (SMOKE, SMOKE + " --seed 2", SUMMARY):
+        assert f"    {command}\n" in docs, command
     monkeypatch.chdir(tmp_path)
     assert harness.main(shlex.split(SMOKE)[3:]) == 0
     printed = capsys.readouterr().out
     assert "| task | metric | specialist | generalist | ratio | trivial | stricter |" in printed
-    results = json.loads((tmp_path / "multitask_smoke" / "results_seed1.json").read_text())["results"]
+    saved = json.loads((tmp_path / "multitask_smoke" / "results_seed1.json").read_text())
+    assert saved["seed"] == 1
+    results = saved["results"]
     assert [row["task"] for row in results] == list(harness.PHOTO_TASKS)
     for row in results:
         assert 0 <= row["specialist"] and 0 <= row["generalist"] and 0 <= row["trivial"], row
         assert row["decoding_seeds"] == [None], row  # text and boxes decode by beam search: one draw
     assert "worst ratio" in printed
+    assert harness.main(shlex.split(SMOKE + " --seed 2")[3:]) == 0
+    capsys.readouterr()
+    assert summary.main(shlex.split(SUMMARY)[3:]) == 0
+    printed = capsys.readouterr().out
+    assert "| task | metric | seeds | specialist | generalist | ratio of means | ratio per seed | trivial |" in printed
+    second = json.loads((tmp_path / "multitask_smoke" / "results_seed2.json").read_text())["results"]
+    caption = next(line for line in printed.splitlines() if line.startswith("| photo_caption |"))
+    mean = (results[1]["generalist"] + second[1]["generalist"]) / 2
+    assert f"| 1,2 |" in caption and f"| {mean:.3f} |" in caption, caption
+
+
+def results_file(folder, seed: int, rows: list, options: dict = None) -> Path:
+    """A results file as the harness writes it, with the rows given as (task, higher_is_better, spec, gen)."""
+    path = folder / f"run{len(list(folder.iterdir()))}" / f"results_seed{seed}.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"options": options or {}, "results": [
+        {"task": task, "metric": "m", "higher_is_better": higher, "specialist": spec, "generalist": gen,
+         "trivial": 0.1} for task, higher, spec, gen in rows]}))
+    return path
+
+
+def test_the_summary_merges_the_halves_of_a_seed_and_takes_the_ratio_of_the_means(tmp_path):
+    nan = float("nan")
+    files = [results_file(tmp_path, 1, [("acc", True, nan, 0.6), ("wer", False, nan, 0.2)]),
+             results_file(tmp_path, 1, [("acc", True, 0.8, nan), ("wer", False, 0.1, nan)]),
+             results_file(tmp_path, 2, [("acc", True, 0.6, 0.9), ("wer", False, 0.3, 0.2)]),
+             results_file(tmp_path, 3, [("acc", True, 0.7, nan)])]  # a generalist never run: not in the means
+    rows = {r["task"]: r for r in summary.mean_rows(summary.merge(files)[0])}
+    assert rows["acc"]["seeds"] == [1, 2]
+    assert rows["acc"]["specialist"] == pytest.approx(0.7) and rows["acc"]["generalist"] == pytest.approx(0.75)
+    assert rows["acc"]["ratio"] == pytest.approx(0.75 / 0.7)
+    assert rows["acc"]["ratio_per_seed"] == pytest.approx([0.75, 1.5])
+    assert rows["wer"]["ratio"] == pytest.approx(0.2 / 0.2)  # lower is better: specialist / generalist
+    assert rows["wer"]["ratio_per_seed"] == pytest.approx([0.5, 1.5])
+    twice = results_file(tmp_path, 2, [("acc", True, 0.5, nan)])
+    with pytest.raises(SystemExit, match="'acc', seed 2: the specialist is scored in two files"):
+        summary.merge([*files, twice])
 
 
 def test_photo_tasks_cut_test_rows_from_other_columns_and_name_objects_in_human_words():

@@ -282,8 +282,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(text, flush=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"results_seed{args.seed}.json").write_text(json.dumps(
-        {"options": options, "updates_per_task": args.updates_per_task, "decoding_seeds": args.decoding_seeds,
-         "load": os.getloadavg(), "results": results}, indent=1))
+        {"seed": args.seed, "options": options, "updates_per_task": args.updates_per_task,
+         "decoding_seeds": args.decoding_seeds, "load": os.getloadavg(), "results": results}, indent=1))
     return 0
 
 
