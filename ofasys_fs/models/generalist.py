@@ -425,9 +425,6 @@ class GeneralistModel(Model):
             raise RuntimeError(NOT_BUILT)
         net_input = sample["net_input"]
         encoder_out = self.encoder(net_input["encoder"])
-        if cross_attention and self.cfg.checkpoint_activations and self.training:
-            raise ConfigError("the cross-attention weights (guided attention) cannot be recorded with "
-                              "checkpoint_activations: the recomputed layers would differ; turn one off")
         layers = self.decoder.layers_for(continuous="decoder" in net_input)
         attentions = [layer.cross_attn.block for layer in layers] if cross_attention else []
         with recording_weights(attentions) as recorded:
