@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from ..contracts import Adaptor, AdaptorOutput, Model, OutputAdaptor
-from ..errors import ConfigError
 from ..guidance import HIDDEN_ROWS
 from ..registry import CRITERION_REGISTRY, build_adaptor, register_model
 from ..tokenizer import PAD
