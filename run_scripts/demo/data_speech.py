@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ class Espeak:
         self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         self.lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
                                           ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
         self.sample_rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, str(self.data_path).encode(), 0)
@@ -53,12 +55,15 @@ class Espeak:
         """Names of the voice variants shipped with the data (male, female, whisper, robot, ...)."""
         return sorted(path.name for path in (self.data_path / "voices" / "!v").iterdir() if path.is_file())
 
-    def say(self, text: str, variant: str, rate: int, pitch: int) -> np.ndarray:
-        """int16 samples at `sample_rate` of English `text` spoken by voice variant `variant`."""
+    def say(self, text: str, variant: str, rate: int, pitch: int, noise_seed: int) -> np.ndarray:
+        """int16 samples at `sample_rate` of English `text` spoken by voice variant `variant`. The breathy and
+        whispering variants add noise, from a generator the library seeds differently in every process: `noise_seed`
+        seeds it, so a data set is the same in every run."""
         if self.lib.espeak_SetVoiceByName(f"en+{variant}".encode()) != 0:
             raise ValueError(f"eSpeak NG has no voice variant {variant!r} in {self.data_path}")
         self.lib.espeak_SetParameter(ESPEAK_RATE, rate, 0)
         self.lib.espeak_SetParameter(ESPEAK_PITCH, pitch, 0)
+        self.lib.espeak_ng_SetRandSeed(noise_seed)
         self.chunks = []
         encoded = text.encode()
         if self.lib.espeak_Synth(encoded, len(encoded) + 1, 0, 1, 0, 0, None, None) != 0:
@@ -88,6 +93,7 @@ def build_spoken_digits(folder: Path, sizes: SplitSizes, seed: int) -> None:
             rate, pitch = int(rng.integers(*RATE_RANGE)), int(rng.integers(*PITCH_RANGE))
             name = f"media/{split}_{i:05d}.wav"
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            soundfile.write(folder / name, engine.say(word, variant, rate, pitch), engine.sample_rate)
+            samples = engine.say(word, variant, rate, pitch, noise_seed=zlib.crc32(f"{seed} {name}".encode()))
+            soundfile.write(folder / name, samples, engine.sample_rate)
             rows.append({"wav": name, "label": word, "voice": variant})
         write_split(folder, split, rows)
