@@ -182,6 +182,20 @@ def test_dataloader_workers_do_not_change_training(tokenizer, tmp_path):
         assert torch.equal(results[0][name], results[1][name]), name
 
 
+def test_saving_and_validating_do_not_change_training(tokenizer, tmp_path):
+    """With dropout on, a run that validates and saves every 2 updates ends with the weights of one that does
+    neither: neither draws from the training's random streams."""
+    results = []
+    for quiet in (True, False):
+        extra = dict(no_save=True, disable_validation=True) if quiet else dict(save_interval_updates=2,
+                                                                                validate_interval_updates=2)
+        trainer = Trainer(**options(tokenizer, tmp_path / str(quiet), dropout=0.1, max_update=6, **extra))
+        results.append(parameters(trainer.fit(tasks=[copy_task(valid=4), colour_task()])))
+    assert (tmp_path / "False" / "checkpoint_4.pt").exists()
+    for name in results[0]:
+        assert torch.equal(results[0][name], results[1][name]), name
+
+
 def test_bf16_training_on_cpu_runs_and_lowers_the_loss(tokenizer, tmp_path):
     trainer = Trainer(**options(tokenizer, tmp_path, bf16=True, max_update=24, lr=3e-3, log_interval=4,
                                 lr_scheduler="fixed"))
