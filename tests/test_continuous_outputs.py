@@ -103,7 +103,7 @@ def test_checkpoints_from_before_continuous_layers_rebuild_their_model(setup):
     shared = GeneralistModel(**MODEL, continuous_decoder_layers=False)
     shared.build(Vocabulary.default(), model.adaptor_names)
     description = model_description(shared, DataConfig.for_model(shared.cfg))
-    for option in ("continuous_decoder_layers", "mel_prenet_dropout"):
+    for option in ("continuous_decoder_layers", "mel_prenet_dropout", "continuous_cross_positions"):
         del description["model"][option]  # a file written before the options
     state = with_former_defaults({"config": description})
     rebuilt = described_model(state["config"], "old.pt")
@@ -122,6 +122,38 @@ def test_fine_tuning_starts_continuous_layers_from_the_shared_ones(setup):
         assert torch.equal(weight, text_only.decoder.layers.state_dict()[name])
     copies = with_continuous_layers(text_only.state_dict(), model.state_dict())
     assert copies["decoder.continuous_layers.0.ffn.block.fc1.weight"] is not copies["decoder.layers.0.ffn.block.fc1.weight"]
+
+
+def test_own_cross_position_projections_carry_the_continuous_outputs_alignment_alone(setup):
+    """continuous_cross_positions: the speech loss trains its own cross-attention position projections and not the
+    token outputs' (their bias is shared by every token task); token outputs never read the speech ones; decoding
+    step by step matches the full pass; fine-tuning starts them as copies of the shared ones."""
+    base, _, sample = setup
+    torch.manual_seed(0)
+    model = GeneralistModel(**MODEL, continuous_cross_positions=True)
+    model.build(Vocabulary.default(), base.adaptor_names)
+    decoder, piece = model.decoder, sample["net_input"]["decoder"]
+    encoder_out = model.encoder(sample["net_input"]["encoder"])
+    predictions, _ = model.decode_features(piece, encoder_out)
+    predictions["frames"].square().sum().backward()
+    assert decoder.continuous_cross_pos_q.weight.grad.abs().sum() > 0
+    assert decoder.continuous_cross_pos_k.weight.grad.abs().sum() > 0
+    assert decoder.cross_pos_q.weight.grad is None and decoder.cross_pos_k.weight.grad is None
+    tokens = torch.tensor([[0, 5, 6, 7]] * 2)
+    with torch.no_grad():
+        logits, _ = decoder(tokens, encoder_out)
+        frames = model.decode_features(piece, encoder_out)[0]["frames"]
+        decoder.continuous_cross_pos_k.weight.add_(torch.randn_like(decoder.continuous_cross_pos_k.weight))
+        assert torch.equal(decoder(tokens, encoder_out)[0], logits)
+        moved = model.decode_features(piece, encoder_out)[0]["frames"]
+        assert not torch.allclose(moved, frames)
+        state: dict = {}
+        steps = [model.decode_features({**piece, "frames": piece["frames"][:, :t + 1]}, encoder_out, state)[0]
+                 for t in range(piece["frames"].size(1))]
+    torch.testing.assert_close(torch.cat([step["frames"] for step in steps], dim=1), moved, atol=1e-5, rtol=1e-4)
+    before = {key: value for key, value in base.state_dict().items() if ".continuous_cross_pos_" not in key}
+    copies = with_continuous_layers(before, model.state_dict())  # a checkpoint written before the option
+    assert torch.equal(copies["decoder.continuous_cross_pos_q.weight"], before["decoder.cross_pos_q.weight"])
 
 
 def test_incremental_decoding_over_embeddings_matches_the_full_pass(setup):
@@ -160,7 +192,7 @@ def test_the_causal_switch_and_the_decoder_padding_mask(setup):
     encoder_out = model.encoder(sample["net_input"]["encoder"])
     x = torch.randn(2, 5, model.cfg.embed_dim)
     changed = x.clone()
-    changed[:, 4] += 1.0
+    changed[:, 4] = torch.randn(2, model.cfg.embed_dim)  # not a constant shift, which the layer norms remove
     with torch.no_grad():
         causal = [model.decoder(inputs, encoder_out)[0] for inputs in (x, changed)]
         full = [model.decoder(inputs, encoder_out, causal=False)[0] for inputs in (x, changed)]
@@ -181,7 +213,7 @@ def test_frame_regression_ignores_padded_steps_and_reports_its_parts(setup):
     piece = garbage["net_input"]["decoder"]
     piece["frames"] = piece["frames"].masked_fill(piece["padding_mask"][..., None], 1e3)
     assert size == sample["ntokens"] and torch.isclose(criterion(model, garbage)[0], loss)
-    assert log["loss"] == pytest.approx(log["l1"] + log["mse"] + log["stop_bce"], rel=1e-5)
+    assert log["loss"] == pytest.approx(log["l1"] + log["mse"] + log["stop_bce"] + log["guided_attention"], rel=1e-5)
     metrics = criterion.reduce_metrics([log, log])
     assert metrics["l1"] == pytest.approx(log["l1"] / size) and 0 <= metrics["stop_accuracy"] <= 100
 
@@ -205,8 +237,8 @@ def test_guided_attention_penalises_attention_off_the_diagonal_of_each_rows_leng
 def test_guided_attention_adds_a_loss_whose_gradient_reaches_only_the_speech_cross_attention(setup):
     model, _, sample = setup
     model = copy.deepcopy(model).train()
-    plain, guided = build_criterion("frame_regression"), build_criterion({"name": "frame_regression",
-                                                                          "guided_attention": 1.0})
+    plain = build_criterion({"name": "frame_regression", "guided_attention": 0.0})
+    guided = build_criterion("frame_regression")  # on by default, at weight 1
     _, steps, log = guided(model, sample)
     assert 0 < log["guided_attention"] < steps  # at most 1 per step
     assert log["loss"] == pytest.approx(log["l1"] + log["mse"] + log["stop_bce"] + log["guided_attention"], rel=1e-5)

@@ -21,7 +21,7 @@ class FrameRegressionConfig:
     stop_pos_weight: float = 5.0  # the one last step of a row weighs this much more than the others (it is rare)
     # guided attention (DC-TTS): penalise cross-attention far from the diagonal of step / steps = position /
     # positions, by this weight per step (0: off), with a Gaussian of this width in those fractions
-    guided_attention: float = 0.0
+    guided_attention: float = 1.0  # the default of Trainer's guided_attention too
     guided_attention_sigma: float = 0.4
 
     def __post_init__(self):

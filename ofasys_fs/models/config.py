@@ -125,6 +125,10 @@ class ModelConfig:
         True, "continuous outputs (speech frames, motion) run decoder layers of their own and the token outputs the "
               "shared ones; built only in a model with such an output (docs/multitask.md: shared layers cost speech "
               "most of its quality among ten token tasks)")
+    continuous_cross_positions: bool = option(
+        True, "continuous outputs with decoder layers of their own also project the cross-attention position bias "
+              "with projections of their own (built only with continuous_decoder_layers): speech learns its "
+              "alignment there, not in the bias every token output reads (docs/multitask.md, session 16)")
     entangle_decoder_positions: bool = option(
         False, "decoder: add the raw position table rows to the token embeddings before their layer norm (OFA "
                "trained without --disable-entangle; its released checkpoints were trained with it)")

@@ -1,6 +1,7 @@
 """GeneralistModel: the OFA-style encoder-decoder over instruction pieces (docs/design.md §8)."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 from typing import Any, Iterable, Optional, Union
@@ -184,8 +185,14 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg, rate) for rate in rates)
         # the layers that continuous outputs (an output adaptor's embeddings) run; None: they run self.layers
         self.continuous_layers: Optional[nn.ModuleList] = None
+        # their cross-attention position projections; None: they use cross_pos_q/k
+        self.continuous_cross_pos_q: Optional[nn.Module] = None
+        self.continuous_cross_pos_k: Optional[nn.Module] = None
         if continuous_outputs and cfg.continuous_decoder_layers:
             self.continuous_layers = nn.ModuleList(DecoderLayer(cfg, rate) for rate in rates)
+            if cfg.continuous_cross_positions:  # they start as the shared ones, as when fine-tuning
+                self.continuous_cross_pos_q = copy.deepcopy(self.cross_pos_q)
+                self.continuous_cross_pos_k = copy.deepcopy(self.cross_pos_k)
         self.layer_norm = nn.LayerNorm(dim)
         # logits over the shared embedding table; models/quantize.py puts an int8 copy here (None: the table)
         self.output_projection: Optional[nn.Module] = None
@@ -229,13 +236,15 @@ class Decoder(nn.Module):
             x = x + self.positions.embeddings(self.positions.positions(length, x.device)[start:])
         x = self.dropout(x)
         dtype = activation_dtype(x)
+        cross_q, cross_k = self.cross_position_projections(continuous=embedded)
         if incremental_state is None:
-            self_bias, cross_queries = self.position_biases(0, length, dtype, x.device, causal)
+            self_bias, cross_queries = self.position_biases(0, length, dtype, x.device, cross_q, causal)
         else:
-            self_bias, cross_queries = self.cached_position_biases(incremental_state, start, length, dtype, x.device)
+            self_bias, cross_queries = self.cached_position_biases(incremental_state, start, length, dtype, x.device,
+                                                                   cross_q)
         self_padding = () if padding_mask is None else (padding_bias(padding_mask, dtype),)
         source_state = incremental_state.setdefault(SOURCE_STATE, {}) if incremental_state is not None else None
-        cross_biases = self.cross_biases(cross_queries, encoder_out, source_state, dtype)
+        cross_biases = self.cross_biases(cross_queries, encoder_out, source_state, dtype, cross_k)
         checkpointing = (self.cfg.checkpoint_activations and self.training and torch.is_grad_enabled()
                          and incremental_state is None)
         layers = self.layers_for(continuous=embedded)
@@ -256,11 +265,18 @@ class Decoder(nn.Module):
         """The layers a continuous output (an adaptor's embeddings) or the token outputs run."""
         return self.continuous_layers if continuous and self.continuous_layers is not None else self.layers
 
-    def position_biases(self, start: int, end: int, dtype: torch.dtype, device: torch.device,
+    def cross_position_projections(self, continuous: bool) -> tuple[nn.Module, nn.Module]:
+        """The query and key projections of the cross-attention position bias that a continuous output or the
+        token outputs use."""
+        if continuous and self.continuous_cross_pos_q is not None:
+            return self.continuous_cross_pos_q, self.continuous_cross_pos_k
+        return self.cross_pos_q, self.cross_pos_k
+
+    def position_biases(self, start: int, end: int, dtype: torch.dtype, device: torch.device, cross_q: nn.Module,
                         causal: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """For queries at positions start..end-1 over keys 0..end-1: the self-attention bias of every layer
-        (decoupled absolute + relative, + causal) [layers, 1, H, Tq, Tk], and the projected query position
-        vectors of the cross-attention bias [1, Tq, D]."""
+        (decoupled absolute + relative, + causal) [layers, 1, H, Tq, Tk], and the query position vectors of the
+        cross-attention bias [1, Tq, D] projected by `cross_q`."""
         positions = self.positions.positions(end, device)
         vectors = self.positions.embeddings(positions)[None]
         queries = vectors[:, start:]
@@ -269,24 +285,24 @@ class Decoder(nn.Module):
         if causal:
             absolute = absolute + causal_bias(end, dtype, device)[start:]
         relative = self.positions.relative_bias(positions[start:], positions).to(dtype)
-        return relative + absolute, self.cross_pos_q(queries)
+        return relative + absolute, cross_q(queries)
 
     def cached_position_biases(self, incremental_state: dict, start: int, length: int, dtype: torch.dtype,
-                               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+                               device: torch.device, cross_q: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """position_biases for queries start..length-1, sliced from a block computed for the next
         POSITION_BLOCK positions at once (the same for every hypothesis)."""
         block = incremental_state.get(POSITION_STATE)
         if block is None or length > block["end"]:
             self.positions.positions(length, device)  # the error for a too long sequence
             end = min(max(length, start + POSITION_BLOCK), self.cfg.max_target_positions)
-            self_bias, cross_queries = self.position_biases(start, end, dtype, device)
+            self_bias, cross_queries = self.position_biases(start, end, dtype, device, cross_q)
             block = incremental_state[POSITION_STATE] = {"start": start, "end": end, "self": self_bias,
                                                          "cross": cross_queries}
         rows = slice(start - block["start"], length - block["start"])
         return block["self"][:, :, :, rows, :length], block["cross"][:, rows]
 
-    def cross_biases(self, query_vectors: torch.Tensor, encoder_out: EncoderOut,
-                     source_state: Optional[dict], dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    def cross_biases(self, query_vectors: torch.Tensor, encoder_out: EncoderOut, source_state: Optional[dict],
+                     dtype: torch.dtype, cross_k: nn.Module) -> tuple[torch.Tensor, ...]:
         """The decoupled position bias between decoder positions (projected query vectors [1, Tq, D]) and encoder
         positions, and the source padding, each broadcastable to [R, H, Tq, S] with one row per encoder row (a
         source's beams share it); summed once per step when decoding step by step.
@@ -299,7 +315,7 @@ class Decoder(nn.Module):
             positions = encoder_out.position_embeddings
             if source_state is None and positions.stride(0) == 0:
                 positions = positions[:1]
-            keys = self.cross_pos_k(positions)
+            keys = cross_k(positions)
             padding = padding_bias(encoder_out.padding_mask, dtype)
             if source_state is not None:
                 source_state.update(cross_pos_k=keys, padding=padding)
@@ -514,11 +530,17 @@ def index_state(state: dict, order: torch.Tensor) -> None:
             state[key] = value.index_select(0, order)
 
 
+CONTINUOUS_COPIES = {"decoder.continuous_layers.": "decoder.layers.",
+                     "decoder.continuous_cross_pos_q.": "decoder.cross_pos_q.",
+                     "decoder.continuous_cross_pos_k.": "decoder.cross_pos_k."}
+
+
 def with_continuous_layers(weights: dict, model_weights: dict) -> dict:
-    """`weights` plus, for decoder continuous layers the model has and `weights` lack (a checkpoint trained without
-    continuous outputs, e.g. OFA's), copies of its shared decoder layers: fine-tuning starts them from there."""
-    prefix, shared = "decoder.continuous_layers.", "decoder.layers."
+    """`weights` plus, for the continuous outputs' decoder layers and position projections the model has and
+    `weights` lack (a checkpoint trained without them, e.g. OFA's), copies of the shared ones: fine-tuning starts
+    them from there."""
     copies = {key: weights[shared + key[len(prefix):]] for key in model_weights
+              for prefix, shared in CONTINUOUS_COPIES.items()
               if key.startswith(prefix) and key not in weights and shared + key[len(prefix):] in weights}
     return {**weights, **{key: value.clone() for key, value in copies.items()}}
 
