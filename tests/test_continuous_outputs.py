@@ -415,3 +415,40 @@ def test_mcd_aligns_in_time_and_separates_different_sounds():
     stretched = metric.compute([wave(440, 0.3)], [wave(440, 0.5)])["mcd"]  # same sound, longer: DTW aligns it
     different = metric.compute([wave(440, 0.3)], [wave(1500, 0.3)])["mcd"]
     assert stretched < 0.05 * different
+
+
+def test_decoding_gives_source_positions_past_the_longest_trained_one_its_key(setup):
+    """Speech's own cross-attention position keys learn only the source lengths it trained on (a longer text never
+    fired its stop in the demo): training records the longest source, decoding gives every later position the
+    vector of the last trained one, token outputs and shorter sources are untouched, and a checkpoint written
+    before the record loads with none (nothing clamped)."""
+    base, encoder, sample = setup
+    model = copy.deepcopy(base)
+    decoder = model.decoder
+    old_weights = {key: value for key, value in model.state_dict().items() if "continuous_source_positions" not in key}
+    model.train()
+    trained_out = model.encoder(sample["net_input"]["encoder"])
+    model.decode_features(sample["net_input"]["decoder"], trained_out)
+    trained = int((~trained_out.padding_mask).sum(1).max())
+    assert int(decoder.continuous_source_positions) == trained
+    model.eval()
+    longer = encoder.collate([encoder.encode({"text": "a much longer sentence than any that was trained on here",
+                                              "wav": tone(0.05)}, SampleContext("test", "tts", 0))])
+    encoder_out = model.encoder(longer["net_input"]["encoder"])
+    length = encoder_out.position_embeddings.size(1)
+    assert length > trained
+    keys = decoder.key_positions(encoder_out, decoder.continuous_cross_pos_k)
+    assert torch.equal(keys[:, :trained], encoder_out.position_embeddings[:, :trained])
+    assert torch.equal(keys[:, trained:], keys[:, trained - 1:trained].expand(-1, length - trained, -1))
+    assert torch.equal(decoder.key_positions(encoder_out, decoder.cross_pos_k), encoder_out.position_embeddings)
+    with torch.no_grad():
+        clamped = model.decode_features(longer["net_input"]["decoder"], encoder_out)[0]["frames"]
+        in_range = model.decode_features(sample["net_input"]["decoder"],
+                                         model.encoder(sample["net_input"]["encoder"]))[0]["frames"]
+        decoder.continuous_source_positions.zero_()
+        assert not torch.allclose(model.decode_features(longer["net_input"]["decoder"], encoder_out)[0]["frames"],
+                                  clamped)
+        assert torch.equal(model.decode_features(sample["net_input"]["decoder"],
+                                                 model.encoder(sample["net_input"]["encoder"]))[0]["frames"], in_range)
+    model.load_state_dict(old_weights)  # strict
+    assert int(decoder.continuous_source_positions) == 0

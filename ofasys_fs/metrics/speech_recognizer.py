@@ -77,6 +77,9 @@ class Recognizer:
             return ""
         pcm = (samples.numpy() * 32767).astype(np.int16).tobytes()
         decoder = self.decoder(sorted(set(words)) if words is not None else None, length)
+        # pocketsphinx carries its feature normalisation (cepstral means) from one utterance into the next: without
+        # a reset a clip's transcript depended on the clips heard before it (docs/tasks/speech.md)
+        decoder.reinit_feat()
         decoder.start_utt()
         decoder.process_raw(pcm, full_utt=True)
         decoder.end_utt()

@@ -128,7 +128,8 @@ class ModelConfig:
     continuous_cross_positions: bool = option(
         True, "continuous outputs with decoder layers of their own also project the cross-attention position bias "
               "with projections of their own (built only with continuous_decoder_layers): speech learns its "
-              "alignment there, not in the bias every token output reads (docs/multitask.md, session 16)")
+              "alignment there, not in the bias every token output reads (docs/multitask.md, session 16); decoding "
+              "gives source positions past the longest trained one that one's key (session 18)")
     entangle_decoder_positions: bool = option(
         False, "decoder: add the raw position table rows to the token embeddings before their layer norm (OFA "
                "trained without --disable-entangle; its released checkpoints were trained with it)")

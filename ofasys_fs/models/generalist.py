@@ -29,7 +29,7 @@ from .layers import (
     recording_weights,
     run_layer,
 )
-from .positions import SequencePositions, decoupled_position_bias
+from .positions import SequencePositions, decoupled_position_bias, positions_clamped
 
 SOURCE_STATE = "source"  # incremental-state key of the per-source caches (one row per encoder row)
 POSITION_STATE = "positions"  # incremental-state key of the decoder's position biases (shared by all rows)
@@ -193,6 +193,10 @@ class Decoder(nn.Module):
             if cfg.continuous_cross_positions:  # they start as the shared ones, as when fine-tuning
                 self.continuous_cross_pos_q = copy.deepcopy(self.cross_pos_q)
                 self.continuous_cross_pos_k = copy.deepcopy(self.cross_pos_k)
+                # the longest source (valid positions) a continuous output trained on; 0: not known (a checkpoint
+                # written before it), nothing is clamped then
+                self.register_buffer("continuous_source_positions", torch.zeros((), dtype=torch.long))
+                self.register_load_state_dict_pre_hook(without_source_positions_recorded)
         self.layer_norm = nn.LayerNorm(dim)
         # logits over the shared embedding table; models/quantize.py puts an int8 copy here (None: the table)
         self.output_projection: Optional[nn.Module] = None
@@ -312,7 +316,7 @@ class Decoder(nn.Module):
         if source_state is not None and "cross_pos_k" in source_state:
             keys, padding = source_state["cross_pos_k"], source_state["padding"]
         else:
-            positions = encoder_out.position_embeddings
+            positions = self.key_positions(encoder_out, cross_k)
             if source_state is None and positions.stride(0) == 0:
                 positions = positions[:1]
             keys = cross_k(positions)
@@ -321,6 +325,20 @@ class Decoder(nn.Module):
                 source_state.update(cross_pos_k=keys, padding=padding)
         bias = decoupled_position_bias(query_vectors, keys, self.cfg.attention_heads).to(dtype)
         return (bias, padding) if source_state is None else (bias + padding,)
+
+    def key_positions(self, encoder_out: EncoderOut, cross_k: nn.Module) -> torch.Tensor:
+        """The encoder position vectors that `cross_k` projects. A continuous output's own projections learn only
+        the source positions of its training rows: training records the longest source, and decoding gives every
+        position past it the vector of the last one trained (speech never fires its stop on a key it never saw;
+        docs/multitask.md, session 18)."""
+        positions = encoder_out.position_embeddings
+        if cross_k is not self.continuous_cross_pos_k:
+            return positions
+        if self.training:
+            longest = (~encoder_out.padding_mask).sum(1).max()
+            self.continuous_source_positions.copy_(torch.maximum(self.continuous_source_positions, longest))
+            return positions
+        return positions_clamped(positions, int(self.continuous_source_positions))
 
     @staticmethod
     def layer_caches(incremental_state: Optional[dict], source_state: Optional[dict],
@@ -533,6 +551,12 @@ def index_state(state: dict, order: torch.Tensor) -> None:
 CONTINUOUS_COPIES = {"decoder.continuous_layers.": "decoder.layers.",
                      "decoder.continuous_cross_pos_q.": "decoder.cross_pos_q.",
                      "decoder.continuous_cross_pos_k.": "decoder.cross_pos_k."}
+
+
+def without_source_positions_recorded(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """load_state_dict pre-hook: a checkpoint written before the decoder recorded continuous_source_positions
+    loads with 0 there (nothing clamped)."""
+    state_dict.setdefault(prefix + "continuous_source_positions", torch.zeros((), dtype=torch.long))
 
 
 def with_continuous_layers(weights: dict, model_weights: dict) -> dict:

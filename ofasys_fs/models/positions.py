@@ -28,6 +28,15 @@ def decoupled_position_bias(query_positions: torch.Tensor, key_positions: torch.
     return torch.matmul(q, k.transpose(-1, -2)) * (2 * head_dim) ** -0.5
 
 
+def positions_clamped(vectors: torch.Tensor, known: int) -> torch.Tensor:
+    """Position vectors [B, S, D] with every position from `known` on replaced by the one at known - 1 (as far
+    as training reached); unchanged when `known` is 0 (not recorded) or covers S."""
+    if not 0 < known < vectors.size(1):
+        return vectors
+    last = vectors[:, known - 1:known].expand(-1, vectors.size(1) - known, -1)
+    return torch.cat([vectors[:, :known], last], dim=1)
+
+
 def relative_position_bucket(relative: torch.Tensor, num_buckets: int, max_distance: int) -> torch.Tensor:
     """Signed distances (key - query) -> bucket ids in [0, num_buckets).
 
