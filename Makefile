@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt setup.cfg setup.py | sh
 FAIRSEQ_STAMP := $(VENV)/.fairseq-installed
 FAIRSEQ_REQUIREMENTS = $(PY) -c 'import configparser; c = configparser.ConfigParser(); c.read("setup.cfg"); print(c["options.extras_require"]["fairseq"].strip())'
 
-.PHONY: test demo demo-smoke install bench multitask fairseq speech-tools
+.PHONY: test demo demo-smoke install bench multitask clipart fairseq speech-tools
 
 $(STAMP): requirements.txt setup.cfg setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ demo-smoke: $(STAMP) speech-tools
 # Generalist versus specialists on the real-photo tasks (docs/multitask.md); about 15 minutes on one core.
 multitask: $(STAMP)
 	$(PY) -m run_scripts.multitask.harness --tasks photo --updates-per-task 1500 --seed 1
+
+# The harness's clipart set (`--tasks clipart`) reads Open Clip Art drawings and their authors' titles from Debian's
+# openclipart-png (public domain; 131 MB download, 154 MB installed). Only that set needs it.
+clipart:
+	test -d /usr/share/openclipart/png || apt-get install -y -q openclipart-png || (apt-get update -q && apt-get install -y -q openclipart-png)
 
 # Speed against Hugging Face BART and CTranslate2 of the same size, data throughput, how cost grows with the work
 # and training on a busy machine (run_scripts/bench/RESULTS.md).

@@ -12,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run_scripts/ is not installed with the package
 
-from run_scripts.multitask import harness, photo_data, summary  # noqa: E402
+from run_scripts.multitask import clipart_data, harness, photo_data, summary  # noqa: E402
 
 SMOKE = ("python -m run_scripts.multitask.harness --tasks photo --updates-per-task 4 --rows-factor 0.01 "
          "--out multitask_smoke")
@@ -118,3 +118,58 @@ def test_an_ablation_of_the_generalist_alone_leaves_the_specialists_unscored(tmp
     [row] = json.loads((tmp_path / "results_seed1.json").read_text())["results"]
     assert 0 <= row["generalist"] <= 1 and row["higher_is_better"] is True, row
     assert np.isnan(row["specialist"]) and np.isnan(row["ratio"]), row
+
+
+def fake_clipart(root: Path) -> Path:
+    """A few drawings in openclipart-png's layout (category folders, the author's title in a PNG text chunk, a
+    transparent page around the drawing), titled as the library's are."""
+    from PIL import Image, PngImagePlugin
+
+    titles = {"animals/mammals/dog.png": ("Happy_Monkey", "tEXt"), "food/cake.png": ("Torta  al Cioccolato", "zTXt"),
+              "tools/hammer.png": ("Construction-Hammer", "iTXt"), "plants/tree.png": ("Tree", "tEXt"),
+              "plants/tree2.png": ("tree", "tEXt"),  # a title two drawings share names neither
+              "people/long.png": ("A man who walks his dog in the park", "tEXt"),  # a sentence, not a caption
+              "computer/mouse.png": ("Mouse", "tEXt")}  # a category the set leaves out
+    for index, (name, (title, chunk)) in enumerate(titles.items()):
+        drawing = Image.new("RGBA", (90, 60), (0, 0, 0, 0))
+        drawing.paste(Image.new("RGBA", (40, 30), (40 * index, 255 - 30 * index, 90, 255)), (30, 20))
+        info = PngImagePlugin.PngInfo()
+        if chunk == "iTXt":
+            info.add_itxt("Title", title, zip=True)
+        else:
+            info.add_text("Title", title, zip=chunk == "zTXt")
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        drawing.save(path, pnginfo=info)
+    return root
+
+
+def test_clipart_captions_are_the_authors_titles_and_boxes_bound_the_drawings(tmp_path):
+    root = fake_clipart(tmp_path / "png")
+    assert clipart_data.png_header(root / "food/cake.png") == (90, 60, "Torta  al Cioccolato")
+    assert [text for text, _ in clipart_data.catalogue(root)] == [
+        "construction hammer", "happy monkey", "torta al cioccolato"]
+    drawings = clipart_data.Drawings(root, count=3)
+    assert all(drawing.size == (40, 30) for _, drawing in drawings.drawings)  # the page around it is cut away
+    rng = np.random.default_rng(0)
+    for row in clipart_data.grounding_rows(drawings, "test", 6, rng):
+        canvas = np.asarray(row["img"])
+        assert row["text"] in {text for text, _ in drawings.drawings} and row["box"] in row["boxes"]
+        for x0, y0, x1, y1 in row["boxes"]:
+            assert max(x1 - x0, y1 - y0) in range(20, 31) and x1 <= 64 and y1 <= 64
+            assert (canvas[y0:y1, x0:x1, 2] == 90).all()  # the drawing's own colour fills its box
+    with pytest.raises(ValueError, match="3 usable titled drawings, 4 needed"):
+        clipart_data.Drawings(root, count=4)
+    with pytest.raises(FileNotFoundError, match="openclipart-png"):
+        clipart_data.catalogue(tmp_path / "missing")
+
+
+def test_the_clipart_set_trains_and_scores_its_three_tasks(tmp_path, monkeypatch):
+    monkeypatch.setattr(clipart_data, "ROOT", fake_clipart(tmp_path / "png"))
+    monkeypatch.setattr(clipart_data, "DRAWINGS", 3)
+    assert harness.main(["--tasks", "clipart", "--updates-per-task", "2", "--rows-factor", "0.01",
+                         "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results_seed1.json").read_text())["results"]
+    assert [row["task"] for row in results] == list(harness.CLIPART_TASKS)
+    for row in results:
+        assert 0 <= row["specialist"] and 0 <= row["generalist"] and 0 <= row["trivial"], row
