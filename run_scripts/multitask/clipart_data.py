@@ -3,9 +3,9 @@
 photo_data.py. A drawing's caption is its title, lower case ("baseball glove", "ferro da stiro", "happy monkey"),
 so captions are as varied as their authors wrote them, in several languages; the composites are synthetic.
 
-The drawings are the first DRAWINGS of a fixed shuffle of the library's titled drawings (the same in every seed);
-train and test rows show the same drawings at other sizes, places and texture crops (test textures come from the
-photos' right 30%, as in photo_data.py).
+The drawings are the first DRAWINGS of a fixed shuffle of the library's titled drawings (the same in every seed;
+measured with openclipart-png 1:0.18+dfsg-19 of Debian 12); train and test rows show the same drawings at other
+sizes, places and texture crops (test textures come from the photos' right 30%, as in photo_data.py).
 """
 from __future__ import annotations
 
