@@ -4,6 +4,7 @@ held-out rows apart from training."""
 import json
 import shlex
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -164,7 +165,7 @@ def test_clipart_captions_are_the_authors_titles_and_boxes_bound_the_drawings(tm
         clipart_data.catalogue(tmp_path / "missing")
 
 
-def test_the_clipart_set_trains_and_scores_its_three_tasks(tmp_path, monkeypatch):
+def test_the_clipart_set_trains_and_scores_its_three_tasks(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(clipart_data, "ROOT", fake_clipart(tmp_path / "png"))
     monkeypatch.setattr(clipart_data, "DRAWINGS", 3)
     assert harness.main(["--tasks", "clipart", "--updates-per-task", "2", "--rows-factor", "0.01",
@@ -173,3 +174,27 @@ def test_the_clipart_set_trains_and_scores_its_three_tasks(tmp_path, monkeypatch
     assert [row["task"] for row in results] == list(harness.CLIPART_TASKS)
     for row in results:
         assert 0 <= row["specialist"] and 0 <= row["generalist"] and 0 <= row["trivial"], row
+    texture, caption, grounding = results
+    assert texture["specialist_on_any"] is None and caption["generalist_on_any"] is None
+    for model in ("specialist", "generalist"):  # the named box is one of the candidates
+        assert grounding[model] <= grounding[f"{model}_on_any"] <= 1, grounding
+    assert (f"clipart_grounding: boxes on any of the row's objects, named or not: specialist "
+            f"{grounding['specialist_on_any']:.3f}, generalist {grounding['generalist_on_any']:.3f}") in capsys.readouterr().out
+
+
+def test_boxes_on_any_candidate_are_scored_against_each_rows_own_candidates(monkeypatch):
+    """A prediction on the row's other object counts for "any", not for the metric; rows keep their candidates."""
+    rows = [{"box": [0, 0, 10, 10], "boxes": [[0, 0, 10, 10], [20, 20, 30, 30]]},
+            {"box": [40, 40, 50, 50], "boxes": [[40, 40, 50, 50], [0, 0, 10, 10]]},
+            {"box": [5, 5, 9, 9], "boxes": [[5, 5, 9, 9], [50, 50, 60, 60]]}]
+    spec = harness.HarnessTask("g", harness.PHOTO_TASKS["photo_grounding"][0], "acc_iou", {"test": rows}, "mean_box",
+                               ("random_of:boxes",))
+    assert spec.candidates == "boxes"
+    evaluation = types.SimpleNamespace(indices=[2, 0, 1], predictions=[[30, 30, 40, 40], [20, 20, 30, 30],
+                                                                      [40, 40, 50, 50]],
+                                       metrics={"acc_iou": 1 / 3}, higher_is_better=True)
+    monkeypatch.setattr(harness, "evaluate", lambda *args, **kwargs: evaluation)
+    trainer = types.SimpleNamespace(tasks=[types.SimpleNamespace(name="g")], encoders={"g": None})
+    scores, higher_is_better, on_any = harness.test_score(None, trainer, spec)
+    assert scores == [1 / 3] and higher_is_better is True
+    assert on_any == pytest.approx(2 / 3)  # rows 0 (the other object) and 1 (the named one); row 2 misses

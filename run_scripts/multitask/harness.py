@@ -30,7 +30,7 @@ import torch
 
 from ofasys_fs import GeneralistModel, Task, Trainer
 from ofasys_fs.cli.inference_args import add_generation_args, given_generation_options
-from ofasys_fs.inference.evaluate import evaluate
+from ofasys_fs.inference.evaluate import evaluate, score
 from ofasys_fs.tasks.config import TaskConfig, task_from_config
 
 from ..demo.baselines import best_baseline, headline
@@ -69,6 +69,12 @@ class HarnessTask:
     @property
     def metric_name(self) -> str:
         return self.metric["name"] if isinstance(self.metric, dict) else self.metric
+
+    @property
+    def candidates(self) -> Optional[str]:
+        """The column of the row's candidate boxes, for a task whose stricter rule boxes one of them (grounding)."""
+        return next((rule.partition(":")[2] for rule in self.stricter
+                     if rule.startswith("random_of:") and self.metric_name == "acc_iou"), None)
 
     @property
     def target(self) -> str:
@@ -166,17 +172,21 @@ def decoding_seeds(spec: HarnessTask, count: int) -> list[Optional[int]]:
 
 
 def test_score(model: GeneralistModel, trainer: Trainer, spec: HarnessTask,
-               seeds: Sequence[Optional[int]] = (None,)) -> tuple[list[float], Optional[bool]]:
-    """(the metric's headline on the test rows for each decoding seed, whether higher is better)."""
+               seeds: Sequence[Optional[int]] = (None,)) -> tuple[list[float], Optional[bool], Optional[float]]:
+    """(the metric's headline on the test rows for each decoding seed, whether higher is better, and for grounding
+    the share of boxes on any of the row's candidates: named or not, the model found an object there)."""
     task = next(t for t in trainer.tasks if t.name == spec.name)
-    scores, higher_is_better = [], None
+    scores, higher_is_better, on_any = [], None, None
     for seed in seeds:
         options = spec.generation if seed is None else {**spec.generation, "sampling_seed": seed}
         evaluation = evaluate(model, task, "test", encoder=trainer.encoders[spec.name], batch_size=100,
                               metric=spec.metric, options=options)
         scores.append(headline(spec.metric_name, evaluation.metrics))
         higher_is_better = evaluation.higher_is_better
-    return scores, higher_is_better
+        if spec.candidates and on_any is None:
+            candidates = [spec.rows["test"][index][spec.candidates] for index in evaluation.indices]
+            on_any = score(spec.metric, evaluation.predictions, candidates)[0][spec.metric_name]
+    return scores, higher_is_better, on_any
 
 
 def trivial_scores(spec: HarnessTask) -> tuple[float, Optional[float]]:
@@ -205,7 +215,7 @@ def run(tasks: Sequence[HarnessTask], updates_per_task: int, options: dict, seed
     task, a sampling task scored as its mean over seeds_per_task draws."""
     started = time.perf_counter()
     seeds = {spec.name: decoding_seeds(spec, seeds_per_task) for spec in tasks}
-    unscored = ([float("nan")], None)
+    unscored = ([float("nan")], None, None)
     general = {spec.name: unscored for spec in tasks}
     if with_generalist:
         generalist, trainer = train(tasks, updates_per_task * len(tasks), options, seed)
@@ -220,14 +230,16 @@ def run(tasks: Sequence[HarnessTask], updates_per_task: int, options: dict, seed
             special = test_score(specialist, trainer, spec, seeds[spec.name])
             seconds[spec.name] = time.perf_counter() - started
         trivial, stricter = trivial_scores(spec)
-        (special, special_direction), (general_scores, general_direction) = special, general[spec.name]
+        (special, special_direction, special_any), (general_scores, general_direction, general_any) = (
+            special, general[spec.name])
         higher_is_better = special_direction if special_direction is not None else general_direction
         mean_special, mean_general = sum(special) / len(special), sum(general_scores) / len(general_scores)
         results.append({"task": spec.name, "metric": spec.metric_name, "higher_is_better": higher_is_better,
                         "specialist": mean_special, "generalist": mean_general,
                         "ratio": ratio(mean_special, mean_general, higher_is_better),
                         "trivial": trivial, "stricter": stricter, "decoding_seeds": seeds[spec.name],
-                        "specialist_per_seed": special, "generalist_per_seed": general_scores})
+                        "specialist_per_seed": special, "generalist_per_seed": general_scores,
+                        "specialist_on_any": special_any, "generalist_on_any": general_any})
     print("harness: seconds " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()), flush=True)
     return results
 
@@ -244,6 +256,12 @@ def table(results: Sequence[dict]) -> str:
             seeds = r["decoding_seeds"]
             lines.append(f"\n{r['task']}: the mean of {len(seeds)} decoding seeds {seeds[0]}-{seeds[-1]}; specialist "
                          f"{spread(r['specialist_per_seed'])}, generalist {spread(r['generalist_per_seed'])}")
+    for r in results:
+        special, general = r.get("specialist_on_any"), r.get("generalist_on_any")
+        if special is not None or general is not None:
+            special, general = (math.nan if value is None else value for value in (special, general))
+            lines.append(f"\n{r['task']}: boxes on any of the row's objects, named or not: specialist {special:.3f}, "
+                         f"generalist {general:.3f} (above {r['metric']}: another object boxed; the rest miss by place)")
     worst = min(results, key=lambda r: r["ratio"])
     lines.append(f"\nworst ratio: {worst['ratio']:.2f} ({worst['task']}); ratio: generalist / specialist, for a "
                  "lower-is-better metric specialist / generalist (above 1: the generalist is better)")
