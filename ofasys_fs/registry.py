@@ -130,10 +130,10 @@ class Registry:
         return self.build(config, *args, **kwargs)
 
     def _entry_for_config(self, cfg) -> Entry:
+        self.load_builtins()
         named = getattr(cfg, "name", None)
         if isinstance(named, str) and named in self:
             return self.get(named)
-            self.load_builtins()
         for entry in self.entries.values():
             if entry.dataclass is type(cfg):
                 return entry

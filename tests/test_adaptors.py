@@ -1,4 +1,4 @@
-"""Adaptors image_resnet, audio_fbank, video_frames and the CTC criterion, alone and inside the model."""
+"""Adaptors image_patch (its convolutional stem), image_resnet, audio_fbank, video_frames and the CTC criterion, alone and inside the model."""
 import dataclasses
 import math
 
@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ofasys_fs.adaptors.audio_fbank import subsampled_length
+from ofasys_fs.adaptors.image_patch import conv_stem
 from ofasys_fs.adaptors.image_resnet import TRUNK_PREFIXES, resnet_grid_side
 from ofasys_fs.contracts import SampleContext
 from ofasys_fs.criteria.ctc import LabelSmoothedCECTC, LabelSmoothedCECTCConfig
@@ -112,6 +113,21 @@ def test_image_resnet_loads_torchvision_weights(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         adaptor("image_resnet", image_adaptor="image_resnet", image_size=32,
                 image_backbone_weights=str(tmp_path / "absent.pth"))
+
+
+def test_image_patch_conv_stem_gives_the_patch_grid_and_refuses_odd_patch_sizes():
+    stem = conv_stem(64, 8)
+    assert stem(torch.randn(2, 3, 32, 24)).shape == (2, 64, 4, 3)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in stem) == 4  # three halvings and the 1x1 projection
+    with pytest.raises(ValueError, match="power-of-two patch_size >= 2, got 6"):
+        conv_stem(64, 6)
+    with pytest.raises(ValueError, match="patch_stem"):
+        ModelConfig(patch_stem="resnet")
+    default = GeneralistModel(vocab_size=100, adaptor_names=["text", "image_patch"], arch="micro")
+    assert default.cfg.patch_stem == "linear" and default.encoder.adaptors["image_patch"].proj.stride == (8, 8)
+    stemmed = GeneralistModel(vocab_size=100, adaptor_names=["text", "image_patch"], arch="micro", patch_stem="conv")
+    out = stemmed.encoder.adaptors["image_patch"]({"image": torch.randn(2, 3, 32, 32)})
+    assert out.embeddings.shape == (2, 16, 64) and not out.padding_mask.any()
 
 
 def test_image_patch_and_resnet_share_grid_positions():

@@ -13,8 +13,9 @@ from .image_grid import grid_output, grid_positions, image_tensor
 
 @register_adaptor("image_patch")
 class ImagePatchAdaptor(Adaptor):
-    """Image [B, 3, H, W] -> one embedding per patch_size x patch_size patch (a strided conv + layer norm);
-    row + column position vectors and a 2-D bucketed relative bias table per encoder layer."""
+    """Image [B, 3, H, W] -> one embedding per patch_size x patch_size patch (a strided conv, or with
+    patch_stem=conv a convolutional stem, + layer norm); row + column position vectors and a 2-D bucketed relative
+    bias table per encoder layer."""
 
     def __init__(self, model_cfg: ModelConfig, embed_tokens: nn.Embedding):
         super().__init__()
@@ -25,7 +26,10 @@ class ImagePatchAdaptor(Adaptor):
             raise ValueError(
                 f"image_patch adaptor: image_size={model_cfg.image_size} is smaller than patch_size={model_cfg.patch_size}"
             )
-        self.proj = nn.Conv2d(3, dim, kernel_size=self.patch_size, stride=self.patch_size)
+        if model_cfg.patch_stem == "conv":
+            self.proj = conv_stem(dim, self.patch_size)
+        else:
+            self.proj = nn.Conv2d(3, dim, kernel_size=self.patch_size, stride=self.patch_size)
         self.layer_norm = nn.LayerNorm(dim)
         self.positions = grid_positions(max_grid, model_cfg, owner="image_patch adaptor")
         self.type_embedding = type_vector(dim) if model_cfg.type_embedding else None
@@ -43,3 +47,21 @@ class ImagePatchAdaptor(Adaptor):
     def forward(self, batch: dict[str, torch.Tensor]) -> AdaptorOutput:
         patches = self.proj(self.check_image(batch))  # [B, D, rows, cols]
         return grid_output(patches, self.layer_norm, self.positions, self.type_embedding)
+
+
+STEM_WIDTH = 32  # channels of the stem's first convolution; each further one doubles them, up to the model width
+
+
+def conv_stem(dim: int, patch_size: int) -> nn.Sequential:
+    """3x3 stride-2 convolutions (BatchNorm, ReLU), one per halving of the image down to the patch grid, then a 1x1
+    projection to the model width: the convolutional stem of Xiao et al. 2021 ("Early convolutions help
+    transformers see better"), which sees edges inside a patch that a single linear patchify learns slowly."""
+    halvings = patch_size.bit_length() - 1
+    if patch_size < 2 or 1 << halvings != patch_size:
+        raise ValueError(f"image_patch adaptor: patch_stem=conv needs a power-of-two patch_size >= 2, got {patch_size}")
+    layers, channels = [], 3
+    for step in range(halvings):
+        width = min(STEM_WIDTH << step, dim)
+        layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+        channels = width
+    return nn.Sequential(*layers, nn.Conv2d(channels, dim, kernel_size=1))

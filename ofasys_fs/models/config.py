@@ -16,6 +16,7 @@ from ..options import at_least, check_fields, fraction, one_of, option, positive
 RESNET_STAGE_BLOCKS = {50: (3, 4, 6), 101: (3, 4, 23), 152: (3, 8, 36)}
 POSITION_STYLES = ("ofasys_fs", "ofa")
 IMAGE_RESIZE_FILTERS = ("torch", "pil")
+PATCH_STEMS = ("linear", "conv")
 
 
 def even_buckets(value: Optional[int]) -> None:
@@ -49,6 +50,10 @@ class ModelConfig:
                                              "arch)", check=at_least(1))
     patch_size: Optional[int] = option(None, "image_patch: pixels per patch side (default: from the arch)",
                                        check=at_least(1))
+    patch_stem: str = option("linear", "image_patch: how a patch becomes a vector: linear (one strided conv, ViT's "
+                                       "patchify) or conv (3x3 stride-2 convolutions with BatchNorm, as many as halve "
+                                       "the image to the patch grid; needs a power-of-two patch_size; docs/model.md)",
+                             check=one_of(*PATCH_STEMS))
     resnet_depth: Optional[int] = option(None, "image_resnet depth: 50, 101 or 152 (default: from the arch)",
                                          check=one_of(*RESNET_STAGE_BLOCKS))
     image_backbone_weights: Optional[str] = option(
