@@ -8,7 +8,7 @@ from ofasys_fs.cli.train import main
 from ofasys_fs.engine.trainer import Trainer
 from ofasys_fs.optim.muon import Muon, MuonAdamW, MuonConfig, layer_matrices, orthogonalise
 from ofasys_fs.registry import build_optimizer
-from test_trainer import colour_task, copy_task, options, tokenizer  # noqa: F401 (a fixture)
+from test_trainer import colour_task, copy_task, options, read_log, tokenizer  # noqa: F401 (a fixture)
 
 
 class Layered(nn.Module):
@@ -105,9 +105,16 @@ def test_state_dict_round_trip_continues_the_same_run():
 
 
 def test_trainer_and_cli_train_with_muon_and_the_conv_stem(tokenizer, tmp_path):  # noqa: F811
-    trainer = Trainer(**options(tokenizer, tmp_path / "api", optimizer="muon", patch_stem="conv", max_update=6,
-                                no_save=True, sampling="round_robin"))
+    log = tmp_path / "api.jsonl"
+    trainer = Trainer(**options(tokenizer, tmp_path / "api", optimizer="muon", patch_stem="conv", max_update=12,
+                                no_save=True, sampling="round_robin", log_interval=1, log_file=str(log)))
     trainer.fit(tasks=[copy_task(count=16), colour_task(count=12)])
+    losses = {}
+    for record in read_log(log):
+        for task, metrics in record["tasks"].items():
+            if "loss" in metrics:
+                losses.setdefault(task, []).append(metrics["loss"])
+    assert losses["copy"][-1] < 0.8 * losses["copy"][0] and losses["colour"][-1] < 0.7 * losses["colour"][0]
     assert isinstance(trainer.optimizer, MuonAdamW)
     muon_group = trainer.optimizer.param_groups[0]
     assert muon_group["muon"] and all(trainer.optimizer.state[p]["momentum_buffer"].abs().sum() > 0
