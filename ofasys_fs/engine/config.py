@@ -73,7 +73,7 @@ class OptimizationConfig:
         1, "accumulate gradients over N micro-batches per update", fairseq_list=True, check=at_least(1)
     )
     clip_norm: float = option(1.0, "clip gradients to this global norm (0: no clipping)", check=at_least(0))
-    optimizer: str = option("adamw", "optimizer name (registry; plugins add more)")
+    optimizer: str = option("adamw", "optimizer name: adamw or muon (docs/training.md); plugins add more")
     adam_betas: tuple[float, float] = option((0.9, 0.999), 'Adam betas, a pair or a string like "(0.9, 0.98)"')
     adam_eps: float = option(1e-8, "Adam epsilon", check=at_least(0))
     weight_decay: float = option(0.01, "decoupled weight decay", check=at_least(0))
