@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ofasys_fs.adaptors.audio_fbank import subsampled_length
-from ofasys_fs.adaptors.image_patch import conv_stem
+from ofasys_fs.adaptors.image_patch import ConvStem
 from ofasys_fs.adaptors.image_resnet import TRUNK_PREFIXES, resnet_grid_side
 from ofasys_fs.contracts import SampleContext
 from ofasys_fs.criteria.ctc import LabelSmoothedCECTC, LabelSmoothedCECTCConfig
@@ -116,11 +116,11 @@ def test_image_resnet_loads_torchvision_weights(tmp_path):
 
 
 def test_image_patch_conv_stem_gives_the_patch_grid_and_refuses_odd_patch_sizes():
-    stem = conv_stem(64, 8)
+    stem = ConvStem(64, 8)
     assert stem(torch.randn(2, 3, 32, 24)).shape == (2, 64, 4, 3)
-    assert sum(isinstance(m, torch.nn.Conv2d) for m in stem) == 4  # three halvings and the 1x1 projection
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in stem.modules()) == 4  # three halvings and the 1x1 projection
     with pytest.raises(ValueError, match="power-of-two patch_size >= 2, got 6"):
-        conv_stem(64, 6)
+        ConvStem(64, 6)
     with pytest.raises(ValueError, match="patch_stem"):
         ModelConfig(patch_stem="resnet")
     default = GeneralistModel(vocab_size=100, adaptor_names=["text", "image_patch"], arch="micro")

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from ofasys_fs.adaptors.image_patch import ConvStem
 from ofasys_fs.cli.train import main
 from ofasys_fs.engine.trainer import Trainer
 from ofasys_fs.optim.muon import Muon, MuonAdamW, MuonConfig, layer_matrices, orthogonalise
@@ -119,7 +120,7 @@ def test_trainer_and_cli_train_with_muon_and_the_conv_stem(tokenizer, tmp_path):
     muon_group = trainer.optimizer.param_groups[0]
     assert muon_group["muon"] and all(trainer.optimizer.state[p]["momentum_buffer"].abs().sum() > 0
                                       for p in muon_group["params"])
-    assert isinstance(trainer.model.encoder.adaptors["image_patch"].proj, nn.Sequential)  # the conv stem
+    assert isinstance(trainer.model.encoder.adaptors["image_patch"].proj, ConvStem)
     save_dir = tmp_path / "cli"
     data = tmp_path / "copy.jsonl"
     data.write_text("".join(f'{{"src": "one two", "tgt": "{w}"}}\n' for w in ["one", "two"] * 4))

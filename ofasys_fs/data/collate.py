@@ -29,7 +29,7 @@ def collate_encoder(task: str, examples: Sequence[Any], piece_collaters: Sequenc
         if len(modalities) != 1:
             raise ValueError(f"task {task!r}: encoder piece {position} mixes modalities {sorted(modalities)} in one "
                              f"batch; a task's templates must share their slot structure")
-        head = {"modality": pieces[0]["modality"], "adaptor": pieces[0]["adaptor"]}
+        head = {"modality": pieces[0]["modality"], "adaptor": pieces[0]["adaptor"], "task": task}
         if collate_piece is None:
             tokens, lengths = pad_sequences([piece["tokens"] for piece in pieces], pad)
             positions = torch.arange(tokens.size(1))

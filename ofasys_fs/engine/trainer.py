@@ -29,6 +29,7 @@ from ..guidance import with_condition_dropout
 from ..inference.decoding import generated_with_guidance
 from ..models.cpu_linear import kernel_choice
 from ..models.generalist import GeneralistModel
+from ..models.task_batch_norm import add_task_statistics, rows_not_counted
 from ..preprocess.config import DataConfig
 from ..preprocess.image_code import resolve_image_tokenizers
 from ..registry import CRITERION_REGISTRY, LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY, import_user_dir
@@ -142,6 +143,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
         self.condition_dropout = {task.name: cfg.optimization.condition_dropout for task in self.tasks
                                   if generated_with_guidance(self.encoders[task.name], task.generation)}
         resumed = self.load_initial_weights()
+        add_task_statistics(self.model, [task.name for task in self.tasks])  # a fine-tuned model's new tasks
         self.strategy = make_strategy(self.dist, cfg.distributed.ddp_backend, self.find_unused_parameters())
         self.train_model = self.strategy.wrap(self.model)
         opt = cfg.optimization
@@ -458,7 +460,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
         if self.task_balance is not None:
             weight = sample.get("task_weight", 1.0) * self.task_balance.weight(sample["task"])
             sample = {**sample, "task_weight": weight}
-        with self.autocast():
+        with self.autocast(), rows_not_counted() if dummy else nullcontext():
             loss, size, log = self.criteria[sample["task"]](self.train_model, sample)
         finite = math.isfinite(float(log.get("loss", loss.detach())))
         if dummy:

@@ -51,8 +51,9 @@ class ModelConfig:
     patch_size: Optional[int] = option(None, "image_patch: pixels per patch side (default: from the arch)",
                                        check=at_least(1))
     patch_stem: str = option("linear", "image_patch: how a patch becomes a vector: linear (one strided conv, ViT's "
-                                       "patchify) or conv (3x3 stride-2 convolutions with BatchNorm, as many as halve "
-                                       "the image to the patch grid; needs a power-of-two patch_size; docs/model.md)",
+                                       "patchify) or conv (3x3 stride-2 convolutions with BatchNorm statistics per "
+                                       "task, as many as halve the image to the patch grid; needs a power-of-two "
+                                       "patch_size; docs/model.md)",
                              check=one_of(*PATCH_STEMS))
     resnet_depth: Optional[int] = option(None, "image_resnet depth: 50, 101 or 152 (default: from the arch)",
                                          check=one_of(*RESNET_STAGE_BLOCKS))

@@ -30,6 +30,7 @@ from .layers import (
     run_layer,
 )
 from .positions import SequencePositions, decoupled_position_bias, positions_clamped
+from .task_batch_norm import add_task_statistics
 
 SOURCE_STATE = "source"  # incremental-state key of the per-source caches (one row per encoder row)
 POSITION_STATE = "positions"  # incremental-state key of the decoder's position biases (shared by all rows)
@@ -394,7 +395,9 @@ class GeneralistModel(Model):
         if self.cfg.ctc_head is None:
             self.cfg.ctc_head = any(getattr(CRITERION_REGISTRY.get(task.criterion).cls, "uses_ctc_head", False)
                                     for task in tasks)
-        return self.build(vocab, self.adaptors_for(template for task in tasks for template in task.templates))
+        self.build(vocab, self.adaptors_for(template for task in tasks for template in task.templates))
+        add_task_statistics(self, [task.name for task in tasks])
+        return self
 
     def build(self, vocab: Union[int, object], adaptor_names: Iterable[Optional[str]] = ("text",)) -> "GeneralistModel":
         """Create all weights: the shared embedding table, one adaptor per name, encoder and decoder.
