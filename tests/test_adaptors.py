@@ -10,10 +10,12 @@ import torch.nn.functional as F
 from ofasys_fs.adaptors.audio_fbank import subsampled_length
 from ofasys_fs.adaptors.image_patch import ConvStem
 from ofasys_fs.adaptors.image_resnet import TRUNK_PREFIXES, resnet_grid_side
+from ofasys_fs.checkpoint import model_description, with_former_defaults
 from ofasys_fs.contracts import SampleContext
 from ofasys_fs.criteria.ctc import LabelSmoothedCECTC, LabelSmoothedCECTCConfig
 from ofasys_fs.criteria.label_smoothed_ce import LabelSmoothedCE, LabelSmoothedCEConfig
 from ofasys_fs.data.encode import RowEncoder
+from ofasys_fs.hub import described_model
 from ofasys_fs.models.archs import resolve_config
 from ofasys_fs.models.config import ModelConfig
 from ofasys_fs.models.generalist import EncoderOut, GeneralistModel
@@ -123,11 +125,21 @@ def test_image_patch_conv_stem_gives_the_patch_grid_and_refuses_odd_patch_sizes(
         ConvStem(64, 6)
     with pytest.raises(ValueError, match="patch_stem"):
         ModelConfig(patch_stem="resnet")
+    linear = GeneralistModel(vocab_size=100, adaptor_names=["text", "image_patch"], arch="micro", patch_stem="linear")
+    assert linear.encoder.adaptors["image_patch"].proj.stride == (8, 8)
     default = GeneralistModel(vocab_size=100, adaptor_names=["text", "image_patch"], arch="micro")
-    assert default.cfg.patch_stem == "linear" and default.encoder.adaptors["image_patch"].proj.stride == (8, 8)
-    stemmed = GeneralistModel(vocab_size=100, adaptor_names=["text", "image_patch"], arch="micro", patch_stem="conv")
-    out = stemmed.encoder.adaptors["image_patch"]({"image": torch.randn(2, 3, 32, 32)})
+    assert default.cfg.patch_stem == "conv" and isinstance(default.encoder.adaptors["image_patch"].proj, ConvStem)
+    out = default.encoder.adaptors["image_patch"]({"image": torch.randn(2, 3, 32, 32)})
     assert out.embeddings.shape == (2, 16, 64) and not out.padding_mask.any()
+
+
+def test_checkpoints_from_before_the_patch_stem_option_rebuild_the_linear_patchify():
+    old = GeneralistModel(vocab_size=100, adaptor_names=["text", "image_patch"], arch="micro", patch_stem="linear")
+    description = model_description(old, DataConfig.for_model(old.cfg))
+    del description["model"]["patch_stem"]  # a file written before the option
+    rebuilt = described_model(with_former_defaults({"config": description})["config"], "old.pt")
+    rebuilt.load_state_dict(old.state_dict())  # strict: the same modules
+    assert rebuilt.cfg.patch_stem == "linear"
 
 
 def test_image_patch_and_resnet_share_grid_positions():

@@ -61,6 +61,14 @@ STEM_TOLERANCE = {"encoder.adaptors.image_patch.proj.convs.": dict(rtol=1e-4, at
 PROBE_PLUGIN = REPO / "tests" / "reliability" / "reliability_probe"  # probe_ce: digests, slow steps and saves
 
 
+def colour_image(rgb: tuple, seed: int) -> np.ndarray:
+    """A 32 px image of one colour with a fixed grain. Over images of one flat colour the conv stem's BatchNorm
+    sees near-degenerate statistics, and its backward then turns float summation order into differences of 1e-3
+    in the weights (FSDP2 against the plain trainer); with the grain they are float noise again (1e-5)."""
+    grain = np.random.default_rng(seed).integers(-40, 41, (32, 32, 3))
+    return np.clip(np.array(rgb) + grain, 0, 255).astype(np.uint8)
+
+
 @dataclasses.dataclass
 class RunFiles:
     root: Path
@@ -88,7 +96,7 @@ def files(tmp_path_factory) -> RunFiles:
     with open(root / "colour.jsonl", "w", encoding="utf-8") as handle:
         for i in range(12):
             name = list(COLOURS)[i % 3]
-            Image.new("RGB", (32, 32), COLOURS[name]).save(root / f"colour_{i}.png")
+            Image.fromarray(colour_image(COLOURS[name], i)).save(root / f"colour_{i}.png")
             handle.write(json.dumps({"img": f"colour_{i}.png", "label": name}) + "\n")
     # adam_eps 1e-6: attention key biases get (mathematically zero) rounding-noise gradients, which Adam with
     # eps 1e-8 would blow up to full-size steps and make any two summation orders disagree. The conv patch stem:
@@ -420,7 +428,7 @@ def micro_options(files: RunFiles, **overrides) -> dict:
 
 
 def colour_task() -> Task:
-    rows = [{"img": np.full((32, 32, 3), rgb, dtype=np.uint8), "label": name}
+    rows = [{"img": colour_image(rgb, i), "label": name}
             for i in range(8) for name, rgb in [list(COLOURS.items())[i % 3]]]
     return Task(name="colour", instruction="[IMAGE:img] what is the colour? -> [TEXT:label]").add_dataset(rows, "train")
 
@@ -448,5 +456,5 @@ def test_fsdp2_in_one_process_trains_and_resumes_like_the_plain_trainer(files, t
     plain = run(tmp_path / "plain", 4, "c10d")
     run(tmp_path / "sharded", 2, "fully_sharded")
     resumed = run(tmp_path / "sharded", 4, "fully_sharded")
-    assert_same_weights(resumed, plain, rtol=1e-5)
+    assert_same_weights(resumed, plain, **GLOBAL_BATCH_TOLERANCE)  # its atol: the stem's BatchNorm biases start at 0
     assert not torch.distributed.is_initialized()  # the trainer closed the group it created

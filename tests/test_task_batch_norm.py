@@ -9,7 +9,10 @@ from torch import nn
 from ofasys_fs.engine.trainer import Trainer
 from ofasys_fs.hub import OFASys
 from ofasys_fs.inference.evaluate import evaluate
+from ofasys_fs.models.archs import resolve_config
+from ofasys_fs.models.config import ModelConfig
 from ofasys_fs.models.task_batch_norm import TaskBatchNorm2d, add_task_statistics
+from ofasys_fs.registry import build_adaptor
 from test_trainer import IMAGE_COLOUR, colour_task, copy_task, options, tokenizer  # noqa: F401 (a fixture)
 
 CHANNELS = 3
@@ -95,3 +98,11 @@ def test_training_evaluation_checkpoints_and_inference_tell_the_stem_the_task(to
     loaded[0].register_forward_hook(lambda module, args, out: seen.append(args[1]))
     hub.inference(IMAGE_COLOUR, [{"img": np.full((32, 32, 3), 200, dtype=np.uint8)}])
     assert seen == ["colour"]
+
+
+def test_video_frames_pass_their_task_to_the_stem_of_their_image_adaptor():
+    cfg = resolve_config(ModelConfig(arch="micro", patch_stem="conv"))
+    video = build_adaptor("video_frames", cfg, nn.Embedding(10, cfg.embed_dim))
+    add_task_statistics(video, ["clips", "films"])
+    video.train()({"modality": "VIDEO", "task": "films", "frames": torch.randn(2, 3, 3, 32, 32)})
+    assert all(norm.task_batches.tolist() == [0, 1] for norm in stem_norms(video))

@@ -46,7 +46,7 @@ class VideoFramesAdaptor(Adaptor):
                 f"video_frames adaptor: expected frames [batch, frames, 3, H, W], got {list(frames.shape)}")
         batch_size, num_frames = frames.shape[:2]
         frame_ids = self.frames.positions(num_frames, frames.device)
-        per_frame = self.image({"modality": "IMAGE", "image": frames.flatten(0, 1)})
+        per_frame = self.image({"modality": "IMAGE", "image": frames.flatten(0, 1), "task": batch.get("task")})
         grid, dim = per_frame.embeddings.shape[1:]
         embeddings = per_frame.embeddings.view(batch_size, num_frames, grid, dim)
         embeddings = embeddings + self.frames.embeddings(frame_ids)[None, :, None, :]

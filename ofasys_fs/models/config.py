@@ -50,7 +50,7 @@ class ModelConfig:
                                              "arch)", check=at_least(1))
     patch_size: Optional[int] = option(None, "image_patch: pixels per patch side (default: from the arch)",
                                        check=at_least(1))
-    patch_stem: str = option("linear", "image_patch: how a patch becomes a vector: linear (one strided conv, ViT's "
+    patch_stem: str = option("conv", "image_patch: how a patch becomes a vector: linear (one strided conv, ViT's "
                                        "patchify) or conv (3x3 stride-2 convolutions with BatchNorm statistics per "
                                        "task, as many as halve the image to the patch grid; needs a power-of-two "
                                        "patch_size; docs/model.md)",
