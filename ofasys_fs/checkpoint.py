@@ -155,7 +155,7 @@ def load_checkpoint(path: str, map_location: Any = "cpu", for_inference: bool = 
 
 # model options added after checkpoints were written, with the value that rebuilds those checkpoints' models
 FORMER_MODEL_DEFAULTS = {"continuous_decoder_layers": False, "mel_prenet_dropout": 0.0,
-                         "continuous_cross_positions": False, "patch_stem": "linear"}
+                         "continuous_cross_positions": False, "patch_stem": "linear", "memory_positions": False}
 
 
 def with_former_defaults(state: dict) -> dict:

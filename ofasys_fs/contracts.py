@@ -121,6 +121,7 @@ class AdaptorOutput:
     # relative position bias [B or 1, heads, T, T] for every layer, or [layers, B or 1, heads, T, T]; None: none
     rel_bias: Optional[torch.Tensor] = None
     position_embeddings: Optional[torch.Tensor] = None  # [B or 1, T, D] vectors of the decoupled position bias
+    grid: Optional[tuple[int, int]] = None  # (rows, cols) when the tokens are an image's feature grid read row by row
 
 
 class Model(nn.Module, abc.ABC):

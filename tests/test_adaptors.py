@@ -133,13 +133,14 @@ def test_image_patch_conv_stem_gives_the_patch_grid_and_refuses_odd_patch_sizes(
     assert out.embeddings.shape == (2, 16, 64) and not out.padding_mask.any()
 
 
-def test_checkpoints_from_before_the_patch_stem_option_rebuild_the_linear_patchify():
-    old = GeneralistModel(vocab_size=100, adaptor_names=["text", "image_patch"], arch="micro", patch_stem="linear")
+@pytest.mark.parametrize("option,former", [("patch_stem", "linear"), ("memory_positions", False)])
+def test_checkpoints_from_before_an_option_rebuild_the_former_model(option, former):
+    old = GeneralistModel(vocab_size=100, adaptor_names=["text", "image_patch"], arch="micro", **{option: former})
     description = model_description(old, DataConfig.for_model(old.cfg))
-    del description["model"]["patch_stem"]  # a file written before the option
+    del description["model"][option]  # a file written before the option
     rebuilt = described_model(with_former_defaults({"config": description})["config"], "old.pt")
     rebuilt.load_state_dict(old.state_dict())  # strict: the same modules
-    assert rebuilt.cfg.patch_stem == "linear"
+    assert getattr(rebuilt.cfg, option) == former
 
 
 def test_image_patch_and_resnet_share_grid_positions():

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from ofasys_fs.contracts import Preprocessor, SampleContext
-from ofasys_fs.criteria.label_smoothed_ce import LabelSmoothedCE, loss_token_mask
+from ofasys_fs.criteria.label_smoothed_ce import LabelSmoothedCE, LabelSmoothedCEConfig, loss_token_mask
 from ofasys_fs.data.dataset import TaskDataset
 from ofasys_fs.data.encode import EncodeError, RowEncoder
 from ofasys_fs.data.trie import Trie
@@ -173,7 +173,7 @@ def test_box_positions_allow_only_bins(vocab):
         allowed = masks[0, position].nonzero().flatten().tolist()
         assert allowed == list(bins)
     assert masks[0, :start].all() and masks[0, start + 4:].all()
-    LabelSmoothedCE()(ZeroModel(len(vocab)), sample)  # every loss target is allowed
+    LabelSmoothedCE(LabelSmoothedCEConfig(box_attention=0.0))(ZeroModel(len(vocab)), sample)  # every target allowed
 
 
 def test_closed_set_positions_follow_the_answer_trie(vocab):

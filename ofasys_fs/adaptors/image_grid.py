@@ -112,4 +112,5 @@ def grid_output(features: torch.Tensor, layer_norm: nn.LayerNorm, positions: nn.
         padding_mask=torch.zeros(batch_size, rows * cols, dtype=torch.bool, device=features.device),
         rel_bias=rel_bias,
         position_embeddings=position_embeddings,
+        grid=(rows, cols),
     )

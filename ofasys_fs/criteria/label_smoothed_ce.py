@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from ..contracts import Criterion, Model
 from ..registry import register_criterion
 from ..tokenizer import PAD
+from .box_attention import box_attention_penalty
 
 
 @dataclasses.dataclass
@@ -19,12 +20,16 @@ class LabelSmoothedCEConfig:
     ignore_prefix_size: int = 0  # also ignore the first N target tokens of every row (fairseq)
     sentence_avg: bool = False  # normalise by sentences instead of tokens
     report_accuracy: bool = True  # log token_accuracy = n_correct / total in [0, 1] (argmax over the allowed tokens)
+    # weight of the box-guided attention penalty per `<bin>` target token (criteria/box_attention.py); 0: off
+    box_attention: float = 0.3
 
     def __post_init__(self):
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothed_ce: label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.ignore_prefix_size < 0:
             raise ValueError(f"label_smoothed_ce: ignore_prefix_size must be >= 0, got {self.ignore_prefix_size}")
+        if not self.box_attention >= 0:
+            raise ValueError(f"label_smoothed_ce: box_attention must be >= 0, got {self.box_attention}")
 
 
 def loss_token_mask(sample: dict, ignore_prefix_size: int = 0, padding_idx: int = PAD) -> torch.Tensor:
@@ -109,7 +114,8 @@ class LabelSmoothedCE(Criterion):
 
     def forward(self, model: Model, sample: dict) -> tuple[torch.Tensor, float, dict]:
         """Returns (loss sum * task_weight, sample size, logging output of unweighted sums)."""
-        logits, _ = model(sample)
+        boxes = sample.get("target_boxes") if self.cfg.box_attention > 0 else None
+        logits, extra = model(sample, cross_attention=True) if boxes is not None else model(sample)
         target = sample["target"]
         if logits.shape[:2] != target.shape:
             raise ValueError(
@@ -125,11 +131,16 @@ class LabelSmoothedCE(Criterion):
         lprobs = F.log_softmax(logits, dim=-1)
         token_loss, token_nll = self.token_losses(lprobs, target, allowed)
         loss, nll_loss = token_loss.sum(), token_nll.sum()
+        box_sum = loss.new_zeros(())
+        if boxes is not None:
+            penalty = box_attention_penalty(extra["cross_attention"], extra["encoder_out"], boxes.to(loss.device))
+            box_sum = penalty[keep].sum()
+            loss = loss + self.cfg.box_attention * box_sum
 
         n_correct = (lprobs.argmax(-1) == target).sum() if self.cfg.report_accuracy else keep.new_zeros(())
         # One host sync for every logged number.
-        loss_value, nll_value, ntokens, correct = torch.stack(
-            [loss.detach(), nll_loss.detach(), keep.sum().to(loss.dtype), n_correct.to(loss.dtype)]
+        loss_value, nll_value, ntokens, correct, box_value = torch.stack(
+            [loss.detach(), nll_loss.detach(), keep.sum().to(loss.dtype), n_correct.to(loss.dtype), box_sum.detach()]
         ).tolist()
         ntokens = int(ntokens)
         self.check_ntokens(sample, ntokens)
@@ -144,6 +155,8 @@ class LabelSmoothedCE(Criterion):
         }
         if self.cfg.report_accuracy:
             logging_output.update(n_correct=int(correct), total=ntokens)
+        if boxes is not None:
+            logging_output["box_attention"] = box_value
         return loss * sample.get("task_weight", 1.0), sample_size, logging_output
 
     def token_losses(self, lprobs: torch.Tensor, target: torch.Tensor,
@@ -175,4 +188,6 @@ class LabelSmoothedCE(Criterion):
         metrics["ppl"] = 2 ** metrics["nll_loss"] if metrics["nll_loss"] < 1000 else math.inf
         if any("n_correct" in log for log in logging_outputs):
             metrics["token_accuracy"] = total("n_correct") / max(total("total"), 1)
+        if any("box_attention" in log for log in logging_outputs):
+            metrics["box_attention"] = total("box_attention") / max(ntokens, 1)
         return metrics

@@ -81,7 +81,20 @@ def collate_decoder(task: str, examples: Sequence[Any], pad: int, vocab_size: in
     masks = constraint_masks(examples, target.size(1), vocab_size)
     if masks is not None:
         out["constraint_masks"] = masks
+    out.update(collate_target_boxes(examples, target.size(1)))
     return out
+
+
+def collate_target_boxes(examples: Sequence[Any], length: int) -> dict:
+    """`target_boxes` [B, T, 4]: at each target position of a BOX target's `<bin>`s, that box's normalised
+    (x0, y0, x1, y1); NaN elsewhere. Absent when no row has a BOX target (criteria/box_attention.py reads it)."""
+    if not any(example.target_boxes for example in examples):
+        return {}
+    boxes = torch.full((len(examples), length, 4), float("nan"))
+    for row, example in enumerate(examples):
+        for start, box in example.target_boxes:
+            boxes[row, start: start + len(box)] = torch.tensor(box)
+    return {"target_boxes": boxes}
 
 
 def collate_decoder_features(task: str, examples: Sequence[Any], slot: Any, preprocessor: Any) -> dict:

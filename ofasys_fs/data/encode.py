@@ -58,6 +58,8 @@ class Example:
     constraints: list = dataclasses.field(default_factory=list)  # (target position, allowed ids: range or list)
     image_sizes: dict = dataclasses.field(default_factory=dict)  # encoder IMAGE column -> ImageGeometry
     phone_targets: Optional[torch.Tensor] = None  # phone ids of a text_phone target
+    # (target position of its first <bin>, (x0, y0, x1, y1) in [0, 1]) of each BOX target with a loss
+    target_boxes: list = dataclasses.field(default_factory=list)
     # a continuous output slot's target ({"frames": [T, F], ...} of its preprocessor; then decoder_tokens is None)
     decoder_features: Optional[dict] = None
 
@@ -297,9 +299,11 @@ class RowEncoder:
         example.prefix_length = len(example.prefix_tokens)
         if None in pieces or (template.repeat is not None and _missing(row, template.repeat.list_name)):
             return
-        inner, loss_mask, constraints = [], [], []
+        inner, loss_mask, constraints, boxes = [], [], [], []
         for index, piece in enumerate(pieces):
             constraints.extend(self._constraints(piece, len(inner), index == len(pieces) - 1, ctx))
+            if piece.slot.modality == "BOX" and piece.loss:
+                boxes.append((len(inner), self._box_coordinates(piece.tokens)))
             inner.extend(piece.tokens)
             loss_mask.extend([piece.loss] * len(piece.tokens))
         room = self.max_target_positions - 1  # the target is inner + </s>
@@ -308,13 +312,20 @@ class RowEncoder:
                                     self.max_target_positions, "max_target_positions")
             loss_mask = loss_mask[:room]
             constraints = [(position, allowed) for position, allowed in constraints if position < room]
+            boxes = [(position, box) for position, box in boxes if position + len(box) <= room]
             example.prefix_tokens = example.prefix_tokens[:room]
             example.prefix_length = len(example.prefix_tokens)
         example.decoder_tokens = torch.tensor([self.vocab.bos, *inner, self.vocab.eos], dtype=torch.long)
         example.loss_mask = torch.tensor([*loss_mask, True], dtype=torch.bool)
         example.target_length = len(inner) + 1
         example.constraints = constraints
+        example.target_boxes = boxes
         example.phone_targets = torch.tensor(phones, dtype=torch.long) if phones else None
+
+    def _box_coordinates(self, tokens: list) -> tuple[float, ...]:
+        """A BOX slot's `<bin>` ids -> its normalised coordinates (bin i of n is i / (n - 1))."""
+        bins = self.vocab.range("bin")
+        return tuple((token - bins.start) / max(len(bins) - 1, 1) for token in tokens)
 
     def _constraints(self, piece: _DecoderPiece, start: int, last: bool, ctx: SampleContext) -> list:
         """(target position, allowed ids) of a BOX slot (`<bin>`s), a slot whose preprocessor names its

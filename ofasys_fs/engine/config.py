@@ -11,6 +11,7 @@ import dataclasses
 from typing import Literal, Optional
 
 from ..criteria.frame_regression import FrameRegressionConfig
+from ..criteria.label_smoothed_ce import LabelSmoothedCEConfig
 from ..data.sampler import parse_sampling
 from ..devices import check_device_name
 from ..generators.config import GenerationConfig
@@ -106,6 +107,10 @@ class OptimizationConfig:
     guided_attention: float = option(FrameRegressionConfig.guided_attention, "speech outputs (frame_regression): weight of the guided-attention loss "
                                           "that keeps the decoder's cross-attention near the text's diagonal "
                                           "(DC-TTS); 0: off", check=at_least(0))
+    box_attention: float = option(LabelSmoothedCEConfig.box_attention,
+                                  "tasks with a BOX target (label_smoothed_ce): weight of the penalty on the "
+                                  "decoder's cross-attention to image cells outside the box while it writes the "
+                                  "box's <bin>s; 0: off", check=at_least(0))
     freeze_encoder: bool = option(False, "do not train the encoder")
     freeze_image_backbone: bool = option(False, "do not train the image adaptor's backbone")
 

@@ -50,14 +50,14 @@ CLASSIC_LAYOUT = {
     "text_rel_buckets": 32, "text_rel_max_distance": 128, "image_rel_buckets": 16, "image_rel_max_distance": 32,
     "text_positions": "ofasys_fs", "image_positions": "ofasys_fs", "scale_embedding": True, "type_embedding": False,
     "attn_scale_factor": 1.0, "scale_heads": False, "scale_attn": False, "scale_fc": False, "image_first": False,
-    "image_resize": "torch",
+    "image_resize": "torch", "memory_positions": True,
 }
 OFA_LAYOUT = {
     **CLASSIC_LAYOUT,
     "text_rel_buckets": 256, "text_rel_max_distance": 1023, "image_rel_buckets": 42,
     "text_positions": "ofa", "image_positions": "ofa", "scale_embedding": False, "type_embedding": True,
     "attn_scale_factor": 2.0, "scale_heads": True, "scale_attn": True, "scale_fc": True, "image_first": True,
-    "image_resize": "pil",
+    "image_resize": "pil", "memory_positions": False,
 }
 
 

@@ -127,6 +127,10 @@ class ModelConfig:
     checkpoint_activations: bool = option(False, "recompute activations in the backward pass to save memory")
     entangle_position_embedding: bool = option(
         False, "add the position vectors to the token/patch embeddings too, not only to the attention biases (OFA)")
+    memory_positions: Optional[bool] = option(
+        None, "add the encoder's position vectors, scaled per dimension by a learnt vector that starts at 0, to its "
+              "output, so that the decoder can read where a source token is, not only what it is (a box's "
+              "coordinates; docs/model.md) (default: from the arch: on for ofasys_fs's archs, off for OFA's)")
     continuous_decoder_layers: bool = option(
         True, "continuous outputs (speech frames, motion) run decoder layers of their own and the token outputs the "
               "shared ones; built only in a model with such an output (docs/multitask.md: shared layers cost speech "

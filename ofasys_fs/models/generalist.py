@@ -45,10 +45,11 @@ NOT_BUILT = (
 class EncoderOut:
     """What the decoder reads from the encoder."""
 
-    x: torch.Tensor  # [B, S, D] after the final layer norm
+    x: torch.Tensor  # [B, S, D] after the final layer norm (+ the position vectors with memory_positions)
     padding_mask: torch.Tensor  # [B, S], True where padded
     position_embeddings: torch.Tensor  # [B, S, D] (may be a view of one row), keys of the cross-attention position bias
     spans: tuple = ()  # (adaptor name, start, end) of each piece along S, in encoder order
+    grids: tuple = ()  # per span: (rows, cols) of an image feature grid (AdaptorOutput.grid), else None
 
     def index_select(self, new_order: torch.Tensor) -> "EncoderOut":
         """Rows picked (and repeated) by `new_order`, e.g. to expand a batch into beams."""
@@ -93,6 +94,8 @@ class Encoder(nn.Module):
             EncoderLayer(cfg, rate) for rate in drop_path_rates(cfg.drop_path_rate, cfg.encoder_layers)
         )
         self.layer_norm = nn.LayerNorm(cfg.embed_dim)
+        # how much of each position vector the output carries (memory_positions): 0 at first, learnt
+        self.memory_position_scale = nn.Parameter(torch.zeros(cfg.embed_dim)) if cfg.memory_positions else None
 
     def run_adaptor(self, index: int, piece: dict) -> tuple[str, AdaptorOutput]:
         name = piece.get("adaptor") or self.cfg.image_adaptor
@@ -135,7 +138,11 @@ class Encoder(nn.Module):
         checkpointing = self.cfg.checkpoint_activations and self.training and torch.is_grad_enabled()
         for index, layer in enumerate(self.layers):
             x = run_layer(layer, checkpointing, x, (self.layer_bias(position_bias, outputs, index), padding))
-        return EncoderOut(self.layer_norm(x), padding_mask, positions.expand(batch_size, -1, -1), spans)
+        memory = self.layer_norm(x)
+        if self.memory_position_scale is not None:
+            memory = memory + (positions * self.memory_position_scale).to(memory.dtype)
+        return EncoderOut(memory, padding_mask, positions.expand(batch_size, -1, -1), spans,
+                          tuple(out.grid for out in outputs))
 
     @staticmethod
     def bias_rows(outputs: list[AdaptorOutput], batch_size: int) -> int:
