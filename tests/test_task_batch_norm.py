@@ -23,12 +23,12 @@ def batches(seed: int, shift: float, count: int = 6) -> list[torch.Tensor]:
     return [torch.randn(4, CHANNELS, 5, 5, generator=generator) * (1 + shift) + shift for _ in range(count)]
 
 
-@pytest.fixture()
-def trained() -> tuple[TaskBatchNorm2d, dict]:
+@pytest.fixture(params=[False, True], ids=["summed", "local_kernel"])
+def trained(request) -> tuple[TaskBatchNorm2d, dict]:
     """One norm trained on two tasks' batches in turn (one task per batch, as a generalist trains), and plain
     BatchNorms trained on each task's batches alone and on all of them."""
     data = {"photos": batches(1, 0.0), "drawings": batches(2, 4.0)}
-    norm = TaskBatchNorm2d(CHANNELS)
+    norm = TaskBatchNorm2d(CHANNELS, local_kernel=request.param)
     norm.add_tasks(["photos", "drawings"])
     plain = {name: nn.BatchNorm2d(CHANNELS) for name in ("photos", "drawings", "all")}
     for pair in zip(data["photos"], data["drawings"]):
@@ -71,6 +71,41 @@ def test_the_statistics_travel_in_a_weights_only_state_dict(trained):
     x = torch.randn(2, CHANNELS, 5, 5) + 2
     for task in ("photos", "drawings", None):
         assert torch.equal(restored[0](x, task), norm(x, task))
+
+
+def test_local_kernel_trains_exactly_as_plain_batch_norm():
+    norm, plain = TaskBatchNorm2d(CHANNELS, local_kernel=True), nn.BatchNorm2d(CHANNELS)
+    norm.add_tasks(["photos"])
+    with torch.no_grad():
+        for module in (norm, plain):
+            module.weight.copy_(torch.linspace(0.5, 2, CHANNELS))
+            module.bias.copy_(torch.linspace(-1, 1, CHANNELS))
+    for x in batches(3, 2.0):
+        assert torch.equal(norm(x, "photos"), plain(x))
+    assert torch.equal(norm.running_mean, plain.running_mean) and torch.equal(norm.running_var, plain.running_var)
+    assert torch.allclose(norm.task_mean[0], plain.running_mean, atol=1e-6)
+    assert torch.allclose(norm.task_var[0], plain.running_var, atol=1e-5)
+
+
+def test_image_resnet_keeps_statistics_per_task_and_loads_plain_batch_norm_weights():
+    cfg = resolve_config(ModelConfig(arch="micro", image_adaptor="image_resnet", image_size=32, resnet_depth=50))
+    resnet = build_adaptor("image_resnet", cfg, nn.Embedding(10, cfg.embed_dim))
+    plain_state = {key: value for key, value in resnet.state_dict().items() if "task_" not in key}
+    norms = stem_norms(resnet)
+    assert len(norms) == 1 + 3 * (3 + 4 + 6) + 3  # the stem, three per bottleneck, each stage's shortcut
+    add_task_statistics(resnet, ["photos", "drawings"])
+    resnet.train()
+    for name, shift in (("photos", 0.0), ("drawings", 3.0), ("drawings", 3.0)):
+        resnet({"modality": "IMAGE", "task": name, "image": torch.randn(2, 3, 32, 32) + shift})
+    assert all(norm.task_batches.tolist() == [1, 2] for norm in norms)
+    resnet.eval()
+    image = torch.randn(1, 3, 32, 32) + 3
+    photos, drawings = (resnet({"modality": "IMAGE", "task": name, "image": image}).embeddings
+                        for name in ("photos", "drawings"))
+    assert not torch.allclose(photos, drawings, atol=1e-3)
+    fresh = build_adaptor("image_resnet", cfg, nn.Embedding(10, cfg.embed_dim))
+    fresh.load_state_dict(plain_state)  # torchvision's, OFA's or an earlier checkpoint's BatchNorm: no task yet
+    assert all(norm.tasks == [] for norm in stem_norms(fresh))
 
 
 def stem_norms(model: nn.Module) -> list[TaskBatchNorm2d]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import torch
 from torch import nn
@@ -10,6 +11,7 @@ from torch import nn
 from ..contracts import Adaptor, AdaptorOutput
 from ..models.config import RESNET_STAGE_BLOCKS, ModelConfig
 from ..models.layers import DropPath, drop_path_rates, type_vector
+from ..models.task_batch_norm import TaskBatchNorm2d, is_task_statistic
 from ..registry import register_adaptor
 from .image_grid import grid_output, grid_positions, image_tensor
 
@@ -21,34 +23,39 @@ OUTPUT_STRIDE = 16
 TRUNK_PREFIXES = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.")  # torchvision state_dict keys kept
 
 
+def batch_norm(channels: int) -> TaskBatchNorm2d:
+    """BatchNorm with statistics per task (models/task_batch_norm.py), plain BatchNorm's kernel in one process."""
+    return TaskBatchNorm2d(channels, local_kernel=True)
+
+
 def resnet_grid_side(image_side: int) -> int:
     """Feature-grid side for an image side: each of the four padded stride-2 steps rounds up."""
     return -(-image_side // OUTPUT_STRIDE)
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (carrying the stride), 1x1 expand, each with BatchNorm, plus the shortcut; ReLU after the
-    sum (the residual branch through drop-path). Written here (names as torchvision's) so that importing the model
-    does not import torchvision."""
+    """1x1 reduce, 3x3 (carrying the stride), 1x1 expand, each with BatchNorm (statistics per task), plus the
+    shortcut; ReLU after the sum (the residual branch through drop-path). Written here (names as torchvision's) so
+    that importing the model does not import torchvision."""
 
     def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
                  drop_path: float = 0.0):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = batch_norm(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = batch_norm(planes)
         self.conv3 = nn.Conv2d(planes, planes * EXPANSION, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * EXPANSION)
+        self.bn3 = batch_norm(planes * EXPANSION)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.relu(self.drop_path(self.bn3(self.conv3(out))) + shortcut)
+    def forward(self, x: torch.Tensor, task: Optional[str] = None) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample[1](self.downsample[0](x), task)
+        out = self.relu(self.bn1(self.conv1(x), task))
+        out = self.relu(self.bn2(self.conv2(out), task))
+        return self.relu(self.drop_path(self.bn3(self.conv3(out), task)) + shortcut)
 
 
 def resnet_stage(in_channels: int, planes: int, blocks: int, stride: int, drop_path: float = 0.0) -> nn.Sequential:
@@ -58,7 +65,7 @@ def resnet_stage(in_channels: int, planes: int, blocks: int, stride: int, drop_p
     shortcut = None
     if stride != 1 or in_channels != out_channels:
         shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                                 nn.BatchNorm2d(out_channels))
+                                 batch_norm(out_channels))
     first = Bottleneck(in_channels, planes, stride=stride, downsample=shortcut)
     rates = drop_path_rates(drop_path, blocks)
     return nn.Sequential(first, *(Bottleneck(out_channels, planes, drop_path=rates[i]) for i in range(1, blocks)))
@@ -74,7 +81,7 @@ class ResNetTrunk(nn.Module):
             raise ValueError(f"image_resnet: resnet_depth must be one of {tuple(RESNET_STAGE_BLOCKS)}, got {depth}")
         self.depth = depth
         self.conv1 = nn.Conv2d(3, STEM_CHANNELS, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(STEM_CHANNELS)
+        self.bn1 = batch_norm(STEM_CHANNELS)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         in_channels = STEM_CHANNELS
@@ -86,10 +93,13 @@ class ResNetTrunk(nn.Module):
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] -> [B, 1024, ceil(H / 16), ceil(W / 16)]."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(image))))
-        return self.layer3(self.layer2(self.layer1(x)))
+    def forward(self, image: torch.Tensor, task: Optional[str] = None) -> torch.Tensor:
+        """[B, 3, H, W] of one task's rows (None: statistics of all tasks) -> [B, 1024, ceil(H / 16), ceil(W / 16)]."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(image), task)))
+        for stage in (self.layer1, self.layer2, self.layer3):
+            for block in stage:
+                x = block(x, task)
+        return x
 
     def load_torchvision_weights(self, path: str) -> None:
         """Load the stem and layer1-3 from a torchvision ResNet state_dict file (layer4 and fc are ignored);
@@ -109,8 +119,10 @@ class ResNetTrunk(nn.Module):
             raise ValueError(f"{where}: expected a state_dict (a dict of tensors), got {type(state).__name__}")
         trunk_state = {key: value for key, value in state.items() if key.startswith(TRUNK_PREFIXES)}
         own = self.state_dict()
-        # BatchNorm counters are absent from old torchvision files and do not affect the outputs.
-        missing = [key for key in own if key not in trunk_state and not key.endswith("num_batches_tracked")]
+        # BatchNorm counters are absent from old torchvision files and do not affect the outputs; statistics per
+        # task are ours (they start empty).
+        missing = [key for key in own if key not in trunk_state and not key.endswith("num_batches_tracked")
+                   and not is_task_statistic(key)]
         unexpected = [key for key in trunk_state if key not in own]
         mismatched = [f"{key} {list(value.shape)} (model: {list(own[key].shape)})"
                       for key, value in trunk_state.items() if key in own and value.shape != own[key].shape]
@@ -166,5 +178,5 @@ class ImageResNetAdaptor(Adaptor):
         if max(height, width) > self.image_size:
             raise ValueError(f"image_resnet adaptor: got {height}x{width} px images; expected sides of at most "
                              f"image_size={self.image_size} (model config)")
-        features = self.proj(self.backbone(image))  # [B, D, rows, cols]
+        features = self.proj(self.backbone(image, batch.get("task")))  # [B, D, rows, cols]
         return grid_output(features, self.layer_norm, self.positions, self.type_embedding)

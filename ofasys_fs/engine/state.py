@@ -30,6 +30,7 @@ from ..errors import CheckpointError
 from ..image_tokenizers.files import tokenizer_payload
 from ..models.config import ModelConfig
 from ..models.generalist import with_continuous_layers
+from ..models.task_batch_norm import is_task_statistic
 from ..registry import imported_user_dirs
 from ..vocab import Vocabulary, VocabConfig
 from .ema import EMA
@@ -133,10 +134,12 @@ def check_image_tokenizers(state: dict, ours: dict, path: str) -> None:
 
 
 def load_model_weights(model: nn.Module, weights: dict, path: str, strict: bool) -> tuple[list, list]:
-    """Load weights; shape mismatches are always an error, missing/unexpected keys only when strict."""
+    """Load weights; shape mismatches are always an error (but BatchNorm statistics per task, which take the
+    stored tasks), missing/unexpected keys only when strict."""
     current = model.state_dict()
     mismatched = [f"{key} {list(value.shape)} vs model {list(current[key].shape)}"
-                  for key, value in weights.items() if key in current and current[key].shape != value.shape]
+                  for key, value in weights.items()
+                  if key in current and current[key].shape != value.shape and not is_task_statistic(key)]
     if mismatched:
         raise CheckpointError(
             f"{path}: {len(mismatched)} weights have other shapes than this model (another arch or vocab?): "

@@ -18,10 +18,13 @@ class TaskBatchNorm2d(nn.BatchNorm2d):
     the shared statistics and those of the batch's task; evaluation uses the task's statistics, or the shared ones
     for a task without any (unregistered, or no training batch yet). Under torch.distributed the batch statistics
     are those of every rank's rows (the ranks of a step train one task), so that N ranks train as one process with
-    their global batch."""
+    their global batch. With `local_kernel` one process normalises through BatchNorm's own kernel, so that its
+    outputs are plain BatchNorm's to the bit (image_resnet: OFA's ResNet), and sums the task's statistics apart
+    without gradients; without it the statistics are always summed here, in fp32 (the stem)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, local_kernel: bool = False):
         super().__init__(channels)
+        self.local_kernel = local_kernel
         self.tasks: list[str] = []
         self.register_buffer("task_names", encode_names([]))  # a tensor, as every value of a checkpoint's weights
         self.register_buffer("task_mean", torch.zeros(0, channels))
@@ -56,6 +59,8 @@ class TaskBatchNorm2d(nn.BatchNorm2d):
                 return super().forward(x)
             return F.batch_norm(x, self.task_mean[slot], self.task_var[slot], self.weight, self.bias, False, 0.0,
                                 self.eps)
+        if self.local_kernel and not distributed():
+            return self.kernel_forward(x, slot)
         values = x.float()  # statistics in fp32 under bf16 autocast too, as BatchNorm computes them
         mean, var, count = batch_statistics(values)
         y = (values - mean[:, None, None]) * torch.rsqrt(var + self.eps)[:, None, None]
@@ -66,6 +71,17 @@ class TaskBatchNorm2d(nn.BatchNorm2d):
             self.task_batches[slot] += 1
         return (y * self.weight[:, None, None] + self.bias[:, None, None]).to(x.dtype)
 
+    def kernel_forward(self, x: torch.Tensor, slot: Optional[int]) -> torch.Tensor:
+        """Training in one process through BatchNorm's kernel (which updates the shared statistics itself)."""
+        y = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, True, self.momentum, self.eps)
+        self.num_batches_tracked += 1
+        if slot is not None:
+            with torch.no_grad():
+                var, mean = torch.var_mean(x.float(), dim=(0, 2, 3), correction=0)
+            self.update(self.task_mean[slot], self.task_var[slot], mean, var, x.numel() // x.size(1))
+            self.task_batches[slot] += 1
+        return y
+
     @torch.no_grad()
     def update(self, running_mean: torch.Tensor, running_var: torch.Tensor, mean: torch.Tensor, var: torch.Tensor,
                count: float) -> None:
@@ -74,6 +90,12 @@ class TaskBatchNorm2d(nn.BatchNorm2d):
         running_var.lerp_(var.detach() * count / max(count - 1, 1), self.momentum)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if prefix + "task_mean" not in state_dict and prefix + "running_mean" in state_dict:
+            # plain BatchNorm's state (torchvision's or OFA's weights, a checkpoint written before): no task yet
+            channels = state_dict[prefix + "running_mean"].numel()
+            state_dict.update({prefix + "task_names": encode_names([]), prefix + "task_mean": torch.zeros(0, channels),
+                               prefix + "task_var": torch.ones(0, channels),
+                               prefix + "task_batches": torch.zeros(0, dtype=torch.long)})
         stored = state_dict.get(prefix + "task_mean")
         if stored is not None and stored.size(0) != self.task_mean.size(0):
             self.task_mean = self.task_mean.new_zeros(0, stored.size(1))
@@ -128,6 +150,14 @@ def rows_not_counted() -> Iterator[None]:
 def distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized() and \
         torch.distributed.get_world_size() > 1
+
+
+TASK_BUFFERS = ("task_names", "task_mean", "task_var", "task_batches")
+
+
+def is_task_statistic(key: str) -> bool:
+    """A state_dict key of TaskBatchNorm2d's own buffers, which plain BatchNorm weights do not have."""
+    return key.rsplit(".", 1)[-1] in TASK_BUFFERS
 
 
 def add_task_statistics(model: nn.Module, names: Iterable[str]) -> None:

@@ -18,6 +18,7 @@ from ..errors import CheckpointError
 from ..models.archs import OFA_ARCH_PRESETS, OFA_LAYOUT
 from ..models.config import RESNET_STAGE_BLOCKS, ModelConfig
 from ..models.positions import OFA_EXTRA_POSITION_ROWS, ofa_image_bucket, ofa_relative_bucket
+from ..models.task_batch_norm import is_task_statistic
 
 DEFAULT_PATCH_IMAGE_SIZE = 384  # OFA's pretraining image side, for sources that do not record theirs
 OFA_MAX_DISTANCE = 1023  # OFA builds its token buckets over 1024 positions whatever its max positions
@@ -261,11 +262,14 @@ def check_buckets(key: str, stored: torch.Tensor, cfg: ModelConfig) -> None:
 def check_against_model(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
                         describe: Callable[[str], str]) -> dict[str, torch.Tensor]:
     """Every tensor the model has, of its shape: missing and mis-shaped tensors are one error listing them.
-    BatchNorm counters absent from the source (OFA's FrozenBatchNorm) start at 0: they change no output."""
+    BatchNorm counters absent from the source (OFA's FrozenBatchNorm) start at 0: they change no output; so do
+    our BatchNorm statistics per task, which start empty."""
     state = dict(state)
     for key, value in expected.items():
         if key not in state and key.endswith("num_batches_tracked"):
             state[key] = torch.zeros_like(value)
+        elif key not in state and is_task_statistic(key):
+            state[key] = torch.zeros(value.shape, dtype=value.dtype)  # [0, ...]: a converted model has no task yet
     missing = [describe(key) for key in expected if key not in state]
     extra = [key for key in state if key not in expected]
     shapes = [f"{describe(key)} {list(state[key].shape)} (expected {list(value.shape)})"
