@@ -27,6 +27,7 @@ from ofasys_fs.cli import generate as ofasys_generate  # noqa: E402
 from ofasys_fs.cli import preprocess as ofasys_preprocess  # noqa: E402
 from ofasys_fs.data.indexed import IndexedDataset, IndexedWriter  # noqa: E402
 from ofasys_fs.data.shards import ShardDataset, ShardWriter  # noqa: E402
+from ofasys_fs.engine.distributed import free_port  # noqa: E402
 from ofasys_fs.errors import ConfigError  # noqa: E402
 from ofasys_fs.fairseq_plugin import checkpoints  # noqa: E402
 from ofasys_fs.fairseq_plugin.generator import generation_options  # noqa: E402
@@ -34,6 +35,7 @@ from ofasys_fs.fairseq_plugin.model import register_archs  # noqa: E402
 from ofasys_fs.fairseq_plugin.task import OfasysTask, OfasysTaskConfig  # noqa: E402
 from ofasys_fs.hub import OFASys  # noqa: E402
 from ofasys_fs.models import cpu_linear  # noqa: E402
+from ofasys_fs.models.task_batch_norm import TaskBatchNorm2d  # noqa: E402
 from ofasys_fs.registry import ARCH_MODEL, ARCH_REGISTRY, register_model_architecture  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -322,6 +324,101 @@ def test_batches_hold_one_task_each_and_keep_every_row(workdir, max_tokens):
         assert len(batches) > sum(math.ceil(rows / 5) for rows in (12, 8, 12))  # the budget limits them
     sample = dataset.collater([dataset[int(index)] for index in batches[0]])
     assert sample["task"] in TASKS and sample["id"].tolist() == [int(index) for index in batches[0]]
+
+
+# fairseq-train whose all_gather_list (logs that cannot be summed, as ours name their task) gathers with gloo: fairseq's
+# own allocates CUDA buffers, so it runs on GPU ranks only
+FAIRSEQ_TRAIN_ON_CPU_RANKS = """
+import sys
+import torch.distributed as dist
+from fairseq.distributed import utils
+
+def all_gather_list(data, group=None, max_size=16384):
+    gathered = [None] * dist.get_world_size(group)
+    dist.all_gather_object(gathered, data, group=group)
+    return gathered
+
+utils.all_gather_list = all_gather_list
+from fairseq_cli.train import cli_main
+sys.argv[0] = "fairseq-train"
+cli_main()
+"""
+
+
+def test_two_fairseq_ranks_train_one_task_per_step_and_count_no_dummy_rows(workdir, tmp_path):
+    """fairseq-train on 2 CPU ranks (gloo, legacy_ddp): every update's log names one task (the ranks of a step share
+    the conv stem's BatchNorm statistics and must run the same modules: ranks on an image task and a text task
+    would wait on each other's all-reduce), and the rows of the epoch's updates are each task's rows once, the
+    dummy batches of the tasks with an odd number of batches (caption 3, topic 3; grounding 2) counting for none."""
+    port = free_port()
+    argv = ["-c", FAIRSEQ_TRAIN_ON_CPU_RANKS, "data", "--user-dir", "ofasys_fs/fairseq_plugin", "--task", "ofasys",
+            "--arch", "micro", "--criterion", "ofasys_ce", "--optimizer", "adam", "--lr", "0.002", "--batch-size", "4",
+            "--required-batch-size-multiple", "1", "--max-epoch", "1", "--save-dir", str(tmp_path),
+            "--no-epoch-checkpoints", "--disable-validation", "--log-format", "json", "--log-interval", "1", "--cpu",
+            "--ddp-backend", "legacy_ddp", "--distributed-backend", "gloo", "--distributed-world-size", "2",
+            "--distributed-init-method", f"tcp://127.0.0.1:{port}", "--distributed-no-spawn"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    ranks = [subprocess.Popen([sys.executable, *argv, "--distributed-rank", str(rank)], cwd=workdir, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in range(2)]
+    try:
+        outputs = [rank.communicate(timeout=120)[0] for rank in ranks]
+    except subprocess.TimeoutExpired:
+        pytest.fail("the two fairseq ranks did not finish in 120 s (ranks on different tasks wait on each other)")
+    finally:
+        for rank in ranks:
+            rank.kill()
+    for rank, output in zip(ranks, outputs):
+        assert rank.returncode == 0, output[-4000:]
+    updates = [json.loads(line.split(":", 2)[2]) for line in outputs[0].splitlines()
+               if line.startswith("INFO:train_inner:")]
+    assert len(updates) == 5  # 3 + 2 + 3 batches of 4 rows, padded to 4 + 2 + 4, on 2 ranks
+    rows: dict = {}
+    for update in updates:
+        tasks = [key[len("loss_"):] for key, value in update.items() if key.startswith("loss_") and value is not None]
+        assert len(tasks) == 1, update
+        rows[tasks[0]] = rows.get(tasks[0], 0) + float(update["bsz"])
+    assert rows == {"caption": 12, "grounding": 8, "topic": 12}
+    stem = OFASys.from_pretrained(str(tmp_path / "checkpoint_last.pt"), device="cpu").model
+    norms = [module for module in stem.modules() if isinstance(module, TaskBatchNorm2d)]
+    assert norms and all(norm.task_batches.tolist() == [2, 1, 0] for norm in norms)  # caption, grounding steps
+
+
+def test_a_dummy_batch_runs_with_weight_zero_adds_no_rows_and_logs_nothing(workdir):
+    from omegaconf import OmegaConf
+
+    from ofasys_fs.fairseq_plugin.criterion import CriterionConfig, OfasysCriterion
+    from ofasys_fs.fairseq_plugin.model import OfasysModelConfig
+    from ofasys_fs.models.task_batch_norm import UNCOUNTED
+
+    task = OfasysTask.setup_task(OfasysTaskConfig(data="data", seed=1, train_subset="train"))
+    model_cfg = OmegaConf.structured(OfasysModelConfig())
+    model_cfg._name = "micro"
+    model = task.build_model(model_cfg)
+    task.load_dataset("train")
+    dataset = task.datasets["train"]
+    dataset.ranks = 2
+    batches = dataset.batch_by_size(np.arange(len(dataset)), max_sentences=4)
+    dummies = [batch for batch in batches if batch.min() >= len(dataset)]
+    assert [dataset.locate(int(batch[0]) - len(dataset))[0] for batch in dummies] == [0, 2]  # caption, topic
+    criterion, counted = OfasysCriterion(task, CriterionConfig()), []
+
+    def spy(model, sample):
+        counted.append(not UNCOUNTED.get())
+        return criterion(model, sample)
+
+    class Backward:
+        def backward(self, loss):
+            loss.backward()
+
+    real = dataset.collater([dataset[int(index)] for index in batches[0]])
+    dummy = dataset.collater([dataset[int(index)] for index in dummies[0]])
+    assert "dummy" not in real and dummy["dummy"] and dummy["task"] == real["task"] == "caption"
+    results = [task.train_step(sample, model, spy, Backward(), 0, ignore_grad=ignore)
+               for sample, ignore in ((real, False), (dummy, False), (real, True))]
+    assert counted == [True, False, False]
+    assert [(size, log) for _, size, log in results[1:]] == [(0, {}), (0, {})]
+    assert results[0][1] > 0 and results[0][2]["task"] == "caption" and float(results[1][0]) == 0.0
 
 
 def test_the_task_refuses_another_model_or_criterion(workdir):

@@ -47,9 +47,9 @@ class OfasysCriterion(FairseqCriterion):
     @classmethod
     def reduce_metrics(cls, logging_outputs: list[dict]) -> None:
         """Each criterion's own metrics (weighted by its sample size; ppl derived from nll_loss), and each task's
-        loss as `loss_<task>`."""
+        loss as `loss_<task>`. Dummy batches log nothing (an empty dict)."""
         by_criterion, by_task = defaultdict(list), defaultdict(list)
-        for log in logging_outputs:
+        for log in filter(None, logging_outputs):
             by_criterion[log["criterion"]].append(log)
             by_task[log["task"]].append(log)
         for name, logs in by_criterion.items():

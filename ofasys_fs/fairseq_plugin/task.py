@@ -12,6 +12,7 @@ OFASys.from_pretrained loads them.
 import dataclasses
 import logging
 import os
+from contextlib import nullcontext
 from typing import Any, Optional
 
 from fairseq.dataclass import FairseqDataclass
@@ -30,6 +31,7 @@ from ofasys_fs.engine.state import model_description
 from ofasys_fs.errors import CheckpointError, ConfigError
 from ofasys_fs.hub import OFASys, rebuild_task
 from ofasys_fs.inference.predictor import Predictor
+from ofasys_fs.models.task_batch_norm import rows_not_counted
 from ofasys_fs.preprocess.config import DataConfig
 from ofasys_fs.registry import imported_user_dirs
 from ofasys_fs.tasks.base import Task
@@ -210,6 +212,23 @@ class OfasysTask(FairseqTask):
             raise ConfigError(f"--task ofasys: no task has a {split!r} split (splits per task: {splits}); add it to "
                               f"the data, or for validation pass --disable-validation or --valid-subset")
         self.datasets[split] = TaskRowsDataset(split, datasets, shuffle=split == self.cfg.train_subset)
+
+    def get_batch_iterator(self, dataset: Any, **kwargs: Any) -> Any:
+        """fairseq's iterator; for training, each task's batches in whole steps of one batch per rank, shuffled by
+        step (fairseq's grouped shuffling), so that the ranks of a step train one task (TaskRowsDataset)."""
+        if isinstance(dataset, TaskRowsDataset) and dataset.shuffle:
+            dataset.ranks = kwargs.get("num_shards", 1)
+            kwargs["grouped_shuffling"] = True
+        return super().get_batch_iterator(dataset, **kwargs)
+
+    def train_step(self, sample: dict, model: Any, criterion: Any, optimizer: Any, update_num: int,
+                   ignore_grad: bool = False) -> tuple:
+        """fairseq's step; a dummy batch (ours, or fairseq's own with ignore_grad) runs with weight 0, adds no rows
+        to the ranks' shared BatchNorm statistics, and reports no sample size or logs."""
+        dummy = sample.pop("dummy", False) or ignore_grad
+        with rows_not_counted() if dummy else nullcontext():
+            loss, size, log = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad=dummy)
+        return (loss, 0, {}) if dummy else (loss, size, log)
 
     def rows(self, task: str, split: str) -> Any:
         return self.task(task).datasets[split]
