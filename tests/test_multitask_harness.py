@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run_scripts/ is not installed with the package
@@ -119,6 +120,13 @@ def test_an_ablation_of_the_generalist_alone_leaves_the_specialists_unscored(tmp
     [row] = json.loads((tmp_path / "results_seed1.json").read_text())["results"]
     assert 0 <= row["generalist"] <= 1 and row["higher_is_better"] is True, row
     assert np.isnan(row["specialist"]) and np.isnan(row["ratio"]), row
+
+
+def test_a_run_with_ema_is_scored_with_its_averaged_weights():
+    tasks, options = harness.photo_tasks(seed=1, rows_factor=0.01)
+    model, trainer = harness.train(tasks[:1], 2, {**options, "ema_decay": 0.5}, seed=1)
+    weights = model.state_dict()
+    assert all(torch.equal(weights[name], trainer.ema.shadow[name]) for name in trainer.ema.param_names)
 
 
 def fake_clipart(root: Path) -> Path:

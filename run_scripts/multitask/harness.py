@@ -12,7 +12,8 @@ mean over --decoding-seeds seeds, since one draw of a few dozen generated rows m
 and prints task | specialist | generalist | ratio | trivial, then the worst ratio. The ratio is generalist /
 specialist, and specialist / generalist for a lower-is-better metric (an error rate): above 1 the generalist
 is better. Every Trainer option is the toolkit's default except those given with --set and those a task set
-needs (the demo's image tokenizer; docs/multitask.md). Not a timed test.
+needs (the demo's image tokenizer; docs/multitask.md). With `--set ema_decay=D` each model is scored with its EMA
+weights, the ones its run validates with and OFASys.from_pretrained loads. Not a timed test.
 """
 from __future__ import annotations
 
@@ -162,6 +163,8 @@ def train(tasks: Sequence[HarnessTask], updates: int, options: dict, seed: int) 
                          "disable_validation": True, "log_interval": max(updates // 5, 1), "log_format": "simple",
                          "device": "cpu", **options})
     model = trainer.fit(tasks=[task.task() for task in tasks])
+    if trainer.ema is not None:  # the weights a run validates with and OFASys.from_pretrained loads by default
+        trainer.ema.copy_to(model)
     return model, trainer
 
 
