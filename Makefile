@@ -26,11 +26,13 @@ speech-tools: $(STAMP)
 	command -v flite >/dev/null || apt-get install -y -q flite || (apt-get update -q && apt-get install -y -q flite)
 	$(PY) -c "import pocketsphinx" 2>/dev/null || $(PY) -m pip install -q --no-deps pocketsphinx==5.1.1
 
+# Two pytest workers (pytest-xdist), whole files each: every test runs one torch thread (tests/conftest.py), so one
+# process leaves a core of this 2-core machine idle; a session fixture is trained once per worker that needs it.
 # The motion tests read CMU clips from Debian's assimp-testmodels: installed, or fetched once into ~/.cache/ofasys_fs
 # (without it they are skipped, saying so).
 test: $(STAMP) $(FAIRSEQ_STAMP) speech-tools
 	$(PY) -m run_scripts.demo.data_motion
-	$(PY) -m pytest -q --durations=25 tests
+	$(PY) -m pytest -q -n auto --maxprocesses 2 --dist loadfile --durations=25 tests
 
 $(FAIRSEQ_STAMP): $(STAMP)
 	$(PY) -m pip install -q $$($(FAIRSEQ_REQUIREMENTS) | grep -v '^fairseq-fixed')
