@@ -294,7 +294,11 @@ _N_FRAMES_PER_STEP = {"n_frames_per_step": Attr(int, 1, min=1, help="audio frame
 register_attr_schema("text", {"TEXT"}, _TEXT_ATTRS, adaptor="text")
 register_attr_schema("text_phone", {"TEXT"}, _TEXT_ATTRS, sides=("decoder",), adaptor="text")
 register_attr_schema(
-    "image", {"IMAGE"}, {"mask_ratio": _ratio("mask this ratio of the image's centre")}, sides=("encoder",)
+    "image", {"IMAGE"},
+    {"mask_ratio": _ratio("mask this ratio of the image's centre"),
+     "size": Attr(int, None, min=1, help="square side in pixels this slot's images are resized to (OFA's per-task "
+                                         "patch_image_size); default and maximum: the model's image_size")},
+    sides=("encoder",)
 )
 register_attr_schema(
     "box",

@@ -115,11 +115,17 @@ def test_demo_generators_train_with_the_image_tokenizer_and_score_with_their_jud
 
 
 def test_an_ablation_of_the_generalist_alone_leaves_the_specialists_unscored(tmp_path):
+    texture = "[IMAGE:img,size=16] which photo is this a part of? -> [TEXT:label,closed_set]"
     assert harness.main(["--tasks", "photo", "--only", "photo_texture", "--generalist-only", "--updates-per-task",
-                         "2", "--rows-factor", "0.01", "--out", str(tmp_path)]) == 0
-    [row] = json.loads((tmp_path / "results_seed1.json").read_text())["results"]
+                         "2", "--rows-factor", "0.01", "--instruction", f"photo_texture={texture}",
+                         "--out", str(tmp_path)]) == 0
+    written = json.loads((tmp_path / "results_seed1.json").read_text())
+    [row] = written["results"]
     assert 0 <= row["generalist"] <= 1 and row["higher_is_better"] is True, row
     assert np.isnan(row["specialist"]) and np.isnan(row["ratio"]), row
+    assert written["instructions"] == {"photo_texture": texture}
+    with pytest.raises(SystemExit, match="TASK one of photo_texture; got 'texture=x'"):
+        harness.main(["--tasks", "photo", "--only", "photo_texture", "--instruction", "texture=x"])
 
 
 def test_a_run_with_ema_is_scored_with_its_averaged_weights():

@@ -148,6 +148,13 @@ def test_instruction_is_recorded_with_the_default_tokenizer_hash(tmp_path, capsy
     assert manifest["instruction"] == CAPTION and manifest["tokenizer_hash"] == Vocabulary.default().tokenizer_hash
 
 
+def test_an_image_slot_larger_than_the_default_side_is_checked_without_a_model(tmp_path, capsys, caption_data):
+    path, _, _ = caption_data
+    instruction = CAPTION.replace("[IMAGE:img]", "[IMAGE:img,size=480]")  # training checks it against the model
+    assert instruction != CAPTION
+    assert run(capsys, "--input", path, "--destdir", tmp_path / "shards", "--instruction", instruction)[0] == 0
+
+
 @pytest.mark.parametrize("instruction, change, messages", [
     (CAPTION, {"img": "img/corrupt.png"}, ("column 'img': cannot decode", "(cell: 'img/corrupt.png')")),
     (CAPTION, {"cap": None}, ("column 'cap' needed by the decoder slot [TEXT:cap] is None",)),

@@ -88,6 +88,19 @@ def test_jpeg_default_size_range_and_custom_normalisation(tmp_path):
     assert torch.allclose(unit["image"], default * 0.5 + 0.5, atol=1e-6)
 
 
+def test_a_slot_size_resizes_like_a_model_of_that_side_within_the_model_limits(tmp_path):
+    path = save_image(tmp_path / "noise.png", np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8))
+    limits = {"image_size": 32, "image_side_multiple": 8}
+    out = build("[IMAGE:img,size=16]", limits)(path, SampleContext())
+    assert torch.equal(out["image"], build("[IMAGE:img]", {"image_size": 16})(path, SampleContext())["image"])
+    assert out["orig_size"].tolist() == [40, 30]
+    assert build("[IMAGE:img]", limits)(path, SampleContext())["image"].shape == (3, 32, 32)
+    for size in (40, 12):
+        with pytest.raises(ValueError, match=f"size={size} must be at most the model's image_size=32 and a multiple "
+                                             f"of its patch_size=8"):
+            build(f"[IMAGE:img,size={size}]", limits)
+
+
 def test_mask_ratio_zeroes_the_centred_square_on_every_split(tmp_path):
     path = save_image(tmp_path / "white.png", np.full((20, 20, 3), 255, np.uint8))
     pre = build("[IMAGE:img,mask_ratio=0.25]", {"image_size": 32})

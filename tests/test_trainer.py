@@ -17,7 +17,8 @@ from ofasys_fs.data.sampler import Sampling, task_for_step, task_probabilities
 from ofasys_fs.engine.batches import TaskBatchPlan
 from ofasys_fs.engine.config import TrainConfig
 from ofasys_fs.engine.trainer import Trainer
-from ofasys_fs.errors import CheckpointError, TrainingError
+from ofasys_fs.hub import OFASys
+from ofasys_fs.errors import CheckpointError, ConfigError, TrainingError
 from ofasys_fs.models.config import ModelConfig
 from ofasys_fs.models.generalist import GeneralistModel
 from ofasys_fs.registry import register_adaptor, register_criterion
@@ -54,11 +55,11 @@ def copy_task(name: str = "copy", count: int = 16, valid: int = 0, **kwargs) -> 
     return task.add_dataset(copy_rows(valid, 5), "valid") if valid else task
 
 
-def colour_task(count: int = 8) -> Task:
+def colour_task(count: int = 8, name: str = "colour", instruction: str = IMAGE_COLOUR) -> Task:
     colours = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
-    rows = [{"img": np.full((32, 32, 3), rgb, dtype=np.uint8), "label": name}
-            for i in range(count) for name, rgb in [list(colours.items())[i % 3]]]
-    return Task(name="colour", instruction=IMAGE_COLOUR).add_dataset(rows, "train")
+    rows = [{"img": np.full((32, 32, 3), rgb, dtype=np.uint8), "label": label}
+            for i in range(count) for label, rgb in [list(colours.items())[i % 3]]]
+    return Task(name=name, instruction=instruction).add_dataset(rows, "train")
 
 
 def parameters(model) -> dict:
@@ -229,6 +230,30 @@ class PatchWithBackbone(ImagePatchAdaptor):
 
     def freeze_backbone(self):
         self.proj.requires_grad_(False)
+
+
+def test_an_image_slot_size_gives_its_task_its_own_image_side_in_training_and_after_loading(tokenizer, tmp_path,
+                                                                                           monkeypatch):
+    small = colour_task(name="small", instruction=IMAGE_COLOUR.replace("[IMAGE:img]", "[IMAGE:img,size=16]"))
+    grids, forward = [], ImagePatchAdaptor.forward
+
+    def recording(adaptor, batch):
+        out = forward(adaptor, batch)
+        grids.append((batch.get("task"), out.grid))
+        return out
+
+    monkeypatch.setattr(ImagePatchAdaptor, "forward", recording)
+    Trainer(**options(tokenizer, tmp_path, sampling="round_robin")).fit(tasks=[colour_task(), small])
+    assert set(grids) == {("colour", (4, 4)), ("small", (2, 2))}  # micro: image_size 32 in 8 px patches
+    grids.clear()
+    hub = OFASys.from_pretrained(str(tmp_path / "checkpoint_last.pt"), device="cpu")
+    hub.inference(small.templates[0].text, [{"img": np.full((40, 24, 3), 200, dtype=np.uint8)}])
+    assert [grid for _, grid in grids] == [(2, 2)]
+    for size, reason in ((20, "size=20 must be at most the model's image_size=32 and a multiple of its patch_size=8"),
+                         (64, "size=64 must be at most the model's image_size=32")):
+        bad = colour_task(name="small", instruction=IMAGE_COLOUR.replace("[IMAGE:img]", f"[IMAGE:img,size={size}]"))
+        with pytest.raises(ConfigError, match=f"task 'small': cannot build the slot .*{reason}"):
+            Trainer(**options(tokenizer, tmp_path / "bad", no_save=True)).fit(tasks=[bad])
 
 
 def test_freeze_image_backbone_freezes_backbones_and_needs_one(tokenizer, tmp_path):

@@ -45,6 +45,13 @@ class PreprocessOptions:
     user_dirs: Sequence[str] = ()  # plugin packages to import first
 
 
+def checking_config(instruction: Instruction) -> DataConfig:
+    """The data config rows are checked with. No model is known here, so an IMAGE slot's own `size` may exceed the
+    default image side: training checks it against the model."""
+    sides = [slot.attrs.get("size") or 0 for slot in instruction.encoder if slot.modality == "IMAGE"]
+    return DataConfig(image_size=max([DataConfig.image_size, *sides]))
+
+
 def preprocess(options: PreprocessOptions, on_skip: Callable[[str], None] = log_skipped_row) -> dict:
     """The whole run; returns the committed manifest. Bad input raises DataError or ConfigError (or another
     ValueError/OSError from the data); rows skipped with `skip_bad_rows` are reported to `on_skip`."""
@@ -57,10 +64,12 @@ def preprocess(options: PreprocessOptions, on_skip: Callable[[str], None] = log_
     vocab, tokenizer_json = choose_vocabulary(options, source, samples, media_columns)
     check_tokenizer_agrees(options.destdir, vocab)
     data_cfg, code_columns, extra = None, frozenset(), {"source": options.input}
+    if instruction is not None:
+        data_cfg = checking_config(instruction)
     if instruction is not None and code_slots([instruction]):
         tokenizers = resolve_image_tokenizers(options.image_tokenizer, [instruction])  # a bad file fails here, first
         default = {"": os.path.abspath(options.image_tokenizer)} if options.image_tokenizer else {}
-        data_cfg = DataConfig(image_tokenizers=default)  # workers load the file themselves
+        data_cfg = dataclasses.replace(data_cfg, image_tokenizers=default)  # workers load the file themselves
         if options.image_codes:
             code_columns = frozenset(code_only_columns([instruction]))
             extra[IMAGE_CODES_KEY] = {slot.name: tokenizers[tokenizer_name(slot)].content_hash

@@ -66,6 +66,8 @@ class DataConfig:
                                     check=finite_channels)
     image_std: PerChannel = option((0.5, 0.5, 0.5), "per-channel std pixels are divided by (OFA: 0.5)",
                                    check=positive_channels)
+    image_side_multiple: int = option(1, "image sides must be multiples of this (the image_patch adaptor's "
+                                         "patch_size; from the model)", check=at_least(1))
     image_resize: str = option("torch", "square resize filter: torch (antialiased bicubic) or pil (PIL's bicubic, "
                                         "OFA's; from the model)", check=one_of("torch", "pil"))
     image_augment: bool = option(False, "train split: random resized crop and horizontal flip")
@@ -100,10 +102,11 @@ class DataConfig:
     @classmethod
     def for_model(cls, model_cfg: Any, truncate_long: bool = False,
                   image_tokenizers: Optional[dict] = None) -> "DataConfig":
-        """The preprocessing a model expects: its image side and resize filter, mel frames, position tables and
+        """The preprocessing a model expects: its image side, patch and resize filter, mel frames, position tables and
         image tokenizers."""
         mel = {name: getattr(model_cfg, name) for name in MEL_FIELDS}
-        return cls(image_size=model_cfg.image_size, image_resize=model_cfg.image_resize,
+        multiple = model_cfg.patch_size if model_cfg.image_adaptor == "image_patch" else 1
+        return cls(image_size=model_cfg.image_size, image_side_multiple=multiple, image_resize=model_cfg.image_resize,
                    max_source_positions=model_cfg.max_source_positions,
                    max_target_positions=model_cfg.max_target_positions, truncate_long=truncate_long,
                    image_tokenizers=dict(image_tokenizers or {}), **mel)

@@ -121,6 +121,17 @@ def mask_centre(image: torch.Tensor, ratio: float) -> torch.Tensor:
     return image
 
 
+def slot_side(slot: Any, data_cfg: DataConfig) -> int:
+    """The square side of a slot's images: its `size` attribute, else the model's image_size."""
+    side = slot.attrs.get("size")
+    if side is None:
+        return data_cfg.image_size
+    if side > data_cfg.image_size or side % data_cfg.image_side_multiple:
+        raise ValueError(f"size={side} must be at most the model's image_size={data_cfg.image_size} and a multiple "
+                         f"of its patch_size={data_cfg.image_side_multiple}")
+    return side
+
+
 @register_preprocessor("image")
 class ImagePreprocessor(Preprocessor):
     """IMAGE slot -> {"image": [3, S, S], "orig_size": [W, H], "crop_box": [4], "flipped": bool}.
@@ -133,7 +144,7 @@ class ImagePreprocessor(Preprocessor):
 
     def __init__(self, slot: Any, vocab: Any, data_cfg: DataConfig):
         super().__init__(slot, vocab, data_cfg)
-        self.pixels = PixelSettings.of(data_cfg)
+        self.pixels = dataclasses.replace(PixelSettings.of(data_cfg), size=slot_side(slot, data_cfg))
         self.augment = data_cfg.image_augment
         self.mask_ratio = float(slot.attrs.get("mask_ratio") or 0.0)
 

@@ -1,7 +1,7 @@
 """Generalist versus specialists: does one model trained on N tasks match N models trained on one each?
 
     python -m run_scripts.multitask.harness [--tasks photo|clipart|demo|all] [--updates-per-task 1500] [--seed 1]
-        [--set OPTION=VALUE ...] [--decoding-seeds 5] [--out multitask_out]
+        [--set OPTION=VALUE ...] [--instruction TASK=INSTRUCTION ...] [--decoding-seeds 5] [--out multitask_out]
 
 Through the public API (Task, Trainer, evaluate) it trains one generalist on every task for N x U updates
 and, for each task, a specialist on that task alone for U updates (the same per-task budget when the
@@ -12,7 +12,8 @@ mean over --decoding-seeds seeds, since one draw of a few dozen generated rows m
 and prints task | specialist | generalist | ratio | trivial, then the worst ratio. The ratio is generalist /
 specialist, and specialist / generalist for a lower-is-better metric (an error rate): above 1 the generalist
 is better. Every Trainer option is the toolkit's default except those given with --set and those a task set
-needs (the demo's image tokenizer; docs/multitask.md). With `--set ema_decay=D` each model is scored with its EMA
+needs (the demo's image tokenizer; docs/multitask.md); --instruction replaces a task's instruction (e.g. to give
+its images their own side with `[IMAGE:img,size=32]`). With `--set ema_decay=D` each model is scored with its EMA
 weights, the ones its run validates with and OFASys.from_pretrained loads. Not a timed test.
 """
 from __future__ import annotations
@@ -275,6 +276,18 @@ def spread(values: Sequence[float]) -> str:
     return f"[{min(values):.3f}..{max(values):.3f}]" if len(values) > 1 else f"{values[0]:.3f}"
 
 
+def with_instructions(tasks: list[HarnessTask], pairs: Sequence[str]) -> list[HarnessTask]:
+    """--instruction TASK=INSTRUCTION pairs applied to the named tasks; an unknown task name is an error."""
+    instructions = {}
+    for pair in pairs:
+        name, eq, instruction = pair.partition("=")
+        if not eq or name not in {task.name for task in tasks}:
+            raise SystemExit(f"--instruction expects TASK=INSTRUCTION with TASK one of "
+                             f"{', '.join(task.name for task in tasks)}; got {pair!r}")
+        instructions[name] = instruction
+    return [dataclasses.replace(task, instruction=instructions.get(task.name, task.instruction)) for task in tasks]
+
+
 def parse_options(pairs: Sequence[str]) -> dict:
     """--set key=value pairs -> Trainer options (values parsed as YAML scalars: 1e-3, true, 64)."""
     import yaml
@@ -295,6 +308,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                         help="a Trainer option for every run (repeatable), e.g. --set sampling=round_robin")
+    parser.add_argument("--instruction", action="append", default=[], metavar="TASK=INSTRUCTION",
+                        help="replace a task's instruction (repeatable)")
     parser.add_argument("--only", help="comma-separated task names: run only these tasks of the set")
     only_one = parser.add_mutually_exclusive_group()
     only_one.add_argument("--specialists-only", action="store_true", help="skip the generalist (quick ablations)")
@@ -314,6 +329,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         tasks, options = tasks + [task for task in set_tasks if task.name not in known], {**options, **set_options}
     if args.only:
         tasks = [task for task in tasks if task.name in args.only.split(",")]
+    tasks = with_instructions(tasks, args.instruction)
     options.update(parse_options(args.set))
     results = run(tasks, args.updates_per_task, options, args.seed, not args.specialists_only, args.decoding_seeds,
                   not args.generalist_only)
@@ -322,7 +338,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"results_seed{args.seed}.json").write_text(json.dumps(
         {"seed": args.seed, "options": options, "updates_per_task": args.updates_per_task,
-         "decoding_seeds": args.decoding_seeds, "load": os.getloadavg(), "results": results}, indent=1))
+         "decoding_seeds": args.decoding_seeds, "load": os.getloadavg(), "results": results,
+         "instructions": {task.name: task.instruction for task in tasks}}, indent=1))
     return 0
 
 
