@@ -27,7 +27,8 @@ speech-tools: $(STAMP)
 	$(PY) -c "import pocketsphinx" 2>/dev/null || $(PY) -m pip install -q --no-deps pocketsphinx==5.1.1
 
 # Two pytest workers (pytest-xdist), whole files each: every test runs one torch thread (tests/conftest.py), so one
-# process leaves a core of this 2-core machine idle; a session fixture is trained once per worker that needs it.
+# process leaves a core of this 2-core machine idle; a session fixture is trained once per worker that needs it
+# (tests/conftest.py keeps the files of the costliest one on one worker).
 # The motion tests read CMU clips from Debian's assimp-testmodels: installed, or fetched once into ~/.cache/ofasys_fs
 # (without it they are skipped, saying so).
 test: $(STAMP) $(FAIRSEQ_STAMP) speech-tools

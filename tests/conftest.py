@@ -38,6 +38,26 @@ TRAINER_OPTIONS = dict(arch="micro", dropout=0.0, device="cpu", num_bins=100, nu
                        validate_interval_updates=100000, best_checkpoint_metric="caption.cider")
 
 
+# Files whose session fixture is costly run in one pytest-xdist worker, which then trains it once (make test).
+SHARED_FIXTURE_FILES = {"tests/test_motion_inbetween.py": "trained_motion",
+                        "tests/test_motion_learning.py": "trained_motion"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadfile, with the files of SHARED_FIXTURE_FILES grouped by their fixture."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFixtureScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return SHARED_FIXTURE_FILES.get(path, path)
+
+    return SharedFixtureScheduling(config, log)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():
     """Micro models gain little from intra-op threads, and waiting threads slow down badly on a busy machine."""
