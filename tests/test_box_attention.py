@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ofasys_fs.criteria.box_attention import box_attention_penalty, cell_coverage
+from ofasys_fs.criteria.box_attention import box_attention_penalty, cell_coverage, edge_boxes
 from ofasys_fs.criteria.label_smoothed_ce import LabelSmoothedCE, LabelSmoothedCEConfig
 from ofasys_fs.data.encode import RowEncoder
 from ofasys_fs.engine.trainer import Trainer
@@ -57,6 +57,38 @@ def test_the_penalty_is_the_attention_mass_anywhere_but_inside_the_box():
     assert torch.equal(box_attention_penalty(layers, two_images, boxes), torch.zeros(1, 2))  # which grid? none
 
 
+def test_each_coordinate_step_is_given_the_edge_its_coordinate_names():
+    nan = [float("nan")] * 4
+    first, second = [0.1, 0.2, 0.6, 0.9], [0.0, 0.5, 0.25, 0.75]
+    boxes = torch.tensor([[nan, *[first] * 4, *[second] * 4, nan, *[first] * 4]])  # two boxes in a row, then one
+    has_box = ~boxes.isnan().any(-1)
+    edges = edge_boxes(boxes.nan_to_num(0.0), has_box)[0]
+
+    def strips(x0, y0, x1, y1):  # x0's step: the left edge, y0's: the top, x1's: the right, y1's: the bottom
+        return [[x0, y0, x0, y1], [x0, y0, x1, y0], [x1, y0, x1, y1], [x0, y1, x1, y1]]
+
+    assert torch.allclose(edges[1:9], torch.tensor(strips(*first) + strips(*second)))
+    assert torch.allclose(edges[10:], torch.tensor(strips(*first)))
+
+
+def test_the_edge_region_is_the_strip_one_cell_wide_along_the_coordinates_edge():
+    encoder_out = EncoderOut(x=torch.zeros(1, 16, 2), padding_mask=torch.zeros(1, 16, dtype=torch.bool),
+                             position_embeddings=torch.zeros(1, 16, 2), spans=(("image_patch", 0, 16),),
+                             grids=((4, 4),))
+    box = [0.25, 0.25, 1.0, 0.75]  # columns 1-3, rows 1-2 of a 4 x 4 grid
+    boxes = torch.tensor([[box] * 4])
+    left_column = torch.zeros(4, 4)
+    left_column[1:3, 1] = 0.5  # all the mass on the box's cells along its left edge
+    weights = [left_column.flatten().expand(1, 2, 4, 16)]
+    edge = box_attention_penalty(weights, encoder_out, boxes, "edge")[0]
+    # each strip is one cell wide about its edge: x0's covers half of columns 0 and 1 in rows 1-2 (mass 0.5 inside),
+    # y0's half of rows 0 and 1 (0.25: half of cell (1, 1)), x1's columns 3-4 (none), y1's half of rows 2 and 3 (0.25)
+    assert torch.allclose(edge, torch.tensor([0.5, 0.75, 1.0, 0.75]))
+    assert torch.allclose(box_attention_penalty(weights, encoder_out, boxes, "box")[0], torch.zeros(4))
+    both = box_attention_penalty(weights, encoder_out, boxes, "box_and_edge")[0]
+    assert torch.allclose(both, edge / 2)  # the whole box's part is met
+
+
 def square_rows(count: int, seed: int) -> list[dict]:
     """32 px noise with one red square filling a random cell of the 4 x 4 patch grid; the box is that cell."""
     rng = np.random.default_rng(seed)
@@ -85,7 +117,8 @@ def mass_in_the_box(model, encoder: RowEncoder, rows: list[dict]) -> float:
 
 @pytest.mark.parametrize("weight", [0.0, 2.0])
 def test_the_criterion_adds_the_weighted_penalty(tokenizer, tmp_path, weight):  # noqa: F811
-    trainer = Trainer(**options(tokenizer, tmp_path, max_update=1, box_attention=weight))
+    trainer = Trainer(**options(tokenizer, tmp_path, max_update=1, box_attention=weight,
+                                box_attention_region="box_and_edge"))
     model = trainer.fit(tasks=[Task(name="where", instruction=WHERE).add_dataset(square_rows(8, 0), "train")])
     encoder = trainer.encoders["where"]
     sample = encoder.collate([encoder.encode(row, ctx("valid", i)) for i, row in enumerate(square_rows(4, 1))])
@@ -94,7 +127,12 @@ def test_the_criterion_adds_the_weighted_penalty(tokenizer, tmp_path, weight):  
     guided, _, log = LabelSmoothedCE(LabelSmoothedCEConfig(box_attention=3.0))(model, sample)
     assert "box_attention" not in plain_log and log["box_attention"] > 0
     assert torch.allclose(guided - plain, torch.tensor(3.0 * log["box_attention"]), rtol=1e-5)
+    edge = LabelSmoothedCE(LabelSmoothedCEConfig(box_attention=3.0, box_attention_region="edge"))
+    assert edge(model, sample)[2]["box_attention"] != log["box_attention"]  # it guides to the region it is given
     assert trainer.criteria["where"].cfg.box_attention == weight
+    assert trainer.criteria["where"].cfg.box_attention_region == "box_and_edge"
+    with pytest.raises(ValueError, match="box_attention_region='edges': must be one of box, edge, box_and_edge"):
+        Trainer(**options(tokenizer, tmp_path, box_attention_region="edges"))
 
 
 def test_memory_positions_start_at_zero_and_are_learnt(tokenizer, tmp_path):  # noqa: F811

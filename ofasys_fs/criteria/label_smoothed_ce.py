@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ..contracts import Criterion, Model
 from ..registry import register_criterion
 from ..tokenizer import PAD
-from .box_attention import box_attention_penalty
+from .box_attention import REGIONS, box_attention_penalty
 
 
 @dataclasses.dataclass
@@ -22,6 +22,8 @@ class LabelSmoothedCEConfig:
     report_accuracy: bool = True  # log token_accuracy = n_correct / total in [0, 1] (argmax over the allowed tokens)
     # weight of the box-guided attention penalty per `<bin>` target token (criteria/box_attention.py); 0: off
     box_attention: float = 0.3
+    # the cells a box coordinate's step is guided to: box, edge (the coordinate's edge of the box) or box_and_edge
+    box_attention_region: str = "box"
 
     def __post_init__(self):
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -30,6 +32,9 @@ class LabelSmoothedCEConfig:
             raise ValueError(f"label_smoothed_ce: ignore_prefix_size must be >= 0, got {self.ignore_prefix_size}")
         if not self.box_attention >= 0:
             raise ValueError(f"label_smoothed_ce: box_attention must be >= 0, got {self.box_attention}")
+        if self.box_attention_region not in REGIONS:
+            raise ValueError(f"label_smoothed_ce: box_attention_region must be one of {', '.join(REGIONS)}, "
+                             f"got {self.box_attention_region!r}")
 
 
 def loss_token_mask(sample: dict, ignore_prefix_size: int = 0, padding_idx: int = PAD) -> torch.Tensor:
@@ -133,7 +138,8 @@ class LabelSmoothedCE(Criterion):
         loss, nll_loss = token_loss.sum(), token_nll.sum()
         box_sum = loss.new_zeros(())
         if boxes is not None:
-            penalty = box_attention_penalty(extra["cross_attention"], extra["encoder_out"], boxes.to(loss.device))
+            penalty = box_attention_penalty(extra["cross_attention"], extra["encoder_out"], boxes.to(loss.device),
+                                            self.cfg.box_attention_region)
             box_sum = penalty[keep].sum()
             loss = loss + self.cfg.box_attention * box_sum
 

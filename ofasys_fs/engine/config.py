@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal, Optional
 
+from ..criteria.box_attention import REGIONS as BOX_ATTENTION_REGIONS
 from ..criteria.frame_regression import FrameRegressionConfig
 from ..criteria.label_smoothed_ce import LabelSmoothedCEConfig
 from ..data.sampler import parse_sampling
@@ -111,6 +112,11 @@ class OptimizationConfig:
                                   "tasks with a BOX target (label_smoothed_ce): weight of the penalty on the "
                                   "decoder's cross-attention to image cells outside the box while it writes the "
                                   "box's <bin>s; 0: off", check=at_least(0))
+    box_attention_region: str = option(LabelSmoothedCEConfig.box_attention_region,
+                                       "the cells box_attention guides the step writing a box coordinate to: box "
+                                       "(the whole box), edge (the edge of the box the coordinate names, a strip one "
+                                       "cell wide) or box_and_edge (the mean of the two)",
+                                       check=one_of(*BOX_ATTENTION_REGIONS))
     freeze_encoder: bool = option(False, "do not train the encoder")
     freeze_image_backbone: bool = option(False, "do not train the image adaptor's backbone")
 
