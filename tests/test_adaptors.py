@@ -143,6 +143,17 @@ def test_checkpoints_from_before_an_option_rebuild_the_former_model(option, form
     assert getattr(rebuilt.cfg, option) == former
 
 
+def test_a_micro_checkpoint_keeps_the_decoder_depth_it_was_written_with():
+    # micro's preset went from 2 to 4 decoder layers; a file stores its resolved sizes, so an older one rebuilds with 2
+    old = GeneralistModel(vocab_size=100, adaptor_names=["text", "image_patch"], arch="micro", decoder_layers=2)
+    description = model_description(old, DataConfig.for_model(old.cfg))
+    assert description["model"]["arch"] == "micro" and description["model"]["decoder_layers"] == 2
+    rebuilt = described_model(with_former_defaults({"config": description})["config"], "old.pt")
+    rebuilt.load_state_dict(old.state_dict())  # strict: the same layers
+    assert len(rebuilt.decoder.layers) == 2
+    assert len(GeneralistModel(vocab_size=100, adaptor_names=["text"], arch="micro").decoder.layers) == 4
+
+
 def test_image_patch_and_resnet_share_grid_positions():
     patch, resnet = adaptor("image_patch"), adaptor("image_resnet", image_adaptor="image_resnet", image_size=32)
     assert type(patch.positions) is type(resnet.positions)

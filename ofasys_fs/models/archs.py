@@ -26,7 +26,7 @@ class ArchPreset(NamedTuple):
 RESNET_IMAGE_SIZE = 480  # OFA's input side for the ResNet adaptor (its fine-tuning default)
 
 ARCH_PRESETS: dict[str, ArchPreset] = {
-    "micro": ArchPreset(64, 256, 2, 2, 2, "image_patch", 8, 32, 50),
+    "micro": ArchPreset(64, 256, 2, 2, 4, "image_patch", 8, 32, 50),
     "tiny": ArchPreset(256, 1024, 4, 4, 4, "image_patch", 8, 64, 50),
     "medium": ArchPreset(512, 2048, 8, 4, 4, "image_resnet", 16, 256, 101),
     "base": ArchPreset(768, 3072, 12, 6, 6, "image_resnet", 16, 256, 101),
