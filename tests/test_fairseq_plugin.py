@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import math
+import multiprocessing
 import os
 import pathlib
 import re
@@ -63,15 +64,21 @@ class LogLines(logging.Handler):
 
 
 def run_fairseq(main, argv):
-    """A fairseq CLI in this process, with sys.argv patched; returns the (logger, message) pairs it logged."""
+    """A fairseq CLI in this process, with sys.argv patched; returns the (logger, message) pairs it logged.
+
+    fairseq starts its DataLoader workers from a background thread; forked from this test process, whose other
+    threads (xdist's, tqdm's) may hold a lock at that moment, a worker once hung for good in the fork's child
+    handlers. The forkserver start method forks them from a clean single-threaded server instead."""
     handler, saved, root = LogLines(), sys.argv, logging.getLogger()
-    level = root.level
+    level, method = root.level, multiprocessing.get_start_method(allow_none=True)
     root.addHandler(handler)
     root.setLevel(logging.INFO)  # what fairseq's CLIs set up when they own the process
     sys.argv = argv
+    multiprocessing.set_start_method("forkserver", force=True)
     try:
         main()
     finally:
+        multiprocessing.set_start_method(method, force=True)
         sys.argv = saved
         root.removeHandler(handler)
         root.setLevel(level)
