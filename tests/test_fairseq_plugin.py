@@ -3,6 +3,7 @@ prints run as printed: fairseq-train trains a micro model whose loss falls, fair
 decode the same hypotheses from its checkpoint and from a converted ofasys_fs checkpoint, and shards go both ways.
 Skipped where fairseq is not installed (`make fairseq`; `make test` installs it)."""
 import argparse
+import gc
 import json
 import logging
 import math
@@ -22,6 +23,7 @@ pytest.importorskip("fairseq", reason="fairseq is not installed (an optional ext
                                       "`make test` runs that first")
 
 from fairseq.data import indexed_dataset  # noqa: E402
+from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter  # noqa: E402
 
 import ofasys_fs.fairseq_plugin  # noqa: E402,F401  (registers the task, model, criterion and archs)
 from ofasys_fs.cli import generate as ofasys_generate  # noqa: E402
@@ -63,6 +65,14 @@ class LogLines(logging.Handler):
         self.lines.append((record.name, record.getMessage()))
 
 
+def stop_loader_workers() -> None:
+    """Stops the DataLoader workers of the iterators a fairseq CLI leaves behind (a run that stops at --max-update
+    mid-epoch). Freed later by the garbage collector, with their queues in the same reference cycle, their shutdown
+    waited out each worker's 5 s poll timeout inside whatever ran next (10 s after fairseq-train; 0.1 s stopped here)."""
+    for loader in [item for item in gc.get_objects() if isinstance(item, _MultiProcessingDataLoaderIter)]:
+        loader._shutdown_workers()
+
+
 def run_fairseq(main, argv):
     """A fairseq CLI in this process, with sys.argv patched; returns the (logger, message) pairs it logged.
 
@@ -75,9 +85,11 @@ def run_fairseq(main, argv):
     root.setLevel(logging.INFO)  # what fairseq's CLIs set up when they own the process
     sys.argv = argv
     multiprocessing.set_start_method("forkserver", force=True)
+    multiprocessing.set_forkserver_preload(["torch", "fairseq", "ofasys_fs.fairseq_plugin"])
     try:
         main()
     finally:
+        stop_loader_workers()
         multiprocessing.set_start_method(method, force=True)
         sys.argv = saved
         root.removeHandler(handler)
