@@ -12,6 +12,7 @@ from ..contracts import Criterion, Model
 from ..registry import register_criterion
 from ..tokenizer import PAD
 from .box_attention import REGIONS, box_attention_penalty
+from .box_distance import box_distance
 
 
 @dataclasses.dataclass
@@ -24,6 +25,8 @@ class LabelSmoothedCEConfig:
     box_attention: float = 0.3
     # the cells a box coordinate's step is guided to: box, edge (the coordinate's edge of the box) or box_and_edge
     box_attention_region: str = "box"
+    # weight of the expected coordinate distance per `<bin>` target token (criteria/box_distance.py); 0: off
+    box_distance: float = 0.0
 
     def __post_init__(self):
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -32,6 +35,8 @@ class LabelSmoothedCEConfig:
             raise ValueError(f"label_smoothed_ce: ignore_prefix_size must be >= 0, got {self.ignore_prefix_size}")
         if not self.box_attention >= 0:
             raise ValueError(f"label_smoothed_ce: box_attention must be >= 0, got {self.box_attention}")
+        if not self.box_distance >= 0:
+            raise ValueError(f"label_smoothed_ce: box_distance must be >= 0, got {self.box_distance}")
         if self.box_attention_region not in REGIONS:
             raise ValueError(f"label_smoothed_ce: box_attention_region must be one of {', '.join(REGIONS)}, "
                              f"got {self.box_attention_region!r}")
@@ -142,11 +147,17 @@ class LabelSmoothedCE(Criterion):
                                             self.cfg.box_attention_region)
             box_sum = penalty[keep].sum()
             loss = loss + self.cfg.box_attention * box_sum
+        distance_sum = loss.new_zeros(())
+        bins = sample.get("box_bins")
+        if self.cfg.box_distance > 0 and bins is not None:
+            distance_sum = box_distance(logits, target, bins).sum()
+            loss = loss + self.cfg.box_distance * distance_sum
 
         n_correct = (lprobs.argmax(-1) == target).sum() if self.cfg.report_accuracy else keep.new_zeros(())
         # One host sync for every logged number.
-        loss_value, nll_value, ntokens, correct, box_value = torch.stack(
-            [loss.detach(), nll_loss.detach(), keep.sum().to(loss.dtype), n_correct.to(loss.dtype), box_sum.detach()]
+        loss_value, nll_value, ntokens, correct, box_value, distance_value = torch.stack(
+            [loss.detach(), nll_loss.detach(), keep.sum().to(loss.dtype), n_correct.to(loss.dtype), box_sum.detach(),
+             distance_sum.detach()]
         ).tolist()
         ntokens = int(ntokens)
         self.check_ntokens(sample, ntokens)
@@ -163,6 +174,8 @@ class LabelSmoothedCE(Criterion):
             logging_output.update(n_correct=int(correct), total=ntokens)
         if boxes is not None:
             logging_output["box_attention"] = box_value
+        if self.cfg.box_distance > 0 and bins is not None:
+            logging_output["box_distance"] = distance_value
         return loss * sample.get("task_weight", 1.0), sample_size, logging_output
 
     def token_losses(self, lprobs: torch.Tensor, target: torch.Tensor,
@@ -196,4 +209,6 @@ class LabelSmoothedCE(Criterion):
             metrics["token_accuracy"] = total("n_correct") / max(total("total"), 1)
         if any("box_attention" in log for log in logging_outputs):
             metrics["box_attention"] = total("box_attention") / max(ntokens, 1)
+        if any("box_distance" in log for log in logging_outputs):
+            metrics["box_distance"] = total("box_distance") / max(ntokens, 1)
         return metrics

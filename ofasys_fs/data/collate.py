@@ -56,9 +56,9 @@ def constraint_masks(examples: Sequence[Any], length: int, vocab_size: int) -> O
     return masks
 
 
-def collate_decoder(task: str, examples: Sequence[Any], pad: int, vocab_size: int) -> dict:
+def collate_decoder(task: str, examples: Sequence[Any], pad: int, vocab_size: int, bins: range = range(0)) -> dict:
     """prev_output_tokens / target / ntokens / constraint masks (when every row has a target) and the
-    forced prefixes (always)."""
+    forced prefixes (always); `bins`: the vocabulary's `<bin>` ids, named with the target boxes."""
     prefix_tokens, prefix_lengths = pad_sequences([example.prefix_tokens for example in examples], pad)
     out: dict = {"prefix_tokens": prefix_tokens, "prefix_lengths": prefix_lengths}
     with_target = [example.decoder_tokens is not None for example in examples]
@@ -81,20 +81,21 @@ def collate_decoder(task: str, examples: Sequence[Any], pad: int, vocab_size: in
     masks = constraint_masks(examples, target.size(1), vocab_size)
     if masks is not None:
         out["constraint_masks"] = masks
-    out.update(collate_target_boxes(examples, target.size(1)))
+    out.update(collate_target_boxes(examples, target.size(1), bins))
     return out
 
 
-def collate_target_boxes(examples: Sequence[Any], length: int) -> dict:
+def collate_target_boxes(examples: Sequence[Any], length: int, bins: range = range(0)) -> dict:
     """`target_boxes` [B, T, 4]: at each target position of a BOX target's `<bin>`s, that box's normalised
-    (x0, y0, x1, y1); NaN elsewhere. Absent when no row has a BOX target (criteria/box_attention.py reads it)."""
+    (x0, y0, x1, y1); NaN elsewhere; and `box_bins`, the `<bin>` ids. Absent when no row has a BOX target
+    (criteria/box_attention.py and box_distance.py read them)."""
     if not any(example.target_boxes for example in examples):
         return {}
     boxes = torch.full((len(examples), length, 4), float("nan"))
     for row, example in enumerate(examples):
         for start, box in example.target_boxes:
             boxes[row, start: start + len(box)] = torch.tensor(box)
-    return {"target_boxes": boxes}
+    return {"target_boxes": boxes, "box_bins": bins}
 
 
 def collate_decoder_features(task: str, examples: Sequence[Any], slot: Any, preprocessor: Any) -> dict:
@@ -131,9 +132,9 @@ def collate_phone_targets(examples: Sequence[Any], pad: int) -> dict:
 
 
 def collate_examples(task: str, examples: Sequence[Any], piece_collaters: Sequence[Optional[Callable]],
-                     pad: int, vocab_size: int, output: Optional[tuple] = None) -> dict:
+                     pad: int, vocab_size: int, output: Optional[tuple] = None, bins: range = range(0)) -> dict:
     """The full `sample` dict of a batch of Examples of one task; `output` = (slot, preprocessor) of a continuous
-    output slot, whose targets become net_input["decoder"] instead of decoder tokens."""
+    output slot, whose targets become net_input["decoder"] instead of decoder tokens; `bins`: the `<bin>` ids."""
     if not examples:
         raise ValueError(f"task {task!r}: cannot collate an empty batch")
     lengths = {len(example.encoder) for example in examples}
@@ -141,7 +142,7 @@ def collate_examples(task: str, examples: Sequence[Any], piece_collaters: Sequen
         raise ValueError(f"task {task!r}: rows of one batch have {sorted(lengths)} encoder pieces, expected "
                          f"{len(piece_collaters)}")
     if output is None:
-        decoder = collate_decoder(task, examples, pad, vocab_size)
+        decoder = collate_decoder(task, examples, pad, vocab_size, bins)
     else:
         decoder = collate_decoder_features(task, examples, *output)
     prev_output_tokens = decoder.pop("prev_output_tokens", None)

@@ -371,7 +371,8 @@ class RowEncoder:
             previous_text = slot.text_like
         output = self.continuous_output(template)
         decoder = None if output is None else (template.decoder[0], output)
-        return collate_examples(self.task_name, examples, collaters, self.vocab.pad, len(self.vocab), decoder)
+        return collate_examples(self.task_name, examples, collaters, self.vocab.pad, len(self.vocab), decoder,
+                                self.vocab.range("bin"))
 
 
 def _as_templates(templates: Union[str, Instruction, Sequence]) -> list:

@@ -117,6 +117,10 @@ class OptimizationConfig:
                                        "(the whole box), edge (the edge of the box the coordinate names, a strip one "
                                        "cell wide) or box_and_edge (the mean of the two)",
                                        check=one_of(*BOX_ATTENTION_REGIONS))
+    box_distance: float = option(LabelSmoothedCEConfig.box_distance,
+                                 "tasks with a BOX target (label_smoothed_ce): weight of the expected distance, "
+                                 "under the model's distribution over the <bin>s, between a bin's coordinate and "
+                                 "the target's (in image sides), added per <bin> token; 0: off", check=at_least(0))
     freeze_encoder: bool = option(False, "do not train the encoder")
     freeze_image_backbone: bool = option(False, "do not train the image adaptor's backbone")
 

@@ -288,7 +288,7 @@ class Trainer(checkpoint_state.TrainerCheckpoints, TrainerValidation):
         opt = self.cfg.optimization
         options = {"label_smoothing": opt.label_smoothing, "max_snr": opt.max_snr, "sentence_avg": opt.sentence_avg,
                    "guided_attention": opt.guided_attention, "box_attention": opt.box_attention,
-                   "box_attention_region": opt.box_attention_region}
+                   "box_attention_region": opt.box_attention_region, "box_distance": opt.box_distance}
         return CRITERION_REGISTRY.build_with(task.criterion, options).to(self.device)
 
     def build_lr_scheduler(self) -> Any:
