@@ -28,7 +28,7 @@ speech-tools: $(STAMP)
 
 # Two pytest workers (pytest-xdist), whole files each: every test runs one torch thread (tests/conftest.py), so one
 # process leaves a core of this 2-core machine idle; a session fixture is trained once per worker that needs it
-# (tests/conftest.py keeps the files of the costliest one on one worker).
+# (tests/conftest.py keeps the files of the costliest one on one worker, and hands out the costliest files first).
 # The motion tests read CMU clips from Debian's assimp-testmodels: installed, or fetched once into ~/.cache/ofasys_fs
 # (without it they are skipped, saying so).
 test: $(STAMP) $(FAIRSEQ_STAMP) speech-tools
